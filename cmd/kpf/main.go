@@ -1,0 +1,24 @@
+// Command kpf is a declarative port-forward supervisor for Kubernetes.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kpf-dev/kpf/pkg/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore default handling so that a
+		// second Ctrl-C kills the process.
+		<-ctx.Done()
+		stop()
+	}()
+	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,44 @@
+// Package config reads, validates and watches kpf's forwards.yaml.
+//
+// A forwards.yaml declares the port-forwards kpf keeps running, the way a
+// docker-compose file declares containers:
+//
+//	# yaml-language-server: $schema=./schema/forwards.schema.json
+//	version: 1
+//	defaults:
+//	  context: dev          # kubeconfig context name; absent = current-context
+//	  namespace: default
+//	  address: 127.0.0.1
+//	  waitForReady: 30s
+//	  balance: first        # first | round-robin
+//	forwards:
+//	  - name: thanos
+//	    service: thanos-query
+//	    ports: ["9090", "10902:grpc", 8080]
+//	    groups: [observability]
+//	  - name: db
+//	    statefulset: postgres
+//	    ports: [{local: 15432, remote: 5432}]
+//	    enabled: false
+//
+// Every forward names exactly one target (service, pod, deployment,
+// statefulset or selector) and at least one port mapping. A port mapping is
+// "LOCAL:REMOTE", "PORT" (the same on both sides), an integer, or the long
+// form {local: N, remote: N-or-name}. For a service target REMOTE is a
+// service port; for every other kind it is a container port. REMOTE may be a
+// port name.
+//
+// Parsing is strict: unknown fields, duplicate keys and wrong types are
+// errors, and every problem in a file is reported at once, each with its
+// FILE:LINE:COL position (see [Diagnostic] and [Error]). Anchors, aliases and
+// << merge keys are supported; alias expansion is bounded so that a "billion
+// laughs" document fails fast.
+//
+// Defaults are applied once at load time, so a [Forward] is fully resolved;
+// only Context == "" is left for the caller to read as the kubeconfig's
+// current-context.
+//
+// A committed forwards.yaml is untrusted input: the format has no field for
+// kubeconfig paths, commands or any other file path, and a non-loopback bind
+// address needs an explicit allowNonLoopback: true.
+package config

@@ -1,0 +1,72 @@
+package config
+
+// The field names of each kind of mapping, in one place: the parser accepts
+// exactly these, and a test checks that the JSON Schema declares exactly
+// these too.
+const (
+	fVersion  = "version"
+	fDefaults = "defaults"
+	fForwards = "forwards"
+
+	fName             = "name"
+	fContext          = "context"
+	fNamespace        = "namespace"
+	fAddress          = "address"
+	fAllowNonLoopback = "allowNonLoopback"
+	fWaitForReady     = "waitForReady"
+	fBalance          = "balance"
+	fPorts            = "ports"
+	fGroups           = "groups"
+	fEnabled          = "enabled"
+
+	fService     = "service"
+	fPod         = "pod"
+	fDeployment  = "deployment"
+	fStatefulSet = "statefulset"
+	fSelector    = "selector"
+
+	fLocal  = "local"
+	fRemote = "remote"
+)
+
+// mappingKind names a kind of mapping in the document; the names match the
+// schema's "$defs" (with "" for the top level).
+type mappingKind string
+
+const (
+	kindTop      mappingKind = ""
+	kindDefaults mappingKind = "defaults"
+	kindForward  mappingKind = "forward"
+	kindPort     mappingKind = "portMapping"
+)
+
+// targetFields lists the target fields in TargetKind order.
+var targetFields = [...]struct {
+	field string
+	kind  TargetKind
+}{
+	{fService, Service},
+	{fPod, Pod},
+	{fDeployment, Deployment},
+	{fStatefulSet, StatefulSet},
+	{fSelector, Selector},
+}
+
+// fieldsOf returns the fields a mapping of kind k accepts.
+func fieldsOf(k mappingKind) []string {
+	switch k {
+	case kindTop:
+		return []string{fVersion, fDefaults, fForwards}
+	case kindDefaults:
+		return []string{fContext, fNamespace, fAddress, fWaitForReady, fBalance}
+	case kindForward:
+		return []string{
+			fName, fContext, fNamespace,
+			fService, fPod, fDeployment, fStatefulSet, fSelector,
+			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance,
+		}
+	case kindPort:
+		return []string{fLocal, fRemote}
+	}
+	return nil
+}

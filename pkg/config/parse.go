@@ -1,0 +1,762 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// maxVisits bounds how many nodes the parser visits while expanding aliases
+// and merge keys, so that an alias bomb fails fast instead of eating memory.
+const maxVisits = 100_000
+
+// maxMergeDepth bounds how deeply << merge keys may nest.
+const maxMergeDepth = 32
+
+// Load reads the forwards.yaml at path and parses it with Parse. Errors
+// reading the file are returned as they are; problems in the file as *Error.
+func Load(path string) (*Config, []Diagnostic, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// readFile reads at most MaxFileSize+1 bytes of path, enough for Parse to
+// tell that a file is too large.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// Parse parses and validates a forwards.yaml; file is used in positions
+// only. It returns the resolved config and its warnings, or, if there is any
+// error, nil and an *Error holding every diagnostic (warnings included),
+// sorted by position.
+func Parse(file string, data []byte) (*Config, []Diagnostic, error) {
+	d := &decoder{file: file, pos: map[string]Position{}, bad: map[string]bool{}}
+	cfg := d.document(data)
+	if cfg != nil && !d.exhausted {
+		d.diags = append(d.diags, validate(cfg, d.bad)...)
+	}
+	sortDiagnostics(d.diags)
+	if cfg == nil || hasErrors(d.diags) {
+		return nil, nil, &Error{Diagnostics: d.diags}
+	}
+	return cfg, warnings(d.diags), nil
+}
+
+// decoder walks a yaml.Node tree by hand, which keeps positions for every
+// value and keeps decoding strict.
+type decoder struct {
+	file  string
+	diags []Diagnostic
+	// visits counts nodes visited; see maxVisits.
+	visits    int
+	exhausted bool
+	// pos records where each value path was written.
+	pos map[string]Position
+	// bad marks value paths that failed to decode, so validation skips them.
+	bad map[string]bool
+}
+
+// field is one key/value pair of a mapping.
+type field struct {
+	key, val *yaml.Node
+}
+
+func (d *decoder) at(n *yaml.Node) Position {
+	return Position{File: d.file, Line: n.Line, Col: n.Column}
+}
+
+func (d *decoder) report(n *yaml.Node, path, msg, hint string) {
+	d.diags = append(d.diags, Diagnostic{Pos: d.at(n), Path: path, Message: msg, Hint: hint})
+}
+
+// yamlLine finds the line number in yaml.v3's error text.
+var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+
+// syntaxError turns a yaml.v3 error into a diagnostic.
+func (d *decoder) syntaxError(err error) {
+	msg := err.Error()
+	line := 1
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	d.diags = append(d.diags, Diagnostic{
+		Pos:     Position{File: d.file, Line: line, Col: 1},
+		Message: "invalid YAML: " + msg,
+	})
+}
+
+// document decodes the whole file; nil means nothing could be decoded.
+func (d *decoder) document(data []byte) *Config {
+	if len(data) > MaxFileSize {
+		d.diags = append(d.diags, Diagnostic{
+			Pos:     Position{File: d.file, Line: 1, Col: 1},
+			Message: fmt.Sprintf("file is larger than %d bytes", MaxFileSize),
+		})
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	err := dec.Decode(&doc)
+	if err != nil && !errors.Is(err, io.EOF) {
+		d.syntaxError(err)
+		return nil
+	}
+	if err != nil || len(doc.Content) == 0 {
+		d.diags = append(d.diags, Diagnostic{
+			Pos:     Position{File: d.file, Line: 1, Col: 1},
+			Message: "empty file",
+			Hint:    "start it with a line `version: 1`",
+		})
+		return nil
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		d.syntaxError(err)
+		return nil
+	default:
+		d.report(&extra, "", "more than one YAML document", "keep everything in one document (remove the `---` line)")
+		return nil
+	}
+	return d.top(doc.Content[0])
+}
+
+// deref follows aliases, counting every node visited; it returns nil once
+// the visit budget is spent.
+func (d *decoder) deref(n *yaml.Node) *yaml.Node {
+	for {
+		if d.exhausted {
+			return nil
+		}
+		d.visits++
+		if d.visits > maxVisits {
+			d.exhausted = true
+			d.report(n, "", fmt.Sprintf("document too complex: expanding aliases visits more than %d nodes", maxVisits),
+				"use fewer nested aliases")
+			return nil
+		}
+		if n.Kind != yaml.AliasNode || n.Alias == nil {
+			return n
+		}
+		n = n.Alias
+	}
+}
+
+// value dereferences the value at path and records its position.
+func (d *decoder) value(path string, raw *yaml.Node) *yaml.Node {
+	n := d.deref(raw)
+	if n == nil {
+		d.bad[path] = true
+		return nil
+	}
+	d.pos[path] = d.at(n)
+	return n
+}
+
+// describe names the type of n for error messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch t := n.ShortTag(); t {
+		case "!!str":
+			return "a string"
+		case "!!int":
+			return "an integer"
+		case "!!float":
+			return "a number"
+		case "!!bool":
+			return "a boolean"
+		case "!!null":
+			return "null"
+		default:
+			return "a value tagged " + t
+		}
+	}
+	return "nothing"
+}
+
+func (d *decoder) typeError(n *yaml.Node, path, want string) {
+	d.bad[path] = true
+	d.report(n, path, fmt.Sprintf("expected %s, got %s", want, describe(n)), "")
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// fields returns the fields of the mapping n by name, with << merge keys
+// resolved (keys written in a mapping win over merged ones, earlier merges
+// over later ones). It reports unknown, duplicate and non-string keys.
+func (d *decoder) fields(path string, n *yaml.Node, kind mappingKind) map[string]field {
+	out := map[string]field{}
+	d.collect(path, n, kind, out, 0)
+	return out
+}
+
+func (d *decoder) collect(path string, n *yaml.Node, kind mappingKind, out map[string]field, depth int) {
+	allowed := fieldsOf(kind)
+	seen := map[string]*yaml.Node{}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := d.deref(n.Content[i])
+		if k == nil {
+			return
+		}
+		if k.Kind != yaml.ScalarNode || (k.ShortTag() != "!!str" && k.ShortTag() != "!!merge") {
+			d.report(k, path, "expected a field name, got "+describe(k), "")
+			continue
+		}
+		if k.ShortTag() == "!!merge" {
+			merges = append(merges, n.Content[i+1])
+			continue
+		}
+		name := k.Value
+		if first, dup := seen[name]; dup {
+			d.report(k, join(path, name), fmt.Sprintf("duplicate key %q", name), "first at "+d.at(first).String())
+			continue
+		}
+		seen[name] = k
+		if kind == kindTop && strings.HasPrefix(name, "x-") {
+			continue // extension fields, a place for anchors
+		}
+		if !slices.Contains(allowed, name) {
+			hint := ""
+			if s := suggest(name, allowed); s != "" {
+				hint = fmt.Sprintf("did you mean %q?", s)
+			} else if name == "kubeconfig" || name == "exec" || name == "command" {
+				hint = "forwards.yaml cannot name files or commands; use --kubeconfig or $KUBECONFIG"
+			}
+			d.report(k, join(path, name), fmt.Sprintf("unknown field %q", name), hint)
+			continue
+		}
+		if _, ok := out[name]; !ok {
+			out[name] = field{key: k, val: n.Content[i+1]}
+		}
+	}
+	for _, raw := range merges {
+		m := d.deref(raw)
+		if m == nil {
+			return
+		}
+		if depth >= maxMergeDepth {
+			d.report(m, path, "merge keys nested too deeply", "")
+			return
+		}
+		switch m.Kind {
+		case yaml.MappingNode:
+			d.collect(path, m, kind, out, depth+1)
+		case yaml.SequenceNode:
+			for _, item := range m.Content {
+				mi := d.deref(item)
+				if mi == nil {
+					return
+				}
+				if mi.Kind != yaml.MappingNode {
+					d.report(mi, path, "expected a mapping to merge, got "+describe(mi), "")
+					continue
+				}
+				d.collect(path, mi, kind, out, depth+1)
+			}
+		default:
+			d.report(m, path, "expected a mapping or a list of mappings to merge, got "+describe(m), "")
+		}
+	}
+}
+
+// suggest returns the candidate closest to name, if it is close enough to
+// be a likely typo.
+func suggest(name string, candidates []string) string {
+	norm := func(s string) string {
+		return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s))
+	}
+	best, bestDist := "", len(name)/3+1
+	for _, c := range candidates {
+		if dist := editDistance(norm(name), norm(c)); dist < bestDist || dist == 0 {
+			best, bestDist = c, dist
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+func (d *decoder) str(path string, raw *yaml.Node) (string, bool) {
+	n := d.value(path, raw)
+	if n == nil {
+		return "", false
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		d.typeError(n, path, "a string")
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (d *decoder) boolean(path string, raw *yaml.Node) (bool, bool) {
+	n := d.value(path, raw)
+	if n == nil {
+		return false, false
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+		d.typeError(n, path, "true or false")
+		return false, false
+	}
+	b, err := strconv.ParseBool(n.Value)
+	if err != nil {
+		// yaml.v3 also tags YAML 1.1 spellings such as "yes" as booleans
+		// in some positions; accept only the YAML 1.2 ones.
+		d.typeError(n, path, "true or false")
+		return false, false
+	}
+	return b, true
+}
+
+// parseInt parses the text of a YAML integer.
+func parseInt(s string) (int64, bool) {
+	v, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
+	return v, err == nil
+}
+
+func (d *decoder) integer(path string, raw *yaml.Node) (int64, bool) {
+	n := d.value(path, raw)
+	if n == nil {
+		return 0, false
+	}
+	v, ok := parseInt(n.Value)
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || !ok {
+		d.typeError(n, path, "an integer")
+		return 0, false
+	}
+	return v, true
+}
+
+// strings decodes a list of strings.
+func (d *decoder) stringList(path string, raw *yaml.Node) []string {
+	n := d.value(path, raw)
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.typeError(n, path, "a list")
+		return nil
+	}
+	out := make([]string, 0, len(n.Content))
+	for j, item := range n.Content {
+		if s, ok := d.str(fmt.Sprintf("%s[%d]", path, j), item); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// top decodes the top-level mapping.
+func (d *decoder) top(n *yaml.Node) *Config {
+	cfg := &Config{
+		File: d.file,
+		Defaults: Defaults{
+			Namespace:    DefaultNamespace,
+			Address:      DefaultAddress,
+			WaitForReady: DefaultWaitForReady,
+			Balance:      DefaultBalance,
+		},
+		pos: d.pos,
+	}
+	n = d.value("", n)
+	if n == nil {
+		return cfg
+	}
+	if n.Kind != yaml.MappingNode {
+		d.report(n, "", "expected a mapping with version, defaults and forwards, got "+describe(n), "")
+		return nil
+	}
+	fs := d.fields("", n, kindTop)
+	if f, ok := fs[fVersion]; ok {
+		if v, ok := d.integer(fVersion, f.val); ok {
+			cfg.Version = int(max(min(v, 1<<31), -1<<31))
+		}
+	}
+	if f, ok := fs[fDefaults]; ok {
+		if m := d.value(fDefaults, f.val); m != nil {
+			if m.Kind != yaml.MappingNode {
+				d.typeError(m, fDefaults, "a mapping")
+			} else {
+				df := d.fields(fDefaults, m, kindDefaults)
+				d.common(fDefaults, df, &cfg.Defaults.Context, &cfg.Defaults.Namespace,
+					&cfg.Defaults.Address, &cfg.Defaults.WaitForReady, &cfg.Defaults.Balance)
+			}
+		}
+	}
+	if f, ok := fs[fForwards]; ok {
+		if m := d.value(fForwards, f.val); m != nil {
+			if m.Kind != yaml.SequenceNode {
+				d.typeError(m, fForwards, "a list")
+			} else {
+				for i, item := range m.Content {
+					if d.exhausted {
+						break
+					}
+					cfg.Forwards = append(cfg.Forwards, d.forward(i, item, cfg.Defaults))
+				}
+			}
+		}
+	}
+	return cfg
+}
+
+// common decodes the fields shared by defaults and forwards into the given
+// places, leaving them alone when a field is absent or bad.
+func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string, wait *time.Duration, bal *Balance) {
+	if f, ok := fs[fContext]; ok {
+		p := join(path, fContext)
+		if s, ok := d.str(p, f.val); ok {
+			if s == "" {
+				d.bad[p] = true
+				d.report(f.val, p, "context must not be empty", "leave context out to use the kubeconfig's current-context")
+			} else {
+				*ctx = s
+			}
+		}
+	}
+	if f, ok := fs[fNamespace]; ok {
+		if s, ok := d.str(join(path, fNamespace), f.val); ok {
+			*ns = s
+		}
+	}
+	if f, ok := fs[fAddress]; ok {
+		p := join(path, fAddress)
+		if s, ok := d.str(p, f.val); ok {
+			a, err := normalizeAddress(s)
+			if err != nil {
+				d.bad[p] = true
+				d.report(d.deref(f.val), p, fmt.Sprintf("invalid address %q: want an IP address or localhost", s), "")
+			} else {
+				*addr = a
+			}
+		}
+	}
+	if f, ok := fs[fWaitForReady]; ok {
+		p := join(path, fWaitForReady)
+		if s, ok := d.str(p, f.val); ok {
+			w, err := time.ParseDuration(s)
+			if err != nil {
+				d.bad[p] = true
+				d.report(d.deref(f.val), p, fmt.Sprintf("invalid duration %q", s), `use a Go duration such as "30s" or "2m"`)
+			} else {
+				*wait = w
+			}
+		}
+	}
+	if f, ok := fs[fBalance]; ok {
+		if s, ok := d.str(join(path, fBalance), f.val); ok {
+			*bal = Balance(s)
+		}
+	}
+}
+
+// normalizeAddress parses an IP literal or "localhost" into the canonical
+// IP string.
+func normalizeAddress(s string) (string, error) {
+	if s == "localhost" {
+		return DefaultAddress, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", err
+	}
+	if a.Zone() != "" {
+		return "", errors.New("zones are not supported")
+	}
+	return a.Unmap().String(), nil
+}
+
+// forward decodes forwards[i], starting from the defaults.
+func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
+	path := fmt.Sprintf("%s[%d]", fForwards, i)
+	f := Forward{
+		Context:      defs.Context,
+		Namespace:    defs.Namespace,
+		Address:      defs.Address,
+		Balance:      defs.Balance,
+		WaitForReady: defs.WaitForReady,
+		Enabled:      true,
+	}
+	n := d.value(path, raw)
+	if n == nil {
+		return f
+	}
+	f.Pos = d.at(n)
+	if n.Kind != yaml.MappingNode {
+		d.typeError(n, path, "a mapping")
+		return f
+	}
+	fs := d.fields(path, n, kindForward)
+	d.common(path, fs, &f.Context, &f.Namespace, &f.Address, &f.WaitForReady, &f.Balance)
+
+	var first field
+	for _, t := range targetFields {
+		tf, ok := fs[t.field]
+		if !ok {
+			continue
+		}
+		p := join(path, t.field)
+		if f.Target.Kind != 0 {
+			d.report(tf.key, p, fmt.Sprintf("more than one target: %s and %s", first.key.Value, t.field),
+				"a forward has exactly one of service, pod, deployment, statefulset or selector")
+			continue
+		}
+		s, ok := d.str(p, tf.val)
+		if !ok {
+			d.bad[join(path, "target")] = true
+			continue
+		}
+		first = tf
+		f.Target.Kind = t.kind
+		if t.kind == Selector {
+			f.Target.Selector = s
+			if sel, err := labels.Parse(s); err == nil && !sel.Empty() {
+				f.Target.Selector = sel.String()
+			}
+		} else {
+			f.Target.Name = s
+		}
+	}
+	if tf, ok := fs[fName]; ok {
+		if s, ok := d.str(join(path, fName), tf.val); ok {
+			f.Name = s
+		}
+	} else {
+		f.Name = deriveName(f.Target)
+	}
+	if tf, ok := fs[fPorts]; ok {
+		f.Ports = d.ports(join(path, fPorts), tf.val)
+	}
+	if tf, ok := fs[fGroups]; ok {
+		f.Groups = d.stringList(join(path, fGroups), tf.val)
+	}
+	if tf, ok := fs[fEnabled]; ok {
+		if b, ok := d.boolean(join(path, fEnabled), tf.val); ok {
+			f.Enabled = b
+		}
+	}
+	if tf, ok := fs[fAllowNonLoopback]; ok {
+		if b, ok := d.boolean(join(path, fAllowNonLoopback), tf.val); ok {
+			f.AllowNonLoopback = b
+		}
+	}
+	return f
+}
+
+// deriveName returns the default name of a forward to t: the target's name,
+// or for a selector its text with every run of other characters replaced by
+// "-".
+func deriveName(t Target) string {
+	s := t.Name
+	if t.Kind == Selector {
+		var b strings.Builder
+		dash := false
+		for _, r := range strings.ToLower(t.Selector) {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' {
+				b.WriteRune(r)
+				dash = false
+			} else if !dash {
+				b.WriteByte('-')
+				dash = true
+			}
+		}
+		s = b.String()
+	}
+	if len(s) > 63 {
+		s = s[:63]
+	}
+	return strings.Trim(s, "-._")
+}
+
+// ports decodes a list of port mappings. Entries that fail to decode are
+// kept as zero placeholders marked bad, so indexes stay aligned with paths.
+func (d *decoder) ports(path string, raw *yaml.Node) []PortMapping {
+	n := d.value(path, raw)
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.typeError(n, path, "a list")
+		return nil
+	}
+	out := make([]PortMapping, 0, len(n.Content))
+	for j, item := range n.Content {
+		p := fmt.Sprintf("%s[%d]", path, j)
+		pm, ok := d.port(p, item)
+		if !ok {
+			d.bad[p] = true
+		}
+		out = append(out, pm)
+	}
+	return out
+}
+
+const portForms = `a port number, "LOCAL:REMOTE", or {local: N, remote: N or name}`
+
+// port decodes one port mapping in any of its forms.
+func (d *decoder) port(path string, raw *yaml.Node) (PortMapping, bool) {
+	n := d.value(path, raw)
+	if n == nil {
+		return PortMapping{}, false
+	}
+	switch {
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int":
+		v, ok := d.portNumber(path, n, n.Value)
+		return PortMapping{Local: v, Remote: Port{Number: v}}, ok
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str":
+		return d.shortPort(path, n)
+	case n.Kind == yaml.MappingNode:
+		fs := d.fields(path, n, kindPort)
+		var pm PortMapping
+		ok := true
+		lf, has := fs[fLocal]
+		if !has {
+			d.report(n, path, "missing local port", "write {local: N, remote: N or name}")
+			ok = false
+		} else if v, good := d.integer(join(path, fLocal), lf.val); !good {
+			ok = false
+		} else if pm.Local, good = d.portNumber(join(path, fLocal), d.deref(lf.val), strconv.FormatInt(v, 10)); !good {
+			ok = false
+		}
+		rf, has := fs[fRemote]
+		if !has {
+			d.report(n, path, "missing remote port", "write {local: N, remote: N or name}")
+			return pm, false
+		}
+		rp := join(path, fRemote)
+		r := d.value(rp, rf.val)
+		if r == nil {
+			return pm, false
+		}
+		switch {
+		case r.Kind == yaml.ScalarNode && r.ShortTag() == "!!int":
+			v, good := d.portNumber(rp, r, r.Value)
+			pm.Remote.Number = v
+			ok = ok && good
+		case r.Kind == yaml.ScalarNode && r.ShortTag() == "!!str" && r.Value != "" && allDigits(r.Value):
+			v, good := d.portNumber(rp, r, r.Value)
+			pm.Remote.Number = v
+			ok = ok && good
+		case r.Kind == yaml.ScalarNode && r.ShortTag() == "!!str":
+			pm.Remote.Name = r.Value
+			if r.Value == "" {
+				d.report(r, rp, "remote port must not be empty", "")
+				ok = false
+			}
+		default:
+			d.typeError(r, rp, "a port number or name")
+			ok = false
+		}
+		return pm, ok
+	}
+	d.typeError(n, path, portForms)
+	return PortMapping{}, false
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// portNumber parses a port number, reporting one outside 0-65535. Zero is
+// returned as is and left to validation.
+func (d *decoder) portNumber(path string, n *yaml.Node, s string) (uint16, bool) {
+	v, ok := parseInt(s)
+	if !ok || v < 0 || v > 65535 {
+		d.bad[path] = true
+		d.report(n, path, fmt.Sprintf("port %s is out of range 1-65535", s), "")
+		return 0, false
+	}
+	return uint16(v), true
+}
+
+// shortPort decodes "LOCAL:REMOTE" or "PORT".
+func (d *decoder) shortPort(path string, n *yaml.Node) (PortMapping, bool) {
+	local, remote, found := strings.Cut(n.Value, ":")
+	if local == "" || strings.Contains(remote, ":") || found && remote == "" {
+		d.report(n, path, fmt.Sprintf("invalid port %q", n.Value), `write "LOCAL:REMOTE", "PORT" or a number`)
+		return PortMapping{}, false
+	}
+	if !allDigits(local) {
+		d.report(n, path, fmt.Sprintf("invalid port %q: the local port must be a number", n.Value), `write "LOCAL:REMOTE", "PORT" or a number`)
+		return PortMapping{}, false
+	}
+	var pm PortMapping
+	var ok bool
+	if pm.Local, ok = d.portNumber(path, n, local); !ok {
+		return pm, false
+	}
+	switch {
+	case !found:
+		pm.Remote.Number = pm.Local
+	case allDigits(remote):
+		if pm.Remote.Number, ok = d.portNumber(path, n, remote); !ok {
+			return pm, false
+		}
+	default:
+		pm.Remote.Name = remote
+	}
+	return pm, true
+}

@@ -1,0 +1,260 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FileName is the name Find looks for.
+const FileName = "forwards.yaml"
+
+// MaxFileSize is the largest forwards.yaml Load and Parse accept.
+const MaxFileSize = 1 << 20
+
+// Built-in defaults, used where neither a forward nor the defaults block says
+// otherwise.
+const (
+	DefaultNamespace    = "default"
+	DefaultAddress      = "127.0.0.1"
+	DefaultWaitForReady = 30 * time.Second
+	DefaultBalance      = BalanceFirst
+	// MaxWaitForReady is the largest waitForReady accepted.
+	MaxWaitForReady = 10 * time.Minute
+)
+
+// Config is a parsed and validated forwards.yaml.
+type Config struct {
+	// File is the path the config was read from, as the user gave it.
+	File string
+	// Version is the format version; always 1 in a valid config.
+	Version int
+	// Defaults holds the resolved defaults block (built-in defaults filled in).
+	Defaults Defaults
+	// Forwards are in file order, each with defaults applied.
+	Forwards []Forward
+
+	// pos maps a value path such as "forwards[1].ports[0]" to where it was
+	// written. It is nil for a Config built in code.
+	pos map[string]Position
+}
+
+// Defaults are the values a forward inherits for fields it does not set.
+type Defaults struct {
+	Context      string
+	Namespace    string
+	Address      string
+	WaitForReady time.Duration
+	Balance      Balance
+}
+
+// Forward is one declared port-forward, fully resolved: defaults are applied
+// and only Context == "" remains to be read as "the kubeconfig's
+// current-context".
+//
+// Name is the forward's stable identity: across reloads of the file a
+// forward with the same Name is the same forward, and [Forward.Equal] tells
+// whether it has to be restarted.
+type Forward struct {
+	Name      string
+	Context   string
+	Namespace string
+	Target    Target
+	Ports     []PortMapping
+	// Address is the local bind address as a normalized IP string
+	// ("localhost" becomes "127.0.0.1").
+	Address          string
+	AllowNonLoopback bool
+	Enabled          bool
+	Groups           []string
+	Balance          Balance
+	WaitForReady     time.Duration
+	// Pos is where the forward's mapping starts in the file.
+	Pos Position
+}
+
+// Equal reports whether f and g describe the same running tunnel: it
+// compares every field that affects one, and ignores Pos, Groups and
+// Enabled.
+func (f Forward) Equal(g Forward) bool {
+	return f.Name == g.Name &&
+		f.Context == g.Context &&
+		f.Namespace == g.Namespace &&
+		f.Target == g.Target &&
+		slices.Equal(f.Ports, g.Ports) &&
+		f.Address == g.Address &&
+		f.AllowNonLoopback == g.AllowNonLoopback &&
+		f.Balance == g.Balance &&
+		f.WaitForReady == g.WaitForReady
+}
+
+// TargetKind is what a forward points at.
+type TargetKind int
+
+// The target kinds, one per target field of a forward.
+const (
+	Service TargetKind = iota + 1
+	Pod
+	Deployment
+	StatefulSet
+	Selector
+)
+
+// String returns the short kind prefix used in Target.String, e.g. "svc".
+func (k TargetKind) String() string {
+	switch k {
+	case Service:
+		return "svc"
+	case Pod:
+		return "pod"
+	case Deployment:
+		return "deploy"
+	case StatefulSet:
+		return "sts"
+	case Selector:
+		return "selector"
+	}
+	return "TargetKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Target is the object a forward reaches pods through.
+type Target struct {
+	Kind TargetKind
+	// Name is the object name; empty for Kind == Selector.
+	Name string
+	// Selector is the canonical label selector; set only for Kind == Selector.
+	Selector string
+}
+
+// String returns the kubectl-like form, e.g. "svc/thanos-query" or
+// "selector/app=web".
+func (t Target) String() string {
+	if t.Kind == Selector {
+		return "selector/" + t.Selector
+	}
+	return t.Kind.String() + "/" + t.Name
+}
+
+// PortMapping maps a local port to a remote port.
+type PortMapping struct {
+	Local  uint16
+	Remote Port
+}
+
+// String returns "LOCAL:REMOTE".
+func (m PortMapping) String() string {
+	return strconv.Itoa(int(m.Local)) + ":" + m.Remote.String()
+}
+
+// Port is a remote port given as a number or as a name; exactly one of
+// Number and Name is set. For a service target it is a service port, for
+// every other target a container port.
+type Port struct {
+	Number uint16
+	Name   string
+}
+
+// String returns the number or the name.
+func (p Port) String() string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return strconv.Itoa(int(p.Number))
+}
+
+// Balance says how new connections are spread over ready endpoints.
+type Balance string
+
+// The balance modes.
+const (
+	// BalanceFirst sends every connection to the first ready endpoint.
+	BalanceFirst Balance = "first"
+	// BalanceRoundRobin spreads new connections over all ready endpoints.
+	BalanceRoundRobin Balance = "round-robin"
+)
+
+// Valid reports whether b is a known balance mode.
+func (b Balance) Valid() bool {
+	return b == BalanceFirst || b == BalanceRoundRobin
+}
+
+// Position is a place in a file; Line and Col are 1-based.
+type Position struct {
+	File string
+	Line int
+	Col  int
+}
+
+// String returns "FILE:LINE:COL".
+func (p Position) String() string {
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// ErrNoMatch is wrapped by the error Select returns for names that match no
+// enabled forward.
+var ErrNoMatch = errors.New("no such forward or group")
+
+// Select returns the enabled forwards whose name or one of whose groups is
+// among names, in file order and without repeats. With no names it returns
+// every enabled forward. A name that matches nothing, or only disabled
+// forwards, is an error wrapping ErrNoMatch that names it.
+func (c *Config) Select(names ...string) ([]Forward, error) {
+	var out []Forward
+	if len(names) == 0 {
+		for _, f := range c.Forwards {
+			if f.Enabled {
+				out = append(out, f)
+			}
+		}
+		return out, nil
+	}
+	var unknown, disabled []string
+	picked := make([]bool, len(c.Forwards))
+	for _, n := range names {
+		known, enabled := false, false
+		for i, f := range c.Forwards {
+			if f.Name != n && !slices.Contains(f.Groups, n) {
+				continue
+			}
+			known = true
+			if f.Enabled {
+				enabled = true
+				picked[i] = true
+			}
+		}
+		switch {
+		case !known:
+			unknown = append(unknown, strconv.Quote(n))
+		case !enabled:
+			disabled = append(disabled, strconv.Quote(n))
+		}
+	}
+	var errs []error
+	if len(unknown) > 0 {
+		errs = append(errs, fmt.Errorf("select %s: %w", strings.Join(unknown, ", "), ErrNoMatch))
+	}
+	if len(disabled) > 0 {
+		errs = append(errs, fmt.Errorf("select %s: only disabled forwards match: %w", strings.Join(disabled, ", "), ErrNoMatch))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i, f := range c.Forwards {
+		if picked[i] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// Position returns where the value at path (for example
+// "forwards[1].context" or "defaults.namespace") was written in the file.
+// It reports false when the value was not written there, for example
+// because it came from the defaults block or from a built-in default.
+func (c *Config) Position(path string) (Position, bool) {
+	p, ok := c.pos[path]
+	return p, ok
+}

@@ -1,0 +1,331 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// namePattern is what forward and group names must match.
+var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+
+const nameRule = "use lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit, at most 63 characters"
+
+// Validate checks c and returns every problem found, errors and warnings,
+// sorted by position. Parse and Load already call it; it is exported for
+// configs built or changed in code.
+func (c *Config) Validate() []Diagnostic {
+	ds := validate(c, nil)
+	sortDiagnostics(ds)
+	return ds
+}
+
+// validator checks the semantics of a decoded config. bad marks the paths
+// that failed to decode and were reported already.
+type validator struct {
+	c     *Config
+	bad   map[string]bool
+	diags []Diagnostic
+}
+
+func validate(c *Config, bad map[string]bool) []Diagnostic {
+	v := &validator{c: c, bad: bad}
+	v.run()
+	return v.diags
+}
+
+// parent strips the last ".field" or "[index]" from path.
+func parent(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+// at returns the position of path, or of the closest enclosing value with
+// a known position.
+func (v *validator) at(path string) Position {
+	for p := path; ; p = parent(p) {
+		if pos, ok := v.c.pos[p]; ok {
+			return pos
+		}
+		if strings.HasPrefix(p, fForwards+"[") && !strings.ContainsAny(p[len(fForwards)+1:], ".[") {
+			i, err := strconv.Atoi(strings.TrimSuffix(p[len(fForwards)+1:], "]"))
+			if err == nil && i < len(v.c.Forwards) && v.c.Forwards[i].Pos.Line > 0 {
+				return v.c.Forwards[i].Pos
+			}
+		}
+		if p == "" {
+			return Position{File: v.c.File, Line: 1, Col: 1}
+		}
+	}
+}
+
+// written reports whether path was written in the file (always true for a
+// config built in code, which has no positions).
+func (v *validator) written(path string) bool {
+	if v.c.pos == nil {
+		return true
+	}
+	_, ok := v.c.pos[path]
+	return ok
+}
+
+func (v *validator) add(sev Severity, path, msg, hint string) {
+	v.diags = append(v.diags, Diagnostic{Pos: v.at(path), Path: path, Message: msg, Hint: hint, Severity: sev})
+}
+
+func (v *validator) errorf(path, hint, format string, args ...any) {
+	v.add(SeverityError, path, fmt.Sprintf(format, args...), hint)
+}
+
+func (v *validator) warnf(path, hint, format string, args ...any) {
+	v.add(SeverityWarning, path, fmt.Sprintf(format, args...), hint)
+}
+
+// check reports whether path should be checked: it was written and did not
+// fail to decode.
+func (v *validator) check(path string) bool {
+	return v.written(path) && !v.bad[path]
+}
+
+func (v *validator) run() {
+	c := v.c
+	switch {
+	case v.bad[fVersion]:
+	case c.Version == 0 && !(c.pos != nil && v.written(fVersion)):
+		v.errorf("", "add `version: 1` at the top of the file", "version is required")
+	case c.Version != 1:
+		v.errorf(fVersion, "this kpf understands version 1", "unsupported version %d", c.Version)
+	}
+	if c.pos != nil {
+		d := c.Defaults
+		v.common(fDefaults, d.Namespace, d.Address, d.WaitForReady, d.Balance)
+	}
+	if len(c.Forwards) == 0 {
+		v.warnf(fForwards, "add forwards under `forwards:`", "no forwards")
+	}
+
+	names := map[string]int{}
+	for i, f := range c.Forwards {
+		path := fmt.Sprintf("%s[%d]", fForwards, i)
+		if v.bad[path] {
+			continue
+		}
+		v.forward(path, f)
+		if prev, dup := names[f.Name]; dup && f.Name != "" {
+			np := join(path, fName)
+			if !v.written(np) {
+				v.errorf(path, "set a unique `name` on one of them", "derived name %q collides with %s[%d] at %s",
+					f.Name, fForwards, prev, v.at(fmt.Sprintf("%s[%d]", fForwards, prev)))
+			} else {
+				v.errorf(np, fmt.Sprintf("%s[%d] at %s already uses it", fForwards, prev, v.at(fmt.Sprintf("%s[%d].%s", fForwards, prev, fName))),
+					"duplicate forward name %q", f.Name)
+			}
+		} else if _, dup := names[f.Name]; !dup {
+			names[f.Name] = i
+		}
+	}
+	for i, f := range c.Forwards {
+		seen := map[string]bool{}
+		for j, g := range f.Groups {
+			gp := fmt.Sprintf("%s[%d].%s[%d]", fForwards, i, fGroups, j)
+			switch {
+			case !namePattern.MatchString(g):
+				v.errorf(gp, nameRule, "invalid group name %q", g)
+			case seen[g]:
+				v.errorf(gp, "", "duplicate group %q", g)
+			default:
+				if k, clash := names[g]; clash {
+					v.errorf(gp, "rename the group or the forward: `kpf up NAME` could not tell them apart",
+						"group %q has the same name as %s[%d] at %s", g, fForwards, k, v.at(fmt.Sprintf("%s[%d]", fForwards, k)))
+				}
+			}
+			seen[g] = true
+		}
+	}
+	v.conflicts()
+}
+
+// common checks the fields forwards and defaults share. Values that were
+// not written under prefix (inherited or built in) are not checked again.
+func (v *validator) common(prefix, ns, addr string, wait time.Duration, bal Balance) {
+	if p := join(prefix, fNamespace); v.check(p) {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			v.errorf(p, "", "invalid namespace %q: %s", ns, reason(errs))
+		}
+	}
+	if p := join(prefix, fAddress); v.check(p) {
+		if _, err := netip.ParseAddr(addr); err != nil {
+			v.errorf(p, "", "invalid address %q: want an IP address or localhost", addr)
+		}
+	}
+	if p := join(prefix, fWaitForReady); v.check(p) {
+		switch {
+		case wait <= 0:
+			v.errorf(p, `use a positive duration such as "30s"`, "waitForReady must be positive, got %s", wait)
+		case wait > MaxWaitForReady:
+			v.errorf(p, "", "waitForReady %s is longer than the maximum %s", wait, MaxWaitForReady)
+		}
+	}
+	if p := join(prefix, fBalance); v.check(p) && !bal.Valid() {
+		hint := `use "first" or "round-robin"`
+		if s := suggest(string(bal), []string{string(BalanceFirst), string(BalanceRoundRobin)}); s != "" {
+			hint = fmt.Sprintf("did you mean %q?", s)
+		}
+		v.errorf(p, hint, "unknown balance %q", bal)
+	}
+}
+
+func (v *validator) forward(path string, f Forward) {
+	v.common(path, f.Namespace, f.Address, f.WaitForReady, f.Balance)
+
+	if np := join(path, fName); !v.bad[np] && !namePattern.MatchString(f.Name) {
+		if v.written(np) {
+			v.errorf(np, nameRule, "invalid name %q", f.Name)
+		} else if f.Target.Kind != 0 {
+			v.errorf(path, "set `name` explicitly", "derived name %q is not a valid forward name", f.Name)
+		}
+	}
+
+	if !v.bad[join(path, "target")] {
+		v.target(path, f.Target)
+	}
+
+	if addr, err := netip.ParseAddr(f.Address); err == nil {
+		ap := join(path, fAddress)
+		switch {
+		case !addr.IsLoopback() && !f.AllowNonLoopback:
+			from := ""
+			if !v.written(ap) {
+				from = " (from defaults)"
+			}
+			v.errorf(ap, "add `allowNonLoopback: true` to this forward if that is intended",
+				"address %s%s is not a loopback address: other machines could reach the forwarded ports", f.Address, from)
+		case addr.IsLoopback() && f.AllowNonLoopback:
+			v.warnf(join(path, fAllowNonLoopback), "remove it", "allowNonLoopback has no effect on loopback address %s", f.Address)
+		}
+	}
+
+	pp := join(path, fPorts)
+	if len(f.Ports) == 0 && !v.bad[pp] {
+		v.errorf(path, `add for example ports: ["8080:80"]`, "no ports")
+	}
+	firstLocal := map[uint16]int{}
+	for j, pm := range f.Ports {
+		p := fmt.Sprintf("%s[%d]", pp, j)
+		if v.bad[p] {
+			continue
+		}
+		switch {
+		case pm.Local == 0:
+			v.errorf(p, "kpf binds fixed local ports: pick one in 1-65535", "local port 0 is not allowed")
+		case pm.Local < 1024:
+			v.warnf(p, "binding it needs root or CAP_NET_BIND_SERVICE; ports above 1023 do not",
+				"local port %d is privileged", pm.Local)
+		}
+		if k, dup := firstLocal[pm.Local]; dup && pm.Local != 0 {
+			v.errorf(p, fmt.Sprintf("%s[%d] at %s already uses it", pp, k, v.at(fmt.Sprintf("%s[%d]", pp, k))),
+				"duplicate local port %d", pm.Local)
+		} else if !dup {
+			firstLocal[pm.Local] = j
+		}
+		r := pm.Remote
+		switch {
+		case r.Name != "" && r.Number != 0:
+			v.errorf(p, "", "remote port has both a number and a name")
+		case r.Name != "":
+			if errs := validation.IsValidPortName(r.Name); len(errs) > 0 {
+				v.errorf(p, "a port name is at most 15 lowercase letters, digits and '-', with at least one letter",
+					"invalid remote port name %q", r.Name)
+			}
+		case r.Number == 0 && pm.Local != 0:
+			v.errorf(p, "", "remote port 0 is not allowed")
+		}
+	}
+}
+
+func (v *validator) target(path string, t Target) {
+	var field string
+	for _, tf := range targetFields {
+		if tf.kind == t.Kind {
+			field = tf.field
+		}
+	}
+	p := join(path, field)
+	switch t.Kind {
+	case 0:
+		v.errorf(path, "set exactly one of service, pod, deployment, statefulset or selector", "missing target")
+	case Service:
+		if errs := validation.IsDNS1035Label(t.Name); len(errs) > 0 {
+			v.errorf(p, "", "invalid service name %q: %s", t.Name, reason(errs))
+		}
+	case Pod, Deployment, StatefulSet:
+		if errs := validation.IsDNS1123Subdomain(t.Name); len(errs) > 0 {
+			v.errorf(p, "", "invalid %s name %q: %s", field, t.Name, reason(errs))
+		}
+	case Selector:
+		sel, err := labels.Parse(t.Selector)
+		switch {
+		case err != nil:
+			v.errorf(p, "use kubectl selector syntax such as app=web,tier!=cache", "invalid selector %q: %v", t.Selector, err)
+		case sel.Empty():
+			v.errorf(p, "a selector picks pods by label, for example app=web", "empty selector")
+		}
+	default:
+		v.errorf(path, "", "unknown target kind %d", t.Kind)
+	}
+}
+
+// conflicts reports enabled forwards that bind the same local address and
+// port. An unspecified address (0.0.0.0 or ::) conflicts with every address
+// on the same port.
+func (v *validator) conflicts() {
+	type bind struct {
+		addr netip.Addr
+		fwd  int
+		port int
+	}
+	byPort := map[uint16][]bind{}
+	for i, f := range v.c.Forwards {
+		if !f.Enabled || v.bad[fmt.Sprintf("%s[%d]", fForwards, i)] {
+			continue
+		}
+		addr, err := netip.ParseAddr(f.Address)
+		if err != nil {
+			continue
+		}
+		for j, pm := range f.Ports {
+			p := fmt.Sprintf("%s[%d].%s[%d]", fForwards, i, fPorts, j)
+			if pm.Local == 0 || v.bad[p] {
+				continue
+			}
+			for _, b := range byPort[pm.Local] {
+				if b.fwd == i || !(b.addr == addr || b.addr.IsUnspecified() || addr.IsUnspecified()) {
+					continue
+				}
+				other := v.c.Forwards[b.fwd]
+				v.errorf(p, fmt.Sprintf("%s[%d] (%s) binds %s at %s; pick another local port",
+					fForwards, b.fwd, other.Name, netip.AddrPortFrom(b.addr, pm.Local),
+					v.at(fmt.Sprintf("%s[%d].%s[%d]", fForwards, b.fwd, fPorts, b.port))),
+					"local address %s is already in use", netip.AddrPortFrom(addr, pm.Local))
+				break
+			}
+			byPort[pm.Local] = append(byPort[pm.Local], bind{addr: addr, fwd: i, port: j})
+		}
+	}
+}
+
+// reason shortens the first of apimachinery's validation messages to the
+// rule, without its examples and regular expression.
+func reason(errs []string) string {
+	s, _, _ := strings.Cut(errs[0], " (e.g.")
+	return s
+}
