@@ -326,8 +326,11 @@ func sameOwner(a, b *corev1.Pod) bool {
 	return ao.UID == bo.UID
 }
 
-// podIP returns the pod's loopback address: each pod gets its own from
-// 127.1.0.0/16, kept across agent restarts through the pod's status.
+// podIP returns the pod's address: each pod gets its own from 198.18.0.0/15,
+// the range reserved for network benchmarks (RFC 2544), kept across agent
+// restarts through the pod's status. The API rejects loopback endpoint
+// addresses, and nothing ever connects to these: port-forwards name pods,
+// and the agent forwards to loopback backends.
 func (a *Agent) podIP(pod *corev1.Pod) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -343,7 +346,7 @@ func (a *Agent) podIP(pod *corev1.Pod) string {
 		for {
 			a.nextIP++
 			n := a.nextIP%65000 + 2
-			ip = fmt.Sprintf("127.1.%d.%d", n/256, n%256)
+			ip = fmt.Sprintf("198.18.%d.%d", n/256, n%256)
 			if !used[ip] {
 				break
 			}
