@@ -1,0 +1,300 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustParse(t *testing.T, src string) *Config {
+	t.Helper()
+	cfg, _, err := Parse("f.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("parse:\n%v", err)
+	}
+	return cfg
+}
+
+func TestParseResolves(t *testing.T) {
+	cfg := mustParse(t, `version: 1
+defaults:
+  context: dev
+  namespace: apps
+  waitForReady: 5s
+  balance: round-robin
+forwards:
+  - service: web
+    ports: ["8080", "8443:https", 9000, {local: 15432, remote: postgres}, {local: 15433, remote: "5433"}]
+  - selector: "tier!=cache, app=web"
+    context: prod
+    namespace: other
+    address: localhost
+    balance: first
+    waitForReady: 1m
+    enabled: false
+    groups: [g]
+    ports: ["18080:http"]
+  - name: v6
+    pod: web-0
+    address: "::1"
+    ports: [8081]
+`)
+	web, sel, v6 := cfg.Forwards[0], cfg.Forwards[1], cfg.Forwards[2]
+	want := Forward{
+		Name: "web", Context: "dev", Namespace: "apps",
+		Target: Target{Kind: Service, Name: "web"},
+		Ports: []PortMapping{
+			{8080, Port{Number: 8080}}, {8443, Port{Name: "https"}}, {9000, Port{Number: 9000}},
+			{15432, Port{Name: "postgres"}}, {15433, Port{Number: 5433}},
+		},
+		Address: "127.0.0.1", Enabled: true, Balance: BalanceRoundRobin, WaitForReady: 5 * time.Second,
+	}
+	if !web.Equal(want) || !web.Enabled || web.Pos != (Position{"f.yaml", 8, 5}) {
+		t.Errorf("got %+v\nwant %+v", web, want)
+	}
+	if sel.Name != "app-web-tier-cache" || sel.Target.String() != "selector/app=web,tier!=cache" ||
+		sel.Context != "prod" || sel.Namespace != "other" || sel.Address != "127.0.0.1" ||
+		sel.Balance != BalanceFirst || sel.WaitForReady != time.Minute || sel.Enabled {
+		t.Errorf("selector forward: %+v", sel)
+	}
+	if v6.Address != "::1" || v6.Target.String() != "pod/web-0" || v6.Context != "dev" {
+		t.Errorf("v6 forward: %+v", v6)
+	}
+	if p, ok := cfg.Position("forwards[1].context"); !ok || p.Line != 11 {
+		t.Errorf("Position(forwards[1].context) = %v, %v", p, ok)
+	}
+	if _, ok := cfg.Position("forwards[0].context"); ok {
+		t.Error("Position reports an inherited value as written")
+	}
+}
+
+func TestParseBuiltinDefaults(t *testing.T) {
+	f := mustParse(t, "version: 1\nforwards: [{deployment: api, ports: [8080]}]\n").Forwards[0]
+	if f.Context != "" || f.Namespace != DefaultNamespace || f.Address != DefaultAddress ||
+		f.WaitForReady != DefaultWaitForReady || f.Balance != DefaultBalance || !f.Enabled || f.Name != "api" {
+		t.Errorf("got %+v", f)
+	}
+}
+
+func TestParseMergeKeys(t *testing.T) {
+	cfg := mustParse(t, `version: 1
+x-base: &base
+  namespace: base
+  context: base
+x-more: &more
+  namespace: more
+  balance: round-robin
+forwards:
+  - <<: [*base, *more]
+    context: own
+    service: web
+    ports: [8080]
+`)
+	f := cfg.Forwards[0]
+	if f.Context != "own" || f.Namespace != "base" || f.Balance != BalanceRoundRobin {
+		t.Errorf("written keys must win over merged ones, earlier merges over later: %+v", f)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, src string
+		want      []string // diagnostics, in order, as printed
+	}{
+		{
+			"wrong type",
+			"version: 1\nforwards:\n  - service: web\n    ports: 8080\n",
+			[]string{"f.yaml:4:12: forwards[0].ports: expected a list, got an integer"},
+		},
+		{
+			"unknown field hint",
+			"version: 1\nforwards:\n  - service: web\n    namspace: x\n    ports: [1080]\n",
+			[]string{"f.yaml:4:5: forwards[0].namspace: unknown field \"namspace\"\n\thint: did you mean \"namespace\"?"},
+		},
+		{
+			"duplicate key in defaults",
+			"version: 1\ndefaults:\n  namespace: a\n  namespace: b\nforwards: []\n",
+			[]string{
+				"f.yaml:4:3: defaults.namespace: duplicate key \"namespace\"\n\thint: first at f.yaml:3:3",
+				"f.yaml:5:11: warning: forwards: no forwards\n\thint: add forwards under `forwards:`",
+			},
+		},
+		{
+			"merge of a scalar",
+			"version: 1\nforwards:\n  - <<: 3\n    service: web\n    ports: [1080]\n",
+			[]string{"f.yaml:3:9: forwards[0]: expected a mapping or a list of mappings to merge, got an integer"},
+		},
+		{
+			"two documents",
+			"version: 1\n---\nversion: 1\n",
+			[]string{"f.yaml:2:1: more than one YAML document\n\thint: keep everything in one document (remove the `---` line)"},
+		},
+		{
+			"ipv6 wildcard conflicts with ipv4",
+			"version: 1\nforwards:\n  - {name: a, service: a, address: '::', allowNonLoopback: true, ports: [1080]}\n" +
+				"  - {name: b, service: b, address: 127.0.0.2, ports: [1080]}\n",
+			[]string{"f.yaml:4:55: forwards[1].ports[0]: local address 127.0.0.2:1080 is already in use\n\thint: forwards[0] (a) binds [::]:1080 at f.yaml:3:74; pick another local port"},
+		},
+		{
+			"disabled forwards do not conflict, badly disabled ones do",
+			"version: 1\nforwards:\n  - {name: a, service: a, ports: [1080]}\n  - {name: b, service: b, ports: [1080], enabled: false}\n  - {name: c, service: c, ports: [1080], enabled: nope}\n",
+			[]string{
+				"f.yaml:5:35: forwards[2].ports[0]: local address 127.0.0.1:1080 is already in use\n\thint: forwards[0] (a) binds 127.0.0.1:1080 at f.yaml:3:35; pick another local port",
+				"f.yaml:5:51: forwards[2].enabled: expected true or false, got a string",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := Parse("f.yaml", []byte(tt.src))
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("got error %v, want *Error", err)
+			}
+			if got, want := cerr.Error(), strings.Join(tt.want, "\n"); got != want {
+				t.Errorf("got:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestAliasBomb checks that a billion-laughs document is rejected by the
+// visit budget rather than expanded.
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("version: 1\nx-a: &a {namespace: x}\n")
+	prev := "a"
+	for i := range 9 {
+		name := string(rune('b' + i))
+		b.WriteString("x-" + name + ": &" + name + " {<<: [")
+		for j := range 10 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("*" + prev)
+		}
+		b.WriteString("]}\n")
+		prev = name
+	}
+	b.WriteString("forwards:\n  - <<: *" + prev + "\n    service: web\n    ports: [8080]\n")
+	_, _, err := Parse("bomb.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "document too complex") {
+		t.Fatalf("got %v, want a too-complex error", err)
+	}
+}
+
+func TestSelect(t *testing.T) {
+	cfg := mustParse(t, `version: 1
+forwards:
+  - {name: a, service: a, ports: [1001], groups: [obs]}
+  - {name: b, service: b, ports: [1002], groups: [obs, db]}
+  - {name: c, service: c, ports: [1003], enabled: false, groups: [db]}
+  - {name: d, service: d, ports: [1004]}
+`)
+	tests := []struct {
+		names   []string
+		want    string
+		wantErr string
+	}{
+		{nil, "a,b,d", ""},
+		{[]string{"obs"}, "a,b", ""},
+		{[]string{"d", "obs", "a"}, "a,b,d", ""},
+		{[]string{"db"}, "b", ""},
+		{[]string{"c"}, "", `select "c": only disabled forwards match`},
+		{[]string{"a", "x", "y"}, "", `select "x", "y": no such forward or group`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.names, ","), func(t *testing.T) {
+			fs, err := cfg.Select(tt.names...)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrNoMatch) {
+					t.Fatalf("got error %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			var got []string
+			for _, f := range fs {
+				got = append(got, f.Name)
+			}
+			if err != nil || strings.Join(got, ",") != tt.want {
+				t.Errorf("got %v, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestForwardEqual(t *testing.T) {
+	base := Forward{Name: "a", Target: Target{Kind: Service, Name: "a"}, Ports: []PortMapping{{1080, Port{Number: 80}}},
+		Address: "127.0.0.1", Enabled: true, Balance: BalanceFirst, WaitForReady: time.Second}
+	same := base
+	same.Pos, same.Groups, same.Enabled = Position{Line: 9}, []string{"g"}, false
+	if !base.Equal(same) {
+		t.Error("Pos, Groups and Enabled must not matter")
+	}
+	for name, change := range map[string]func(*Forward){
+		"context": func(f *Forward) { f.Context = "x" },
+		"target":  func(f *Forward) { f.Target.Kind = Deployment },
+		"ports":   func(f *Forward) { f.Ports = []PortMapping{{1080, Port{Name: "http"}}} },
+		"address": func(f *Forward) { f.Address = "::1" },
+		"balance": func(f *Forward) { f.Balance = BalanceRoundRobin },
+		"wait":    func(f *Forward) { f.WaitForReady = time.Minute },
+	} {
+		other := base
+		change(&other)
+		if base.Equal(other) {
+			t.Errorf("a change of %s must matter", name)
+		}
+	}
+}
+
+func TestStrings(t *testing.T) {
+	for got, want := range map[string]string{
+		Target{Kind: Service, Name: "thanos-query"}.String():                                              "svc/thanos-query",
+		Target{Kind: Deployment, Name: "web"}.String():                                                    "deploy/web",
+		Target{Kind: StatefulSet, Name: "db"}.String():                                                    "sts/db",
+		Target{Kind: Pod, Name: "x"}.String():                                                             "pod/x",
+		Target{Kind: Selector, Selector: "app=web"}.String():                                              "selector/app=web",
+		Port{Number: 80}.String():                                                                         "80",
+		Port{Name: "http"}.String():                                                                       "http",
+		PortMapping{8080, Port{Name: "http"}}.String():                                                    "8080:http",
+		Diagnostic{Pos: Position{"f", 1, 2}, Path: "p", Message: "m", Severity: SeverityWarning}.String(): "f:1:2: warning: p: m",
+	} {
+		if got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+}
+
+func TestFind(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "a", "b")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Find(sub); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, FileName), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Find(sub); err != nil || got != filepath.Join(dir, FileName) {
+		t.Errorf("Find(abs) = %q, %v", got, err)
+	}
+	t.Chdir(sub)
+	if got, err := Find("."); err != nil || got != "../../"+FileName {
+		t.Errorf("Find(.) = %q, %v", got, err)
+	}
+}
+
+func TestLoadTooLarge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	if err := os.WriteFile(path, []byte("version: 1\n"+strings.Repeat("#", MaxFileSize)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("got %v", err)
+	}
+}

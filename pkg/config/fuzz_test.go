@@ -1,0 +1,55 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParse checks that Parse never panics and that whatever it accepts is
+// a sound config.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "config", "*", "*.yaml"))
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, warns, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			if cfg != nil || warns != nil {
+				t.Fatal("Parse returned a config or warnings with an error")
+			}
+			return
+		}
+		if cfg.Version != 1 {
+			t.Fatalf("accepted version %d", cfg.Version)
+		}
+		for _, d := range cfg.Validate() {
+			if d.Severity == SeverityError {
+				t.Fatalf("accepted config does not re-validate: %v", d)
+			}
+		}
+		names := map[string]bool{}
+		for _, fw := range cfg.Forwards {
+			if names[fw.Name] || !namePattern.MatchString(fw.Name) {
+				t.Fatalf("bad or repeated name %q", fw.Name)
+			}
+			names[fw.Name] = true
+			if fw.Target.Kind < Service || fw.Target.Kind > Selector || len(fw.Ports) == 0 || fw.Namespace == "" {
+				t.Fatalf("incomplete forward %+v", fw)
+			}
+			for _, p := range fw.Ports {
+				if p.Local == 0 || (p.Remote.Number == 0) == (p.Remote.Name == "") {
+					t.Fatalf("bad port %+v", p)
+				}
+			}
+			if !fw.Equal(fw) {
+				t.Fatal("forward not equal to itself")
+			}
+		}
+	})
+}
