@@ -145,3 +145,12 @@ func TestValidateContextFlag(t *testing.T) {
 		}
 	})
 }
+
+// TestRepoForwardsYAML keeps the demo config at the repository root clean.
+func TestRepoForwardsYAML(t *testing.T) {
+	t.Chdir("../..")
+	code, out := run(t, "validate", "-f", "forwards.yaml", "--kubeconfig", "testdata/config/kubeconfig.yaml")
+	if code != ExitOK || strings.Contains(out, "warning") || !strings.Contains(out, "5 forwards (5 enabled)") {
+		t.Errorf("exit code %d, output:\n%s", code, out)
+	}
+}
