@@ -89,6 +89,13 @@ func (d *decoder) at(n *yaml.Node) Position {
 	return Position{File: d.file, Line: n.Line, Col: n.Column}
 }
 
+// reportAt reports a problem with the value at path, which must have been
+// visited already.
+func (d *decoder) reportAt(path, msg, hint string) {
+	d.bad[path] = true
+	d.diags = append(d.diags, Diagnostic{Pos: d.pos[path], Path: path, Message: msg, Hint: hint})
+}
+
 func (d *decoder) report(n *yaml.Node, path, msg, hint string) {
 	d.diags = append(d.diags, Diagnostic{Pos: d.at(n), Path: path, Message: msg, Hint: hint})
 }
@@ -465,8 +472,7 @@ func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string
 		p := join(path, fContext)
 		if s, ok := d.str(p, f.val); ok {
 			if s == "" {
-				d.bad[p] = true
-				d.report(f.val, p, "context must not be empty", "leave context out to use the kubeconfig's current-context")
+				d.reportAt(p, "context must not be empty", "leave context out to use the kubeconfig's current-context")
 			} else {
 				*ctx = s
 			}
@@ -482,8 +488,7 @@ func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string
 		if s, ok := d.str(p, f.val); ok {
 			a, err := normalizeAddress(s)
 			if err != nil {
-				d.bad[p] = true
-				d.report(d.deref(f.val), p, fmt.Sprintf("invalid address %q: want an IP address or localhost", s), "")
+				d.reportAt(p, fmt.Sprintf("invalid address %q: want an IP address or localhost", s), "")
 			} else {
 				*addr = a
 			}
@@ -494,8 +499,7 @@ func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string
 		if s, ok := d.str(p, f.val); ok {
 			w, err := time.ParseDuration(s)
 			if err != nil {
-				d.bad[p] = true
-				d.report(d.deref(f.val), p, fmt.Sprintf("invalid duration %q", s), `use a Go duration such as "30s" or "2m"`)
+				d.reportAt(p, fmt.Sprintf("invalid duration %q", s), `use a Go duration such as "30s" or "2m"`)
 			} else {
 				*wait = w
 			}
@@ -673,8 +677,11 @@ func (d *decoder) port(path string, raw *yaml.Node) (PortMapping, bool) {
 			ok = false
 		} else if v, good := d.integer(join(path, fLocal), lf.val); !good {
 			ok = false
-		} else if pm.Local, good = d.portNumber(join(path, fLocal), d.deref(lf.val), strconv.FormatInt(v, 10)); !good {
+		} else if v < 0 || v > 65535 {
+			d.reportAt(join(path, fLocal), fmt.Sprintf("port %d is out of range 1-65535", v), "")
 			ok = false
+		} else {
+			pm.Local = uint16(v)
 		}
 		rf, has := fs[fRemote]
 		if !has {
