@@ -38,6 +38,7 @@ type command struct {
 // here and a runNAME function in its own file.
 func commands() []command {
 	return []command{
+		{"up", "start the declared forwards and keep them running", runUp},
 		{"validate", "check forwards.yaml and print the resolved plan", runValidate},
 		{"version", "print kpf's version", runVersion},
 	}

@@ -1,0 +1,293 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/kpf-dev/kpf/pkg/config"
+	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/pkg/kube"
+	"github.com/kpf-dev/kpf/pkg/reconcile"
+	"github.com/kpf-dev/kpf/pkg/tunnel"
+)
+
+const upUsage = `Usage: kpf up [-f FILE] [flags] [NAME...]
+
+Start every enabled forward of forwards.yaml (or only the forwards and
+groups NAMEd) and keep them running: pods restarting or rolling, endpoints
+changing, the API server blipping and the file being edited are all
+followed without you doing anything. Ctrl-C stops every forward and exits;
+a second Ctrl-C exits at once.
+
+Examples:
+    $ kpf up
+    $ kpf up api db              # only these forwards (or groups)
+    $ kpf up --once --timeout 1m # exit 0 once all are ready, 1 if not (CI)
+    $ kpf up -v --log-format json
+`
+
+type upFlags struct {
+	file      string
+	kube      kubeFlags
+	once      bool
+	timeout   time.Duration
+	logFormat string
+	verbose   bool
+}
+
+func runUp(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet(env, "up", upUsage)
+	var f upFlags
+	fs.StringVar(&f.file, "f", "", "read `FILE` instead of the forwards.yaml found from the current directory up")
+	fs.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "kubeconfig `PATH` (default: $KUBECONFIG, else ~/.kube/config)")
+	fs.StringVar(&f.kube.context, "context", "", "kube context `NAME` for forwards that name none (default: the kubeconfig's current-context)")
+	fs.BoolVar(&f.once, "once", false, "exit 0 as soon as every forward is ready, or 1 if they are not all ready within -timeout")
+	fs.DurationVar(&f.timeout, "timeout", time.Minute, "with -once, how long to wait for every forward to be ready")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&f.verbose, "v", false, "verbose: log every connection")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	log, err := newLogger(env.Stderr, f.logFormat, f.verbose)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "kpf up: %v\n", err)
+		return ExitUsage
+	}
+	path := f.file
+	if path == "" {
+		if path, err = config.Find("."); err != nil {
+			fmt.Fprintf(env.Stderr, "kpf: %v\n\thint: create one, or name it with -f FILE\n", err)
+			return ExitInvalid
+		}
+	}
+	kc, err := kube.LoadKubeconfig(f.kube.kubeconfig)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "kpf: %v\n", err)
+		return ExitInvalid
+	}
+	s := &supervisor{env: env, log: log, flags: f, names: fs.Args(), clusters: kube.NewClusters(kc, log), connectors: map[string]*tunnel.Connector{}}
+	return s.run(ctx, path)
+}
+
+func newLogger(w io.Writer, format string, verbose bool) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if verbose {
+		opts.Level = slog.LevelDebug
+	}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("unknown log format %q (want text or json)", format)
+	}
+	log := slog.New(h)
+	// client-go logs through klog; send it to the same place, but keep its
+	// chatty verbose levels out even with -v.
+	klog.SetSlogLogger(slog.New(minLevel{h, slog.LevelInfo}))
+	return log, nil
+}
+
+// supervisor wires config, kube, tunnel, forward and reconcile together for
+// one `kpf up`.
+type supervisor struct {
+	env      Env
+	log      *slog.Logger
+	flags    upFlags
+	names    []string
+	clusters *kube.Clusters
+
+	mu         sync.Mutex
+	connectors map[string]*tunnel.Connector
+}
+
+func (s *supervisor) run(ctx context.Context, path string) int {
+	rec := reconcile.New(s.newRunner, reconcile.Options{}, s.log)
+	defer rec.Stop()
+	updates := config.Watch(ctx, path, s.log)
+	first := true
+	var printed bool
+	var settle <-chan time.Time // fires once the first config has had time to come up
+	var deadline <-chan time.Time
+	if s.flags.once {
+		deadline = time.After(s.flags.timeout)
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.log.Info("stopping every forward")
+			return ExitOK
+		case u, ok := <-updates:
+			if !ok {
+				return ExitOK
+			}
+			for _, w := range u.Warnings {
+				s.log.Warn("config warning", "warning", w.String())
+			}
+			if u.Err != nil {
+				if first {
+					fmt.Fprintln(s.env.Stderr, u.Err)
+					return ExitInvalid
+				}
+				s.log.Error("config is invalid; keeping the forwards that run", "file", path, "err", u.Err.Error())
+				continue
+			}
+			forwards, err := u.Config.Select(s.names...)
+			if err != nil {
+				if first {
+					fmt.Fprintf(s.env.Stderr, "kpf up: %v\n", err)
+					return ExitUsage
+				}
+				s.log.Error("config does not declare the names given on the command line; keeping the forwards that run", "err", err)
+				continue
+			}
+			for i := range forwards {
+				if forwards[i].Context == "" {
+					forwards[i].Context = s.flags.kube.context
+				}
+				if !isLoopback(forwards[i].Address) {
+					s.log.Warn("!!! forward listens on a non-loopback address: anyone who can reach this machine can use it", "forward", forwards[i].Name, "address", forwards[i].Address)
+				}
+			}
+			if !first {
+				s.log.Info("config changed; converging", "file", path)
+			}
+			rec.Apply(ctx, forwards)
+			if first {
+				first = false
+				settle = time.After(10 * time.Second)
+			}
+		case <-tick.C:
+			if first || printed {
+				continue
+			}
+			st := rec.Status()
+			if allSettled(st, s.flags.once) {
+				printStatus(s.env.Stdout, st)
+				printed = true
+				if s.flags.once && allReady(st) {
+					return ExitOK
+				}
+			}
+		case <-settle:
+			if !printed {
+				printStatus(s.env.Stdout, rec.Status())
+				printed = true
+			}
+		case <-deadline:
+			st := rec.Status()
+			if !printed {
+				printStatus(s.env.Stdout, st)
+			}
+			fmt.Fprintf(s.env.Stderr, "kpf up: not every forward became ready within %s\n", s.flags.timeout)
+			return ExitInvalid
+		}
+	}
+}
+
+func isLoopback(addr string) bool {
+	return addr == "" || addr == "localhost" || strings.HasPrefix(addr, "127.") || addr == "::1"
+}
+
+// allSettled: every forward is ready, or (without -once) has a reason not
+// to be.
+func allSettled(st []forward.Status, once bool) bool {
+	for _, s := range st {
+		switch s.State {
+		case forward.StateReady:
+		case forward.StateFailed, forward.StateRetrying:
+			if once {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func allReady(st []forward.Status) bool {
+	for _, s := range st {
+		if s.State != forward.StateReady {
+			return false
+		}
+	}
+	return true
+}
+
+// printStatus prints one line per forward port.
+func printStatus(w io.Writer, st []forward.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range st {
+		detail := string(s.State)
+		if s.Pod != "" {
+			detail += " (pod " + s.Pod + ")"
+		}
+		if s.Reason != "" {
+			detail += ": " + s.Reason
+		}
+		for _, p := range s.Ports {
+			fmt.Fprintf(tw, "%s\t%s → %s\t%s\n", s.Name, p.Local, p.Remote, detail)
+		}
+	}
+	tw.Flush()
+}
+
+func (s *supervisor) newRunner(spec config.Forward) reconcile.Runner {
+	return forward.New(spec, s.cluster, forward.Options{}, s.log.With("forward", spec.Name))
+}
+
+// cluster adapts kube.Cluster to forward.Cluster, with one Connector per
+// context.
+func (s *supervisor) cluster(name string) (forward.Cluster, error) {
+	c, err := s.clusters.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conn, ok := s.connectors[c.Name]
+	if !ok {
+		conn = tunnel.NewConnector(c.Config)
+		s.connectors[c.Name] = conn
+	}
+	return clusterAdapter{c, conn}, nil
+}
+
+type clusterAdapter struct {
+	c    *kube.Cluster
+	conn *tunnel.Connector
+}
+
+func (a clusterAdapter) Watch(ns string, onChange func()) (forward.Resolver, func()) {
+	return a.c.Watch(ns, onChange)
+}
+
+func (a clusterAdapter) Connector() *tunnel.Connector { return a.conn }
+
+// minLevel drops records below a level, whatever the wrapped handler allows.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.level && m.Handler.Enabled(ctx, l)
+}
+
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{m.Handler.WithAttrs(a), m.level}
+}
+func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.level} }

@@ -1,0 +1,332 @@
+// Package forward runs one declared forward: it binds the forward's local
+// listeners and keeps them bound for its whole life, follows the target's
+// ready endpoints, and sends each new connection to a ready pod, waiting
+// for one when none is ready. It knows nothing of retries across failures
+// of the whole forward; package reconcile supervises it.
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kpf-dev/kpf/pkg/config"
+	"github.com/kpf-dev/kpf/pkg/kube"
+	"github.com/kpf-dev/kpf/pkg/tunnel"
+)
+
+// Cluster is what a forward needs of its kube context: a watched namespace
+// and a way to open port-forward sessions.
+type Cluster interface {
+	// Watch starts (or shares) the namespace's informers; onChange is
+	// called after every change they see. release stops sharing.
+	Watch(namespace string, onChange func()) (Resolver, func())
+	// Connector opens port-forward sessions to the cluster's pods.
+	Connector() *tunnel.Connector
+}
+
+// Resolver resolves a target port to ready endpoints from caches.
+type Resolver interface {
+	Resolve(target config.Target, remote config.Port) ([]kube.Endpoint, error)
+	WaitSynced(ctx context.Context) error
+}
+
+// ClusterSource finds the Cluster of a context name.
+type ClusterSource func(context string) (Cluster, error)
+
+// Options tune a Runner; the zero value gives the defaults.
+type Options struct {
+	// ProbeInterval is how often the session in use is probed through the
+	// tunnel; 0 means 10 s.
+	ProbeInterval time.Duration
+	// DialTimeout bounds opening a port-forward session; 0 means 15 s.
+	DialTimeout time.Duration
+}
+
+// Runner runs one forward. Create it with New; Run it once.
+type Runner struct {
+	spec     config.Forward
+	clusters ClusterSource
+	opts     Options
+	log      *slog.Logger
+
+	changed  *notifier
+	state    atomic.Pointer[Status]
+	rr       atomic.Uint64
+	current  sync.Map // remote port string -> pod name in use
+	badUntil sync.Map // pod name -> time.Time
+	ports    []*portState
+}
+
+type portState struct {
+	mapping config.PortMapping
+	addr    string
+	stats   tunnel.Stats
+}
+
+// New returns a Runner for spec.
+func New(spec config.Forward, clusters ClusterSource, opts Options, log *slog.Logger) *Runner {
+	if opts.ProbeInterval == 0 {
+		opts.ProbeInterval = 10 * time.Second
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 15 * time.Second
+	}
+	r := &Runner{spec: spec, clusters: clusters, opts: opts, log: log, changed: newNotifier()}
+	for _, m := range spec.Ports {
+		r.ports = append(r.ports, &portState{mapping: m, addr: net.JoinHostPort(spec.Address, strconv.Itoa(int(m.Local)))})
+	}
+	r.setState(StateStarting, "", "")
+	return r
+}
+
+// Spec is the forward this runner runs.
+func (r *Runner) Spec() config.Forward { return r.spec }
+
+// Run binds the listeners and serves until ctx is done (returning nil) or
+// the forward cannot go on (returning why: an unknown context, a local port
+// in use). Waiting for endpoints is not a failure: Run keeps the listeners
+// bound and reports the state. When Run returns, every listener, session,
+// connection and goroutine it started is gone.
+func (r *Runner) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cl, err := r.clusters(r.spec.Context)
+	if err != nil {
+		return err
+	}
+	ns, release := cl.Watch(r.spec.Namespace, r.changed.notify)
+	defer release()
+
+	var lc net.ListenConfig
+	listeners := make([]net.Listener, 0, len(r.ports))
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}()
+	for _, p := range r.ports {
+		l, err := lc.Listen(ctx, "tcp", p.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", p.addr, err)
+		}
+		listeners = append(listeners, l)
+	}
+
+	pool := tunnel.NewPool(cl.Connector(), r.opts.DialTimeout)
+	defer pool.Close()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	errc := make(chan error, len(listeners))
+	for i, l := range listeners {
+		p := r.ports[i]
+		srv := &tunnel.Server{
+			Listener: l,
+			Dial: func(ctx context.Context) (tunnel.Upstream, string, error) {
+				return r.dial(ctx, ns, pool, p.mapping.Remote)
+			},
+			Wait:  r.spec.WaitForReady,
+			Log:   r.log.With("local", p.addr),
+			Stats: &p.stats,
+		}
+		wg.Go(func() {
+			if err := srv.Serve(ctx); err != nil {
+				errc <- fmt.Errorf("serve %s: %w", p.addr, err)
+			}
+		})
+	}
+	r.setState(StateWaiting, "waiting for the namespace's caches to sync", "")
+	if err := ns.WaitSynced(ctx); err != nil && ctx.Err() == nil {
+		r.setState(StateWaiting, err.Error(), "")
+	}
+
+	probe := time.NewTicker(r.opts.ProbeInterval)
+	defer probe.Stop()
+	for {
+		r.refresh(ctx, ns, pool, false)
+		select {
+		case <-ctx.Done():
+			r.setState(StateStopped, "", "")
+			return nil
+		case err := <-errc:
+			return err
+		case <-r.changed.wait():
+		case <-probe.C:
+			r.refresh(ctx, ns, pool, true)
+		}
+	}
+}
+
+// refresh re-resolves the endpoints, keeps a session open to the pod that
+// new connections would use (so the first connection is quick and the
+// state is honest), optionally probes it, and lets go of sessions to pods
+// that are no longer ready.
+func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Pool, probe bool) {
+	ready := map[string]bool{}
+	var firstErr error
+	var pod string
+	for _, p := range r.ports {
+		eps, err := ns.Resolve(r.spec.Target, p.mapping.Remote)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		for _, ep := range eps {
+			ready[ep.Pod] = true
+		}
+		if pod == "" {
+			pod = r.pick(p.mapping.Remote, eps, false).Pod
+		}
+	}
+	pool.Retain(func(p tunnel.Pod) bool { return ready[p.Name] })
+	if firstErr != nil {
+		state := StateWaiting
+		if !errors.Is(firstErr, kube.ErrNoReadyEndpoints) && !errors.Is(firstErr, kube.ErrNotSynced) {
+			state = StateFailed
+		}
+		r.setState(state, firstErr.Error(), "")
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, r.opts.DialTimeout)
+	defer cancel()
+	sess, err := pool.Get(dctx, tunnel.Pod{Namespace: r.spec.Namespace, Name: pod})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.setState(StateFailed, err.Error(), pod)
+		}
+		return
+	}
+	if probe {
+		if err := r.probe(dctx, sess); err != nil {
+			r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
+			sess.Close()
+			r.setState(StateFailed, "probe: "+err.Error(), pod)
+			r.changed.notify()
+			return
+		}
+	}
+	r.setState(StateReady, "", pod)
+}
+
+// probe opens and closes a stream to the first port: it fails if the
+// port-forward connection no longer carries streams (the API server or node
+// went away without closing it) or the kubelet reports an error at once.
+func (r *Runner) probe(ctx context.Context, sess *tunnel.Session) error {
+	eps := r.ports[0]
+	port := eps.mapping.Remote.Number
+	if v, ok := r.current.Load(eps.mapping.Remote.String() + "#port"); ok {
+		port = v.(uint16)
+	}
+	if port == 0 {
+		return nil
+	}
+	c, err := sess.Dial(ctx, port)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// dial waits for a ready endpoint and opens a connection to it.
+func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Pool, remote config.Port) (tunnel.Upstream, string, error) {
+	var last error
+	delay := 50 * time.Millisecond
+	for {
+		changed := r.changed.wait()
+		eps, err := ns.Resolve(r.spec.Target, remote)
+		if err == nil {
+			ep := r.pick(remote, eps, true)
+			sess, err := pool.Get(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod})
+			if err == nil {
+				var c *tunnel.Conn
+				c, err = sess.Dial(ctx, ep.Port)
+				if err == nil {
+					r.current.Store(remote.String()+"#port", ep.Port)
+					return c, ep.String(), nil
+				}
+				if !sess.Alive() || errors.Is(err, tunnel.ErrSessionClosed) {
+					delay = 0 // the pool reconnects at once
+				}
+			}
+			if ctx.Err() == nil {
+				r.badUntil.Store(ep.Pod, time.Now().Add(2*time.Second))
+			}
+			last = err
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = ctx.Err()
+			}
+			return nil, "", fmt.Errorf("no ready endpoint within %s: %w", r.spec.WaitForReady, last)
+		case <-changed:
+		case <-time.After(delay):
+			delay = min(max(delay*2, 50*time.Millisecond), time.Second)
+		}
+	}
+}
+
+// pick chooses an endpoint: with balance "first", the pod in use while it
+// stays ready, else the first by name; with "round-robin", the next one.
+// Pods that just failed a dial are avoided while others are ready.
+func (r *Runner) pick(remote config.Port, eps []kube.Endpoint, forConn bool) kube.Endpoint {
+	now := time.Now()
+	usable := eps[:0:0]
+	for _, ep := range eps {
+		if until, ok := r.badUntil.Load(ep.Pod); ok && now.Before(until.(time.Time)) {
+			continue
+		}
+		usable = append(usable, ep)
+	}
+	if len(usable) == 0 {
+		usable = eps
+	}
+	key := remote.String()
+	if r.spec.Balance == config.BalanceRoundRobin && forConn {
+		return usable[int(r.rr.Add(1)-1)%len(usable)]
+	}
+	if cur, ok := r.current.Load(key); ok {
+		if i := slices.IndexFunc(usable, func(e kube.Endpoint) bool { return e.Pod == cur.(string) }); i >= 0 {
+			return usable[i]
+		}
+	}
+	ep := usable[0]
+	if prev, ok := r.current.Swap(key, ep.Pod); !ok || prev.(string) != ep.Pod {
+		r.log.Info("using pod", "pod", ep.Namespace+"/"+ep.Pod, "remote", remote.String())
+	}
+	return ep
+}
+
+// notifier broadcasts "something changed" to any number of waiters.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newNotifier() *notifier { return &notifier{ch: make(chan struct{})} }
+
+// wait returns a channel closed at the next notify.
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+func (n *notifier) notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+}

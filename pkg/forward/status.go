@@ -1,0 +1,94 @@
+package forward
+
+import (
+	"time"
+)
+
+// State is where a forward is in its life.
+type State string
+
+// The states a forward reports.
+const (
+	StateStarting State = "starting"
+	// StateWaiting: listening, but no ready endpoint (yet).
+	StateWaiting State = "waiting"
+	// StateReady: listening, with a live session to a ready pod.
+	StateReady State = "ready"
+	// StateFailed: listening, but the target cannot be used (not found, a
+	// port name it lacks, a session that cannot be opened); kpf retries.
+	StateFailed State = "failed"
+	// StateRetrying: the forward stopped (see Reason) and restarts after
+	// a backoff.
+	StateRetrying State = "retrying"
+	// StateStopped: the forward was stopped.
+	StateStopped State = "stopped"
+)
+
+// Status is a snapshot of one forward.
+type Status struct {
+	Name    string       `json:"name"`
+	State   State        `json:"state"`
+	Reason  string       `json:"reason,omitempty"`
+	Pod     string       `json:"pod,omitempty"`
+	Since   time.Time    `json:"since"`
+	Ports   []PortStatus `json:"ports"`
+	RetryAt time.Time    `json:"retryAt,omitzero"`
+}
+
+// PortStatus is the traffic of one local listener.
+type PortStatus struct {
+	Local       string `json:"local"`
+	Remote      string `json:"remote"`
+	Connections int64  `json:"connections"`
+	Accepted    int64  `json:"accepted"`
+	Failed      int64  `json:"failed"`
+	BytesIn     int64  `json:"bytesIn"`
+	BytesOut    int64  `json:"bytesOut"`
+	LastError   string `json:"lastError,omitempty"`
+}
+
+func (r *Runner) setState(state State, reason, pod string) {
+	old := r.state.Load()
+	if old != nil && old.State == state && old.Reason == reason && old.Pod == pod {
+		return
+	}
+	s := &Status{Name: r.spec.Name, State: state, Reason: reason, Pod: pod, Since: time.Now()}
+	r.state.Store(s)
+	if old == nil {
+		return
+	}
+	attrs := []any{"state", state}
+	if pod != "" {
+		attrs = append(attrs, "pod", r.spec.Namespace+"/"+pod)
+	}
+	if reason != "" {
+		attrs = append(attrs, "reason", reason)
+	}
+	switch state {
+	case StateFailed:
+		r.log.Warn("forward failed", attrs...)
+	default:
+		r.log.Info("forward "+string(state), attrs...)
+	}
+}
+
+// Status returns a snapshot of the forward's state and traffic.
+func (r *Runner) Status() Status {
+	s := *r.state.Load()
+	for _, p := range r.ports {
+		ps := PortStatus{
+			Local:       p.addr,
+			Remote:      p.mapping.Remote.String(),
+			Connections: p.stats.Active.Load(),
+			Accepted:    p.stats.Accepted.Load(),
+			Failed:      p.stats.Failed.Load(),
+			BytesIn:     p.stats.BytesIn.Load(),
+			BytesOut:    p.stats.BytesOut.Load(),
+		}
+		if e := p.stats.LastError.Load(); e != nil {
+			ps.LastError = *e
+		}
+		s.Ports = append(s.Ports, ps)
+	}
+	return s
+}

@@ -1,0 +1,272 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Cluster is one kube context: its REST configuration, a clientset and the
+// namespaces being watched. Namespaces are watched while at least one
+// caller holds them (see Watch).
+type Cluster struct {
+	Name   string
+	Config *rest.Config
+	Client kubernetes.Interface
+	log    *slog.Logger
+
+	mu         sync.Mutex
+	namespaces map[string]*Namespace
+}
+
+// NewCluster creates the client of one context. It does not contact the
+// API server.
+func NewCluster(name string, cfg *rest.Config, log *slog.Logger) (*Cluster, error) {
+	cfg = rest.CopyConfig(cfg)
+	// Informers for many namespaces start at once; client-go's default of 5
+	// requests/s would make 200 forwards take a minute to come up.
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("context %q: create client: %w", name, err)
+	}
+	return &Cluster{Name: name, Config: cfg, Client: client, log: log.With("context", name), namespaces: map[string]*Namespace{}}, nil
+}
+
+// Watch returns the watched namespace ns, starting its informers on first
+// use, and a release function. onChange is called (without blocking for
+// long: it should only kick) after every change the namespace's informers
+// see. When the last holder releases, the informers stop.
+func (c *Cluster) Watch(ns string, onChange func()) (*Namespace, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.namespaces[ns]
+	if n == nil {
+		n = newNamespace(c, ns)
+		c.namespaces[ns] = n
+	}
+	id := n.addListener(onChange)
+	var once sync.Once
+	return n, func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if n.removeListener(id) == 0 {
+				delete(c.namespaces, ns)
+				n.stop()
+			}
+		})
+	}
+}
+
+// Namespace watches one namespace of one cluster: EndpointSlices, Services
+// and Pods always; Deployments and StatefulSets once a target needs them.
+type Namespace struct {
+	cluster *Cluster
+	name    string
+	factory informers.SharedInformerFactory
+	cancel  context.CancelFunc
+	ctx     context.Context
+
+	mu        sync.Mutex
+	listeners map[int]func()
+	nextID    int
+	informers map[string]cache.SharedIndexInformer
+	lastErr   map[string]error
+}
+
+const (
+	kindEndpointSlices = "endpointslices"
+	kindServices       = "services"
+	kindPods           = "pods"
+	kindDeployments    = "deployments"
+	kindStatefulSets   = "statefulsets"
+)
+
+func newNamespace(c *Cluster, ns string) *Namespace {
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Namespace{
+		cluster:   c,
+		name:      ns,
+		factory:   informers.NewSharedInformerFactoryWithOptions(c.Client, 0, informers.WithNamespace(ns)),
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: map[int]func(){},
+		informers: map[string]cache.SharedIndexInformer{},
+		lastErr:   map[string]error{},
+	}
+	for _, kind := range []string{kindEndpointSlices, kindServices, kindPods} {
+		n.ensure(kind)
+	}
+	c.log.Debug("watching namespace", "namespace", ns)
+	return n
+}
+
+// ensure registers and starts the informer of kind if it is not running.
+func (n *Namespace) ensure(kind string) cache.SharedIndexInformer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if inf, ok := n.informers[kind]; ok {
+		return inf
+	}
+	var inf cache.SharedIndexInformer
+	switch kind {
+	case kindEndpointSlices:
+		inf = n.factory.Discovery().V1().EndpointSlices().Informer()
+	case kindServices:
+		inf = n.factory.Core().V1().Services().Informer()
+	case kindPods:
+		inf = n.factory.Core().V1().Pods().Informer()
+	case kindDeployments:
+		inf = n.factory.Apps().V1().Deployments().Informer()
+	case kindStatefulSets:
+		inf = n.factory.Apps().V1().StatefulSets().Informer()
+	default:
+		panic("kube: unknown informer kind " + kind)
+	}
+	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		n.mu.Lock()
+		n.lastErr[kind] = err
+		n.mu.Unlock()
+		n.notify()
+	})
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { n.clearErr(kind); n.notify() },
+		UpdateFunc: func(any, any) { n.notify() },
+		DeleteFunc: func(any) { n.notify() },
+	})
+	n.informers[kind] = inf
+	n.factory.Start(n.ctx.Done())
+	return inf
+}
+
+func (n *Namespace) clearErr(kind string) {
+	n.mu.Lock()
+	delete(n.lastErr, kind)
+	n.mu.Unlock()
+}
+
+func (n *Namespace) addListener(f func()) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.nextID++
+	n.listeners[n.nextID] = f
+	return n.nextID
+}
+
+func (n *Namespace) removeListener(id int) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.listeners, id)
+	return len(n.listeners)
+}
+
+func (n *Namespace) notify() {
+	n.mu.Lock()
+	fs := make([]func(), 0, len(n.listeners))
+	for _, f := range n.listeners {
+		fs = append(fs, f)
+	}
+	n.mu.Unlock()
+	for _, f := range fs {
+		if f != nil {
+			f()
+		}
+	}
+}
+
+func (n *Namespace) stop() {
+	n.cancel()
+	n.factory.Shutdown()
+	n.cluster.log.Debug("stopped watching namespace", "namespace", n.name)
+}
+
+// synced reports whether the informers of kinds have synced; if not, it
+// returns the last error their watches saw, if any.
+func (n *Namespace) synced(kinds ...string) (bool, error) {
+	for _, k := range kinds {
+		inf := n.ensure(k)
+		if !inf.HasSynced() {
+			n.mu.Lock()
+			err := n.lastErr[k]
+			n.mu.Unlock()
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// WaitSynced blocks until the base informers have synced or ctx is done.
+func (n *Namespace) WaitSynced(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, err := n.synced(kindEndpointSlices, kindServices, kindPods)
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("watch namespace %q: %w", n.name, err)
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Clusters hands out one Cluster per context name, created on first use
+// from the kubeconfig. It is safe for concurrent use.
+type Clusters struct {
+	kubeconfig *Kubeconfig
+	log        *slog.Logger
+
+	mu     sync.Mutex
+	byName map[string]*Cluster
+}
+
+// NewClusters returns an empty registry over kubeconfig.
+func NewClusters(kubeconfig *Kubeconfig, log *slog.Logger) *Clusters {
+	return &Clusters{kubeconfig: kubeconfig, log: log, byName: map[string]*Cluster{}}
+}
+
+// Get returns the cluster of context name ("" for the current context). A
+// context the kubeconfig lacks makes Get re-read the kubeconfig once, so a
+// context added while kpf runs is found on the next retry.
+func (c *Clusters) Get(name string) (*Cluster, error) {
+	name, err := c.kubeconfig.ResolveContext(name)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.byName[name]; ok {
+		return cl, nil
+	}
+	cfg, err := c.kubeconfig.RESTConfig(name)
+	if errors.Is(err, ErrNoContext) {
+		if rerr := c.kubeconfig.Reload(); rerr == nil {
+			cfg, err = c.kubeconfig.RESTConfig(name)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	cl, err := NewCluster(name, cfg, c.log)
+	if err != nil {
+		return nil, err
+	}
+	c.byName[name] = cl
+	return cl, nil
+}

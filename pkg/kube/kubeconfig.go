@@ -1,0 +1,89 @@
+// Package kube gives kpf its view of the clusters: a client per kube context
+// from the user's own kubeconfig, shared informers per (context, namespace)
+// started only while some forward needs them, and the resolution of a
+// forward's target to the ready endpoints it may use. It reads listers only;
+// it never lists the API on an event.
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// Kubeconfig is the user's kubeconfig, loaded with kubectl's rules: an
+// explicit path, else the KUBECONFIG list, else ~/.kube/config. Exec
+// credential plugins and auth providers work as they do in kubectl.
+type Kubeconfig struct {
+	loader clientcmd.ClientConfigLoader
+	path   string
+
+	mu  sync.Mutex
+	raw *clientcmdapi.Config
+}
+
+// LoadKubeconfig reads the kubeconfig; path overrides the KUBECONFIG
+// environment variable when non-empty.
+func LoadKubeconfig(path string) (*Kubeconfig, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = path
+	k := &Kubeconfig{loader: rules, path: path}
+	if err := k.Reload(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Reload reads the kubeconfig files again, so that contexts added after
+// start are found.
+func (k *Kubeconfig) Reload() error {
+	raw, err := k.loader.Load()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	k.mu.Lock()
+	k.raw = raw
+	k.mu.Unlock()
+	return nil
+}
+
+// CurrentContext is the kubeconfig's current-context, or "" if none is set.
+func (k *Kubeconfig) CurrentContext() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.raw.CurrentContext
+}
+
+// ErrNoContext is returned for a context the kubeconfig does not define.
+var ErrNoContext = errors.New("context not found in kubeconfig")
+
+// ResolveContext returns name, or the current context when name is empty.
+func (k *Kubeconfig) ResolveContext(name string) (string, error) {
+	if name != "" {
+		return name, nil
+	}
+	if cur := k.CurrentContext(); cur != "" {
+		return cur, nil
+	}
+	return "", errors.New("no context given and the kubeconfig has no current-context")
+}
+
+// RESTConfig builds the client configuration of one context.
+func (k *Kubeconfig) RESTConfig(context string) (*rest.Config, error) {
+	k.mu.Lock()
+	raw := k.raw
+	k.mu.Unlock()
+	if _, ok := raw.Contexts[context]; !ok {
+		return nil, fmt.Errorf("context %q: %w", context, ErrNoContext)
+	}
+	cc := clientcmd.NewNonInteractiveClientConfig(*raw, context, &clientcmd.ConfigOverrides{}, k.loader)
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("context %q: %w", context, err)
+	}
+	return cfg, nil
+}

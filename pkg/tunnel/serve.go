@@ -1,0 +1,147 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Upstream is a connection to a pod that Serve copies a local connection
+// to, with the name of the pod for logs.
+type Upstream interface {
+	io.ReadWriteCloser
+	// CloseWrite signals end of input to the pod.
+	CloseWrite() error
+}
+
+// DialFunc returns an upstream for a newly accepted local connection and a
+// label naming where it goes. It should wait, as long as ctx allows, for a
+// ready endpoint rather than fail at once.
+type DialFunc func(ctx context.Context) (Upstream, string, error)
+
+// Stats counts a listener's traffic. All fields are updated atomically.
+type Stats struct {
+	Accepted  atomic.Int64
+	Active    atomic.Int64
+	Failed    atomic.Int64 // connections closed because no upstream could be had
+	BytesIn   atomic.Int64 // from the local client to the pod
+	BytesOut  atomic.Int64 // from the pod to the local client
+	LastError atomic.Pointer[string]
+}
+
+// Server serves one local listener.
+type Server struct {
+	Listener net.Listener
+	Dial     DialFunc
+	// Wait bounds how long an accepted connection waits for an upstream.
+	Wait  time.Duration
+	Log   *slog.Logger
+	Stats *Stats
+	// BufferSize is the copy buffer per direction; 0 means 64 KiB.
+	BufferSize int
+}
+
+// Serve accepts connections until ctx is done or the listener fails. When
+// it returns, the listener is closed, every connection it accepted is
+// closed and every goroutine it started has ended.
+func (s *Server) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() { s.Listener.Close() })
+	defer stop()
+	defer s.Listener.Close()
+	bufSize := s.BufferSize
+	if bufSize == 0 {
+		bufSize = 64 << 10
+	}
+	pool := &sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+	for {
+		local, err := s.Listener.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		s.Stats.Accepted.Add(1)
+		s.Stats.Active.Add(1)
+		wg.Go(func() {
+			defer s.Stats.Active.Add(-1)
+			s.handle(ctx, local, pool)
+		})
+	}
+}
+
+func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
+	start := time.Now()
+	// Close the local connection when Serve is stopping.
+	stop := context.AfterFunc(ctx, func() { local.Close() })
+	defer stop()
+	defer local.Close()
+	log := s.Log.With("client", local.RemoteAddr().String())
+
+	dctx, cancel := context.WithTimeout(ctx, s.Wait)
+	up, target, err := s.Dial(dctx)
+	cancel()
+	if err != nil {
+		s.Stats.Failed.Add(1)
+		msg := err.Error()
+		s.Stats.LastError.Store(&msg)
+		if ctx.Err() == nil {
+			log.Warn("connection closed: no upstream", "err", err, "waited", time.Since(start).Round(time.Millisecond))
+		}
+		return
+	}
+	stopUp := context.AfterFunc(ctx, func() { up.Close() })
+	defer stopUp()
+	defer up.Close()
+	log = log.With("pod", target)
+	log.Debug("connection opened", "dial", time.Since(start).Round(time.Microsecond))
+
+	var in, out int64
+	var upErr error
+	inDone := make(chan struct{})
+	go func() {
+		defer close(inDone)
+		buf := bufs.Get().(*[]byte)
+		defer bufs.Put(buf)
+		in, _ = io.CopyBuffer(writerOnly{up}, readerOnly{local}, *buf)
+		s.Stats.BytesIn.Add(in)
+		up.CloseWrite()
+	}()
+	buf := bufs.Get().(*[]byte)
+	out, upErr = io.CopyBuffer(writerOnly{local}, readerOnly{up}, *buf)
+	bufs.Put(buf)
+	s.Stats.BytesOut.Add(out)
+	// The pod has finished answering: like kubectl, end the connection.
+	if tc, ok := local.(interface{ CloseWrite() error }); ok {
+		tc.CloseWrite()
+	}
+	local.Close()
+	up.Close()
+	<-inDone
+	reason := "closed"
+	if upErr != nil {
+		reason = upErr.Error()
+		msg := reason
+		s.Stats.LastError.Store(&msg)
+	}
+	log.Debug("connection closed", "bytes_in", in, "bytes_out", out, "duration", time.Since(start).Round(time.Millisecond), "reason", reason)
+}
+
+// readerOnly and writerOnly hide ReadFrom/WriteTo so that io.CopyBuffer
+// uses the pooled buffer rather than a fresh one per connection.
+type readerOnly struct{ io.Reader }
+type writerOnly struct{ io.Writer }

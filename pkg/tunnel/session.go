@@ -1,0 +1,336 @@
+// Package tunnel carries TCP connections to pod ports over Kubernetes
+// port-forward connections.
+//
+// A Session is one port-forward connection to one pod (WebSocket first,
+// SPDY as fallback, like kubectl). Unlike client-go's PortForwarder it does
+// not own listeners and never closes itself because one stream failed: each
+// Dial opens its own error/data stream pair, an error reported on that pair
+// ends that connection only, and the pair is always removed from the
+// session when the connection closes. Serve runs a local listener whose
+// connections are dialled through whatever session the caller picks, so the
+// listener stays bound while the pod behind it changes.
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+)
+
+// Pod names the pod a session forwards to.
+type Pod struct {
+	Namespace, Name string
+}
+
+func (p Pod) String() string { return p.Namespace + "/" + p.Name }
+
+// Connector opens port-forward sessions with one cluster's credentials.
+type Connector struct {
+	config *rest.Config
+	// websocket is false when KUBECTL_PORT_FORWARD_WEBSOCKETS=false asks
+	// for SPDY only, as kubectl honours it.
+	websocket bool
+}
+
+// NewConnector returns a Connector for cfg.
+func NewConnector(cfg *rest.Config) *Connector {
+	return &Connector{config: cfg, websocket: !strings.EqualFold(os.Getenv("KUBECTL_PORT_FORWARD_WEBSOCKETS"), "false")}
+}
+
+// Connect opens a port-forward session to pod. It returns when the upgrade
+// has completed, failed, or ctx is done.
+func (c *Connector) Connect(ctx context.Context, pod Pod) (*Session, error) {
+	u, err := url.Parse(c.config.Host)
+	if err != nil {
+		return nil, fmt.Errorf("parse API server address: %w", err)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/portforward", pod.Namespace, pod.Name)
+	rt, upgrader, err := spdy.RoundTripperFor(c.config)
+	if err != nil {
+		return nil, fmt.Errorf("spdy round tripper: %w", err)
+	}
+	var dialer httpstream.Dialer = spdy.NewDialer(upgrader, &http.Client{Transport: rt}, http.MethodPost, u)
+	if c.websocket {
+		ws, err := portforward.NewSPDYOverWebsocketDialer(u, c.config)
+		if err != nil {
+			return nil, fmt.Errorf("websocket dialer: %w", err)
+		}
+		dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
+			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		})
+	}
+	type result struct {
+		conn     httpstream.Connection
+		protocol string
+		err      error
+	}
+	// httpstream.Dialer has no context: dial in the background and, if ctx
+	// ends first, close whatever arrives later.
+	done := make(chan result, 1)
+	go func() {
+		conn, proto, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
+		done <- result{conn, proto, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("port-forward to pod %s: %w", pod, r.err)
+		}
+		return newSession(pod, r.conn, r.protocol), nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, fmt.Errorf("port-forward to pod %s: %w", pod, ctx.Err())
+	}
+}
+
+// Session is one port-forward connection to a pod, multiplexing any number
+// of forwarded TCP connections. It is safe for concurrent use.
+type Session struct {
+	Pod      Pod
+	Protocol string
+
+	conn      httpstream.Connection
+	requestID atomic.Int64
+	active    atomic.Int64
+	done      chan struct{}
+	closeOnce sync.Once
+	lastUsed  atomic.Int64 // unix nanoseconds
+}
+
+func newSession(pod Pod, conn httpstream.Connection, protocol string) *Session {
+	s := &Session{Pod: pod, Protocol: protocol, conn: conn, done: make(chan struct{})}
+	s.lastUsed.Store(time.Now().UnixNano())
+	go func() {
+		select {
+		case <-conn.CloseChan():
+			s.closeOnce.Do(func() { close(s.done) })
+		case <-s.done:
+		}
+	}()
+	return s
+}
+
+// Done is closed when the session has ended, by Close or because the
+// connection to the API server was lost.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Alive reports whether the session has not ended.
+func (s *Session) Alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Active is the number of connections open through the session.
+func (s *Session) Active() int64 { return s.active.Load() }
+
+// IdleSince is when the last connection through the session closed, or
+// when it opened, if it has none now.
+func (s *Session) IdleSince() time.Time { return time.Unix(0, s.lastUsed.Load()) }
+
+// Close ends the session and every connection open through it.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() { close(s.done) })
+	return s.conn.Close()
+}
+
+// ErrSessionClosed is returned by Dial on a session that has ended.
+var ErrSessionClosed = errors.New("port-forward session closed")
+
+// Dial opens a connection to port of the session's pod. The returned
+// net.Conn reports an error that the kubelet sends for this connection
+// (for example "connection refused" inside the pod) from Read, and closing
+// it releases its streams. ctx bounds stream creation only.
+func (s *Session) Dial(ctx context.Context, port uint16) (*Conn, error) {
+	if !s.Alive() {
+		return nil, ErrSessionClosed
+	}
+	id := s.requestID.Add(1)
+	h := http.Header{}
+	h.Set(corev1.StreamType, corev1.StreamTypeError)
+	h.Set(corev1.PortHeader, strconv.Itoa(int(port)))
+	h.Set(corev1.PortForwardRequestIDHeader, strconv.FormatInt(id, 10))
+
+	type created struct {
+		errStream, data httpstream.Stream
+		err             error
+	}
+	res := make(chan created, 1)
+	go func() {
+		errStream, err := s.conn.CreateStream(h)
+		if err != nil {
+			res <- created{err: fmt.Errorf("create error stream: %w", err)}
+			return
+		}
+		// The error stream is read-only for us.
+		errStream.Close()
+		dh := h.Clone()
+		dh.Set(corev1.StreamType, corev1.StreamTypeData)
+		data, err := s.conn.CreateStream(dh)
+		if err != nil {
+			s.conn.RemoveStreams(errStream)
+			res <- created{err: fmt.Errorf("create data stream: %w", err)}
+			return
+		}
+		res <- created{errStream: errStream, data: data}
+	}()
+	var r created
+	select {
+	case r = <-res:
+	case <-ctx.Done():
+		go func() {
+			if r := <-res; r.err == nil {
+				r.data.Reset()
+				s.conn.RemoveStreams(r.errStream, r.data)
+			}
+		}()
+		return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, ctx.Err())
+	case <-s.done:
+		return nil, ErrSessionClosed
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err)
+	}
+	s.active.Add(1)
+	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, remoteErr: make(chan struct{})}
+	go c.watchErrors()
+	return c, nil
+}
+
+// Conn is one forwarded TCP connection: a data stream and its error stream.
+// It implements net.Conn; deadlines are not supported by the underlying
+// streams and are accepted without effect.
+type Conn struct {
+	session   *Session
+	port      uint16
+	data      httpstream.Stream
+	errStream httpstream.Stream
+
+	remoteErr  chan struct{} // closed when the error stream ends
+	errMsg     error         // set before remoteErr is closed
+	closeOnce  sync.Once
+	writeClose sync.Once
+}
+
+// watchErrors reads the error stream; the kubelet writes to it only when
+// forwarding this connection failed, and that ends this connection.
+func (c *Conn) watchErrors() {
+	msg, err := io.ReadAll(c.errStream)
+	switch {
+	case len(msg) > 0:
+		c.errMsg = fmt.Errorf("%s: %s", c.session.Pod, strings.TrimSpace(string(msg)))
+	case err != nil && !isClosed(err):
+		c.errMsg = fmt.Errorf("%s: read error stream: %w", c.session.Pod, err)
+	}
+	close(c.remoteErr)
+	if c.errMsg != nil {
+		c.data.Reset()
+	}
+}
+
+// Read reads from the pod. When the pod side ends with an error the kubelet
+// reported, Read returns that error instead of io.EOF.
+func (c *Conn) Read(p []byte) (int, error) {
+	n, err := c.data.Read(p)
+	if err != nil && n == 0 {
+		// The kubelet writes any error before closing the data stream,
+		// and closes the error stream right after.
+		select {
+		case <-c.remoteErr:
+			if c.errMsg != nil {
+				return 0, c.errMsg
+			}
+		case <-time.After(50 * time.Millisecond):
+		}
+		if isClosed(err) {
+			return 0, io.EOF
+		}
+	}
+	return n, err
+}
+
+// Write writes to the pod.
+func (c *Conn) Write(p []byte) (int, error) { return c.data.Write(p) }
+
+// CloseWrite tells the pod that nothing more will be sent; reading goes on.
+func (c *Conn) CloseWrite() error {
+	var err error
+	c.writeClose.Do(func() { err = c.data.Close() })
+	return err
+}
+
+// Close ends the connection and removes its streams from the session.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.data.Reset()
+		c.session.conn.RemoveStreams(c.errStream, c.data)
+		c.session.lastUsed.Store(time.Now().UnixNano())
+		c.session.active.Add(-1)
+	})
+	return nil
+}
+
+// RemoteErr returns the error the kubelet reported for this connection, if
+// it has reported one yet.
+func (c *Conn) RemoteErr() error {
+	select {
+	case <-c.remoteErr:
+		return c.errMsg
+	default:
+		return nil
+	}
+}
+
+// LocalAddr is a placeholder naming the session's pod.
+func (c *Conn) LocalAddr() net.Addr { return addr("kpf") }
+
+// RemoteAddr names the pod and port, e.g. "ns/pod:8080".
+func (c *Conn) RemoteAddr() net.Addr { return addr(fmt.Sprintf("%s:%d", c.session.Pod, c.port)) }
+
+// SetDeadline is accepted without effect.
+func (c *Conn) SetDeadline(time.Time) error { return nil }
+
+// SetReadDeadline is accepted without effect.
+func (c *Conn) SetReadDeadline(time.Time) error { return nil }
+
+// SetWriteDeadline is accepted without effect.
+func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
+
+type addr string
+
+func (a addr) Network() string { return "kpf" }
+func (a addr) String() string  { return string(a) }
+
+func isClosed(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "stream reset") || strings.Contains(s, "use of closed") || strings.Contains(s, "connection reset")
+}
