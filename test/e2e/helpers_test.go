@@ -1,0 +1,467 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// backend is a loopback TCP server standing in for a container: it greets
+// each connection with "hello from NAME" and then echoes what it reads.
+type backend struct {
+	name string
+	port int
+}
+
+func startBackend(t *testing.T, name string) backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Go(func() {
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					c.Close()
+				}()
+				fmt.Fprintf(c, "hello from %s\n", name)
+				io.Copy(c, c)
+			})
+		}
+	})
+	return backend{name: name, port: ln.Addr().(*net.TCPAddr).Port}
+}
+
+// greeting dials addr and returns the first line the far end sends.
+func greeting(addr string, timeout time.Duration) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// newNamespace creates a namespace in c, deleted when the test ends.
+func newNamespace(t *testing.T, c *cluster, prefix string) string {
+	t.Helper()
+	name := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1000000)
+	ctx := context.Background()
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	waitUntil(t, 60*time.Second, "default service account in "+name, func(ctx context.Context) (bool, error) {
+		_, err := c.client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	return name
+}
+
+// podTemplate is a pod whose container port 8080 (named "echo") forwards
+// to the backends, one per replica.
+func podTemplate(app string, backends ...backend) corev1.PodTemplateSpec {
+	var ports []string
+	for _, b := range backends {
+		ports = append(ports, strconv.Itoa(b.port))
+	}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{
+			Labels:      map[string]string{"app": app},
+			Annotations: map[string]string{"test.kpf.dev/forward-8080": strings.Join(ports, ",")},
+		},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr(int64(2)),
+			Containers: []corev1.Container{{
+				Name: "main", Image: "kpf.dev/test:e2e",
+				Ports: []corev1.ContainerPort{{Name: "echo", ContainerPort: 8080}},
+			}},
+		},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func createDeployment(t *testing.T, c *cluster, ns, name string, replicas int32, backends ...backend) {
+	t.Helper()
+	tmpl := podTemplate(name, backends...)
+	_, err := c.client.AppsV1().Deployments(ns).Create(context.Background(), &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels},
+			Template: tmpl,
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func createStatefulSet(t *testing.T, c *cluster, ns, name string, replicas int32, backends ...backend) {
+	t.Helper()
+	tmpl := podTemplate(name, backends...)
+	_, err := c.client.AppsV1().StatefulSets(ns).Create(context.Background(), &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:    &replicas,
+			ServiceName: name,
+			Selector:    &metav1.LabelSelector{MatchLabels: tmpl.Labels},
+			Template:    tmpl,
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func createPod(t *testing.T, c *cluster, ns, name string, b backend) {
+	t.Helper()
+	tmpl := podTemplate(name, b)
+	_, err := c.client.CoreV1().Pods(ns).Create(context.Background(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: tmpl.Labels, Annotations: tmpl.Annotations},
+		Spec:       tmpl.Spec,
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createService exposes pods labelled app=app: service port 80, named
+// "tcp", targeting the container port named "echo".
+func createService(t *testing.T, c *cluster, ns, name, app string) {
+	t.Helper()
+	_, err := c.client.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": app},
+			Ports:    []corev1.ServicePort{{Name: "tcp", Port: 80, TargetPort: intstr.FromString("echo")}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readyEndpoints returns the pods behind the service's ready endpoints.
+func readyEndpoints(ctx context.Context, c *cluster, ns, svc string) ([]string, error) {
+	slices, err := c.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
+	if err != nil {
+		return nil, err
+	}
+	var pods []string
+	for _, s := range slices.Items {
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && *ep.Conditions.Ready && ep.TargetRef != nil {
+				pods = append(pods, ep.TargetRef.Name)
+			}
+		}
+	}
+	return pods, nil
+}
+
+func waitEndpoints(t *testing.T, c *cluster, ns, svc string, n int) []string {
+	t.Helper()
+	var pods []string
+	waitUntil(t, 60*time.Second, fmt.Sprintf("%d ready endpoints of %s/%s", n, ns, svc), func(ctx context.Context) (bool, error) {
+		var err error
+		pods, err = readyEndpoints(ctx, c, ns, svc)
+		return len(pods) == n, err
+	})
+	return pods
+}
+
+// podOf returns the name of the pod whose assigned backend is b.
+func podOf(t *testing.T, c *cluster, ns string, b backend) string {
+	t.Helper()
+	pods, err := c.client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && (p.Annotations["test.kpf.dev/assigned-forward-8080"] == strconv.Itoa(b.port) ||
+			p.Annotations["test.kpf.dev/forward-8080"] == strconv.Itoa(b.port)) {
+			return p.Name
+		}
+	}
+	t.Fatalf("no pod in %s serves backend %s", ns, b.name)
+	return ""
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func(context.Context) (bool, error)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// kubectl runs kubectl with both clusters' kubeconfigs.
+func kubectl(t *testing.T, s *suite, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("kubectl", args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// kpfProcess is a running `kpf up`.
+type kpfProcess struct {
+	cmd    *exec.Cmd
+	stdout *syncBuffer
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+// writeConfig writes a forwards.yaml in a fresh directory and returns its
+// path.
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "forwards.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// replaceConfig replaces the file the way editors save: write a temporary
+// file beside it, then rename it over the original.
+func replaceConfig(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startKpf runs `kpf up -f config args...` and waits until it has printed
+// its startup table (one line per forward port).
+func startKpf(t *testing.T, s *suite, config string, args ...string) *kpfProcess {
+	t.Helper()
+	cmd := exec.Command(s.kpf, append([]string{"up", "-f", config, "-v"}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig)
+	p := &kpfProcess{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("kpf stdout:\n%s\nkpf stderr (tail):\n%s", p.stdout.String(), tail(p.stderr.String(), 60))
+		}
+	})
+	waitUntil(t, 60*time.Second, "kpf's startup table", func(context.Context) (bool, error) {
+		select {
+		case <-p.done:
+			return false, fmt.Errorf("kpf exited: %v\n%s", p.err, p.stderr.String())
+		default:
+		}
+		return strings.Contains(p.stdout.String(), "→"), nil
+	})
+	return p
+}
+
+// line returns the startup line of the forward, or "".
+func (p *kpfProcess) line(name string) string {
+	for _, l := range strings.Split(p.stdout.String(), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == name {
+			return l
+		}
+	}
+	return ""
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// prober opens a new connection to addr every interval and records what
+// each one got, until stopped.
+type prober struct {
+	addr    string
+	mu      sync.Mutex
+	results []probeResult
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type probeResult struct {
+	at       time.Time
+	greeting string
+	err      error
+}
+
+func startProber(addr string, interval time.Duration) *prober {
+	p := &prober{addr: addr, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+			}
+			wg.Go(func() {
+				at := time.Now()
+				g, err := greeting(p.addr, 40*time.Second)
+				p.mu.Lock()
+				p.results = append(p.results, probeResult{at, g, err})
+				p.mu.Unlock()
+			})
+		}
+	}()
+	return p
+}
+
+// finish stops the prober, waits for connections in flight and returns
+// every result.
+func (p *prober) finish() []probeResult {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.results
+}
+
+var forwardingRE = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) ->`)
+
+// kubectlPortForward is a running `kubectl port-forward`.
+type kubectlPortForward struct {
+	addr   string
+	stderr *syncBuffer
+	done   chan error
+}
+
+func startKubectlPortForward(t *testing.T, s *suite, kubeContext, ns, target string, remote int) *kubectlPortForward {
+	t.Helper()
+	cmd := exec.Command("kubectl", "--context", kubeContext, "-n", ns, "port-forward", target, fmt.Sprintf(":%d", remote))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := &kubectlPortForward{stderr: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = pf.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	addrc := make(chan string, 1)
+	go func() {
+		defer close(exited)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := forwardingRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addrc <- "127.0.0.1:" + m[1]:
+				default:
+				}
+			}
+		}
+		pf.done <- cmd.Wait()
+	}()
+	select {
+	case pf.addr = <-addrc:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("kubectl port-forward did not start:\n%s", pf.stderr.String())
+	}
+	return pf
+}
