@@ -87,9 +87,10 @@ func Run(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 	if o.Smoke {
 		return smoke(ctx, args, o)
 	}
-	printTryIt(o.Stdout, c)
 	if o.Once {
 		args = append(args, "--once")
+	} else {
+		printTryIt(o.Stdout, c)
 	}
 	if code := cli.Main(ctx, args, o.Stdin, o.Stdout, o.Stderr); code != cli.ExitOK {
 		return nil, fmt.Errorf("kpf up exited with code %d", code)
@@ -159,8 +160,8 @@ Delete the web pods and watch kpf move to their replacements:
 
   kubectl --kubeconfig %s delete pod -n demo -l app=web
 
-Ctrl-C stops kpf and the backends; the cluster keeps running (stop it with
-%s).
+Ctrl-C stops kpf and the backends; the cluster keeps running:
+%s stops it.
 
 `, c.Kubeconfig, down)
 }
