@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/kpf-dev/kpf/pkg/forward"
 	"github.com/kpf-dev/kpf/pkg/kube"
 	"github.com/kpf-dev/kpf/pkg/reconcile"
-	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
 
 const upUsage = `Usage: kpf up [-f FILE] [flags] [NAME...]
@@ -73,7 +71,7 @@ func runUp(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "kpf: %v\n", err)
 		return ExitInvalid
 	}
-	s := &supervisor{env: env, log: log, flags: f, names: fs.Args(), clusters: kube.NewClusters(kc, log), connectors: map[string]*tunnel.Connector{}}
+	s := &supervisor{env: env, log: log, flags: f, names: fs.Args(), clusters: forward.KubeClusters(kube.NewClusters(kc, log))}
 	return s.run(ctx, path)
 }
 
@@ -105,10 +103,7 @@ type supervisor struct {
 	log      *slog.Logger
 	flags    upFlags
 	names    []string
-	clusters *kube.Clusters
-
-	mu         sync.Mutex
-	connectors map[string]*tunnel.Connector
+	clusters forward.ClusterSource
 }
 
 func (s *supervisor) run(ctx context.Context, path string) int {
@@ -246,36 +241,8 @@ func printStatus(w io.Writer, st []forward.Status) {
 }
 
 func (s *supervisor) newRunner(spec config.Forward) reconcile.Runner {
-	return forward.New(spec, s.cluster, forward.Options{}, s.log.With("forward", spec.Name))
+	return forward.New(spec, s.clusters, forward.Options{}, s.log.With("forward", spec.Name))
 }
-
-// cluster adapts kube.Cluster to forward.Cluster, with one Connector per
-// context.
-func (s *supervisor) cluster(name string) (forward.Cluster, error) {
-	c, err := s.clusters.Get(name)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	conn, ok := s.connectors[c.Name]
-	if !ok {
-		conn = tunnel.NewConnector(c.Config)
-		s.connectors[c.Name] = conn
-	}
-	return clusterAdapter{c, conn}, nil
-}
-
-type clusterAdapter struct {
-	c    *kube.Cluster
-	conn *tunnel.Connector
-}
-
-func (a clusterAdapter) Watch(ns string, onChange func()) (forward.Resolver, func()) {
-	return a.c.Watch(ns, onChange)
-}
-
-func (a clusterAdapter) Connector() *tunnel.Connector { return a.conn }
 
 // minLevel drops records below a level, whatever the wrapped handler allows.
 type minLevel struct {

@@ -1,0 +1,168 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// echoServer is a loopback TCP echo server; connections to it stand in
+// for streams to a pod, for testing Serve's copying and bookkeeping.
+func echoServer(t *testing.T) DialFunc {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				io.Copy(c, c)
+			})
+		}
+	})
+	return func(ctx context.Context) (Upstream, string, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+		if err != nil {
+			return nil, "", err
+		}
+		return c.(*net.TCPConn), "ns/pod:80", nil
+	}
+}
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func serve(t *testing.T, dial DialFunc, wait time.Duration) (addr string, stats *Stats, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats = &Stats{}
+	s := &Server{Listener: ln, Dial: dial, Wait: wait, Log: discard(), Stats: stats}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	var once sync.Once
+	return ln.Addr().String(), stats, func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+}
+
+func TestServeCopiesBothWaysAndCounts(t *testing.T) {
+	addr, stats, stop := serve(t, echoServer(t), time.Second)
+	defer stop()
+
+	payload := bytes.Repeat([]byte("kpf!"), 100_000)
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			c.Write(payload)
+			c.(*net.TCPConn).CloseWrite()
+		}()
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, payload) {
+			t.Fatalf("echoed %d bytes, want %d identical", len(got), len(payload))
+		}
+	}
+	stop()
+	if got := stats.Accepted.Load(); got != 3 {
+		t.Errorf("Accepted = %d, want 3", got)
+	}
+	if in, out := stats.BytesIn.Load(), stats.BytesOut.Load(); in != 3*int64(len(payload)) || out != in {
+		t.Errorf("BytesIn = %d, BytesOut = %d, want %d each", in, out, 3*len(payload))
+	}
+	if got := stats.Active.Load(); got != 0 {
+		t.Errorf("Active = %d after every connection closed", got)
+	}
+}
+
+func TestServeClosesConnectionWithoutUpstream(t *testing.T) {
+	addr, stats, stop := serve(t, func(ctx context.Context) (Upstream, string, error) {
+		<-ctx.Done() // no ready endpoint: wait until the bound
+		return nil, "", errors.New("no ready endpoints")
+	}, 50*time.Millisecond)
+	defer stop()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(make([]byte, 1))
+	if n != 0 || err == nil {
+		t.Fatalf("read %d bytes, err %v; want the connection closed", n, err)
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the connection was left open past the wait bound")
+	}
+	waitFor(t, func() bool { return stats.Failed.Load() == 1 })
+	if e := stats.LastError.Load(); e == nil || *e != "no ready endpoints" {
+		t.Errorf("LastError = %v", e)
+	}
+}
+
+func TestServeStopClosesOpenConnectionsAndListener(t *testing.T) {
+	addr, stats, stop := serve(t, echoServer(t), time.Second)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, func() bool { return stats.Active.Load() == 1 })
+	stop() // returns only once every connection and goroutine is done
+	if got := stats.Active.Load(); got != 0 {
+		t.Errorf("Active = %d after Serve returned", got)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("open connection still readable after Serve returned")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Error("open connection left hanging after Serve returned")
+	}
+	if c2, err := net.Dial("tcp", addr); err == nil {
+		c2.Close()
+		t.Error("listener still accepts after Serve returned")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
