@@ -40,7 +40,11 @@ func NewCluster(name string, cfg *rest.Config, log *slog.Logger) (*Cluster, erro
 	if err != nil {
 		return nil, fmt.Errorf("context %q: create client: %w", name, err)
 	}
-	return &Cluster{Name: name, Config: cfg, Client: client, log: log.With("context", name), namespaces: map[string]*Namespace{}}, nil
+	return newCluster(name, cfg, client, log), nil
+}
+
+func newCluster(name string, cfg *rest.Config, client kubernetes.Interface, log *slog.Logger) *Cluster {
+	return &Cluster{Name: name, Config: cfg, Client: client, log: log.With("context", name), namespaces: map[string]*Namespace{}}
 }
 
 // Watch returns the watched namespace ns, starting its informers on first
@@ -147,6 +151,14 @@ func (n *Namespace) ensure(kind string) cache.SharedIndexInformer {
 	})
 	n.informers[kind] = inf
 	n.factory.Start(n.ctx.Done())
+	// Tell the listeners once the cache has synced: an empty list brings
+	// no add event, and a resolution that was waiting for the sync must
+	// run again.
+	go func() {
+		if cache.WaitForCacheSync(n.ctx.Done(), inf.HasSynced) {
+			n.notify()
+		}
+	}()
 	return inf
 }
 

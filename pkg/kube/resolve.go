@@ -60,7 +60,7 @@ func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoin
 	var err error
 	switch target.Kind {
 	case config.Service:
-		eps, err = n.resolveService(target.Name, remote)
+		eps, err = n.resolveService(target.Name, remote, pods)
 	case config.Pod:
 		pod, gerr := pods.Get(target.Name)
 		if gerr != nil {
@@ -115,7 +115,10 @@ func notFound(kind, name, ns string, err error) error {
 // resolveService maps a service port (number or name) to the endpoints of
 // the service's EndpointSlices: the slice port carrying the service port's
 // name holds the resolved targetPort number of each endpoint.
-func (n *Namespace) resolveService(name string, remote config.Port) ([]Endpoint, error) {
+//
+// The pod cache is consulted too: a pod being deleted is skipped even before
+// the EndpointSlice controller has marked its endpoint terminating.
+func (n *Namespace) resolveService(name string, remote config.Port, pods corelisters.PodNamespaceLister) ([]Endpoint, error) {
 	svc, err := corelisters.NewServiceLister(n.informers[kindServices].GetIndexer()).Services(n.name).Get(name)
 	if err != nil {
 		return nil, notFound("service", name, n.name, err)
@@ -153,6 +156,9 @@ func (n *Namespace) resolveService(name string, remote config.Port) ([]Endpoint,
 		}
 		for _, ep := range s.Endpoints {
 			if !endpointReady(ep) || ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || seen[ep.TargetRef.UID] {
+				continue
+			}
+			if p, err := pods.Get(ep.TargetRef.Name); err == nil && (p.UID != ep.TargetRef.UID || !PodReady(p)) {
 				continue
 			}
 			seen[ep.TargetRef.UID] = true

@@ -58,16 +58,21 @@ type Agent struct {
 	mu      sync.Mutex
 	nextIP  int
 	ipByUID map[types.UID]string
+	// assigned remembers the backends handed out, by pod UID and
+	// annotation key, until the pod is deleted: the lister may not show a
+	// sibling's assignment yet when two workers assign at once.
+	assigned map[types.UID]map[string]string
 }
 
 // Run registers the node and serves until ctx is done.
 func Run(ctx context.Context, client kubernetes.Interface, cfg Config) error {
 	a := &Agent{
-		cfg:     cfg,
-		client:  client,
-		streams: newStreamSet(),
-		ipByUID: map[types.UID]string{},
-		queue:   workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
+		cfg:      cfg,
+		client:   client,
+		streams:  newStreamSet(),
+		ipByUID:  map[types.UID]string{},
+		assigned: map[types.UID]map[string]string{},
+		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
 	}
 	defer a.queue.ShutDown()
 
@@ -199,6 +204,7 @@ func (a *Agent) onDelete(obj any) {
 	}
 	a.mu.Lock()
 	delete(a.ipByUID, pod.UID)
+	delete(a.assigned, pod.UID)
 	a.mu.Unlock()
 }
 
@@ -282,34 +288,48 @@ func (a *Agent) bind(ctx context.Context, pod *corev1.Pod) error {
 // so the replicas of a Deployment spread over the list and a replacement pod
 // takes the entry its predecessor left.
 func (a *Agent) assignments(pod *corev1.Pod) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	var patch []string
 	for k, v := range pod.Annotations {
 		port, ok := strings.CutPrefix(k, ForwardAnnotationPrefix)
 		if !ok || !strings.Contains(v, ",") {
 			continue
 		}
-		if _, done := pod.Annotations[AssignedAnnotationPrefix+port]; done {
+		key := AssignedAnnotationPrefix + port
+		if _, done := pod.Annotations[key]; done {
 			continue
 		}
-		entries := strings.Split(v, ",")
-		use := map[string]int{}
-		siblings, _ := a.pods.Pods(pod.Namespace).List(labels.Everything())
-		for _, s := range siblings {
-			if s.UID == pod.UID || s.DeletionTimestamp != nil || !sameOwner(s, pod) {
-				continue
+		best, ok := a.assigned[pod.UID][key]
+		if !ok {
+			use := map[string]int{}
+			siblings, _ := a.pods.Pods(pod.Namespace).List(labels.Everything())
+			for _, s := range siblings {
+				if s.UID == pod.UID || s.DeletionTimestamp != nil || !sameOwner(s, pod) {
+					continue
+				}
+				e, ok := a.assigned[s.UID][key]
+				if !ok {
+					e, ok = s.Annotations[key]
+				}
+				if ok {
+					use[e]++
+				}
 			}
-			if e, ok := s.Annotations[AssignedAnnotationPrefix+port]; ok {
-				use[e]++
+			entries := strings.Split(v, ",")
+			best = strings.TrimSpace(entries[0])
+			for _, e := range entries[1:] {
+				e = strings.TrimSpace(e)
+				if use[e] < use[best] {
+					best = e
+				}
 			}
+			if a.assigned[pod.UID] == nil {
+				a.assigned[pod.UID] = map[string]string{}
+			}
+			a.assigned[pod.UID][key] = best
 		}
-		best := strings.TrimSpace(entries[0])
-		for _, e := range entries[1:] {
-			e = strings.TrimSpace(e)
-			if use[e] < use[best] {
-				best = e
-			}
-		}
-		patch = append(patch, strconv.Quote(AssignedAnnotationPrefix+port)+":"+strconv.Quote(best))
+		patch = append(patch, strconv.Quote(key)+":"+strconv.Quote(best))
 	}
 	if len(patch) == 0 {
 		return nil

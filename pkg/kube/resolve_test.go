@@ -1,0 +1,184 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kpf-dev/kpf/pkg/config"
+)
+
+func pod(name string, ready bool, labels map[string]string, ports ...corev1.ContainerPort) *corev1.Pod {
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("uid-" + name), Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Ports: ports}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReady, Status: status},
+		}},
+	}
+}
+
+func endpoint(podName string, ready bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{
+		Addresses:  []string{"198.18.0.1"},
+		Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+		TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: podName, UID: types.UID("uid-" + podName)},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// objects is one namespace with every kind of target.
+func objects() []runtime.Object {
+	web := map[string]string{"app": "web"}
+	httpPort := corev1.ContainerPort{Name: "http", ContainerPort: 8080}
+	deleting := pod("web-3", true, web, httpPort)
+	deleting.DeletionTimestamp = ptr(metav1.Now())
+	return []runtime.Object{
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns"},
+			Spec: corev1.ServiceSpec{Selector: web, Ports: []corev1.ServicePort{
+				{Name: "http", Port: 80, TargetPort: intstr.FromString("http")},
+				{Name: "admin", Port: 9000, TargetPort: intstr.FromInt32(9001)},
+			}},
+		},
+		&discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: "web-abc", Namespace: "ns", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports: []discoveryv1.EndpointPort{
+				{Name: ptr("http"), Port: ptr(int32(8080))},
+				{Name: ptr("admin"), Port: ptr(int32(9001))},
+			},
+			Endpoints: []discoveryv1.Endpoint{endpoint("web-2", true), endpoint("web-1", true), endpoint("web-0", false), endpoint("web-3", true)},
+		},
+		pod("web-0", false, web, httpPort), pod("web-1", true, web, httpPort), pod("web-2", true, web, httpPort), deleting,
+		&appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns"},
+			Spec:       appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: web}},
+		},
+		&appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"},
+			Spec:       appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
+		},
+		pod("db-0", true, map[string]string{"app": "db"}, corev1.ContainerPort{Name: "pg", ContainerPort: 5432}),
+	}
+}
+
+func TestResolve(t *testing.T) {
+	client := fake.NewClientset(objects()...)
+	c := newCluster("test", nil, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ns, release := c.Watch("ns", nil)
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ns.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc := config.Target{Kind: config.Service, Name: "web"}
+	tests := []struct {
+		name    string
+		target  config.Target
+		remote  config.Port
+		want    []string // pod:port
+		wantErr string
+	}{
+		{"service port number to named targetPort", svc, config.Port{Number: 80}, []string{"web-1:8080", "web-2:8080"}, ""},
+		{"service port name", svc, config.Port{Name: "http"}, []string{"web-1:8080", "web-2:8080"}, ""},
+		{"service port to numeric targetPort", svc, config.Port{Name: "admin"}, []string{"web-1:9001", "web-2:9001"}, ""},
+		{"service port it lacks", svc, config.Port{Number: 81}, nil, `service "web" has no port 81 (it has 80 (http), 9000 (admin))`},
+		{"missing service", config.Target{Kind: config.Service, Name: "nope"}, config.Port{Number: 80}, nil, `service "nope" not found in namespace "ns"`},
+		{"pod by name, named port", config.Target{Kind: config.Pod, Name: "web-1"}, config.Port{Name: "http"}, []string{"web-1:8080"}, ""},
+		{"pod not ready", config.Target{Kind: config.Pod, Name: "web-0"}, config.Port{Number: 8080}, nil, ErrNoReadyEndpoints.Error()},
+		{"pod without that port name", config.Target{Kind: config.Pod, Name: "web-1"}, config.Port{Name: "grpc"}, nil, `pod "web-1" has no container port named "grpc"`},
+		{"deployment", config.Target{Kind: config.Deployment, Name: "web"}, config.Port{Number: 8080}, []string{"web-1:8080", "web-2:8080"}, ""},
+		{"missing deployment", config.Target{Kind: config.Deployment, Name: "api"}, config.Port{Number: 8080}, nil, `deployment "api" not found`},
+		{"statefulset, named port", config.Target{Kind: config.StatefulSet, Name: "db"}, config.Port{Name: "pg"}, []string{"db-0:5432"}, ""},
+		{"selector", config.Target{Kind: config.Selector, Selector: "app in (web,db)"}, config.Port{Number: 7}, []string{"db-0:7", "web-1:7", "web-2:7"}, ""},
+		{"selector matching nothing", config.Target{Kind: config.Selector, Selector: "app=none"}, config.Port{Number: 7}, nil, ErrNoReadyEndpoints.Error()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			eps, err := ns.Resolve(tt.target, tt.remote)
+			// Deployments and StatefulSets are watched from their first
+			// use on: wait for that cache.
+			for errors.Is(err, ErrNotSynced) && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond)
+				eps, err = ns.Resolve(tt.target, tt.remote)
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, ep := range eps {
+				got = append(got, ep.Pod+":"+itoa(ep.Port))
+				if ep.Namespace != "ns" {
+					t.Errorf("endpoint namespace = %q", ep.Namespace)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("endpoints = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolveFollowsChanges(t *testing.T) {
+	client := fake.NewClientset(objects()...)
+	c := newCluster("test", nil, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	changed := make(chan struct{}, 100)
+	ns, release := c.Watch("ns", func() { changed <- struct{}{} })
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ns.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	target := config.Target{Kind: config.Pod, Name: "web-1"}
+	if err := client.CoreV1().Pods("ns").Delete(ctx, "web-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := ns.Resolve(target, config.Port{Number: 8080})
+		if err != nil {
+			if !strings.Contains(err.Error(), `pod "web-1" not found`) {
+				t.Fatalf("after deletion: %v", err)
+			}
+			break
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatal("deletion never seen")
+		}
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatal("timed out")
+	}
+}
+
+func itoa(p uint16) string { return strconv.Itoa(int(p)) }
