@@ -124,6 +124,9 @@ func newSession(pod Pod, conn httpstream.Connection, protocol string) *Session {
 		select {
 		case <-conn.CloseChan():
 			s.closeOnce.Do(func() { close(s.done) })
+			// The far end went away; closing our side as well releases the
+			// connection's goroutines and streams.
+			conn.Close()
 		case <-s.done:
 		}
 	}()

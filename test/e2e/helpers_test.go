@@ -465,3 +465,19 @@ func startKubectlPortForward(t *testing.T, s *suite, kubeContext, ns, target str
 	}
 	return pf
 }
+
+func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }
+
+// kubectlE2E runs kubectl against the primary cluster.
+func kubectlE2E(t *testing.T, s *suite, args ...string) string {
+	t.Helper()
+	return kubectl(t, s, append([]string{"--context", "e2e"}, args...)...)
+}
+
+// runKpf runs kpf to completion and returns its combined output.
+func runKpf(s *suite, args ...string) (string, error) {
+	cmd := exec.Command(s.kpf, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
