@@ -234,7 +234,7 @@ func printStatus(w io.Writer, st []forward.Status) {
 			detail += ": " + s.Reason
 		}
 		for _, p := range s.Ports {
-			fmt.Fprintf(tw, "%s\t%s → %s\t%s\n", s.Name, p.Local, p.Remote, detail)
+			fmt.Fprintf(tw, "%s\t%s → %s:%s\t%s\n", s.Name, p.Local, s.Target, p.Remote, detail)
 		}
 	}
 	tw.Flush()

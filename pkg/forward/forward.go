@@ -115,7 +115,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for _, p := range r.ports {
 		l, err := lc.Listen(ctx, "tcp", p.addr)
 		if err != nil {
-			return fmt.Errorf("listen on %s: %w", p.addr, err)
+			return err // net says "listen tcp ADDR: bind: address already in use"
 		}
 		listeners = append(listeners, l)
 	}

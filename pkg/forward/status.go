@@ -26,7 +26,9 @@ const (
 
 // Status is a snapshot of one forward.
 type Status struct {
-	Name    string       `json:"name"`
+	Name string `json:"name"`
+	// Target is where the forward goes: context/namespace/kind/name.
+	Target  string       `json:"target"`
 	State   State        `json:"state"`
 	Reason  string       `json:"reason,omitempty"`
 	Pod     string       `json:"pod,omitempty"`
@@ -52,7 +54,7 @@ func (r *Runner) setState(state State, reason, pod string) {
 	if old != nil && old.State == state && old.Reason == reason && old.Pod == pod {
 		return
 	}
-	s := &Status{Name: r.spec.Name, State: state, Reason: reason, Pod: pod, Since: time.Now()}
+	s := &Status{Name: r.spec.Name, Target: r.target(), State: state, Reason: reason, Pod: pod, Since: time.Now()}
 	r.state.Store(s)
 	if old == nil {
 		return
@@ -91,4 +93,12 @@ func (r *Runner) Status() Status {
 		s.Ports = append(s.Ports, ps)
 	}
 	return s
+}
+
+func (r *Runner) target() string {
+	ctx := r.spec.Context
+	if ctx == "" {
+		ctx = "(current-context)"
+	}
+	return ctx + "/" + r.spec.Namespace + "/" + r.spec.Target.String()
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -274,7 +275,11 @@ forwards:
   - name: busy
     service: echo
     ports: ["%d:80"]
-`, ns, good, missing, busy.Addr().(*net.TCPAddr).Port)))
+  - name: nocontext
+    context: nope
+    service: echo
+    ports: ["%d:80"]
+`, ns, good, missing, busy.Addr().(*net.TCPAddr).Port, freePort(t))))
 	if g, err := greeting(fmt.Sprintf("127.0.0.1:%d", good), 10*time.Second); err != nil || g != "hello from a" {
 		t.Fatalf("good forward: %q, %v", g, err)
 	}
@@ -283,6 +288,9 @@ forwards:
 	}
 	if l := p.line("busy"); !strings.Contains(l, "address already in use") {
 		t.Errorf("busy forward's line: %q", l)
+	}
+	if l := p.line("nocontext"); !strings.Contains(l, `context "nope": context not found in kubeconfig`) {
+		t.Errorf("nocontext forward's line: %q", l)
 	}
 	createService(t, s.primary, ns, "later", "echo")
 	waitUntil(t, 15*time.Second, "the missing forward to come up", func(context.Context) (bool, error) {
@@ -436,4 +444,46 @@ forwards:
 			t.Errorf("the connection open at SIGINT was left hanging")
 		}
 	}
+}
+
+// An error the kubelet reports for one connection (nothing listens on that
+// pod port) ends that connection only: a connection open on another port
+// of the same pod, over the same port-forward session, goes on working.
+// (client-go's PortForwarder, which kubectl uses, closes its whole session
+// on such an error: kubernetes#111825.)
+func TestE2EOneConnectionErrorLeavesTheSessionUp(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "connerr")
+	createDeployment(t, s.primary, ns, "echo", 1, startBackend(t, "a"))
+	createService(t, s.primary, ns, "echo", "echo")
+	pods := waitEndpoints(t, s.primary, ns, "echo", 1)
+	good, bad := freePort(t), freePort(t)
+	startKpf(t, s, writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: two
+    context: e2e
+    namespace: %s
+    pod: %s
+    ports: ["%d:8080", "%d:9999"]
+`, ns, pods[0], good, bad)))
+	long, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Close()
+	r := bufio.NewReader(long)
+	if g, err := r.ReadString('\n'); err != nil || g != "hello from a\n" {
+		t.Fatalf("greeting: %q, %v", g, err)
+	}
+	for i := range 3 {
+		if g, err := greeting(fmt.Sprintf("127.0.0.1:%d", bad), 10*time.Second); err == nil && g != "" {
+			t.Fatalf("connection %d to a pod port nothing listens on got %q", i, g)
+		}
+	}
+	long.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(long, "still here\n")
+	if echo, err := r.ReadString('\n'); err != nil || echo != "still here\n" {
+		t.Fatalf("the open connection broke after another connection's error: %q, %v", echo, err)
+	}
+
 }
