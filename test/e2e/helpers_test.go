@@ -481,3 +481,26 @@ func runKpf(s *suite, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// deployEcho creates the Deployment "echo" with replicas pods over the
+// backends, the Service "echo" in front of it, and waits for every replica
+// to be a ready endpoint, whose pod names it returns.
+func deployEcho(t *testing.T, c *cluster, ns string, replicas int32, backends ...backend) []string {
+	t.Helper()
+	createDeployment(t, c, ns, "echo", replicas, backends...)
+	createService(t, c, ns, "echo", "echo")
+	return waitEndpoints(t, c, ns, "echo", int(replicas))
+}
+
+// echoConfig is a forwards.yaml with one forward, "echo", from local port
+// to port 80 of the Service "echo" in ns on the primary cluster.
+func echoConfig(ns string, port int) string {
+	return fmt.Sprintf(`version: 1
+forwards:
+  - name: echo
+    context: e2e
+    namespace: %s
+    service: echo
+    ports: ["%d:80"]
+`, ns, port)
+}

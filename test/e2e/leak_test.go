@@ -24,9 +24,7 @@ func TestE2ERunnerLeavesNoGoroutine(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "leak")
 	a, b := startBackend(t, "a"), startBackend(t, "b")
-	createDeployment(t, s.primary, ns, "echo", 2, a, b)
-	createService(t, s.primary, ns, "echo", "echo")
-	pods := waitEndpoints(t, s.primary, ns, "echo", 2)
+	pods := deployEcho(t, s.primary, ns, 2, a, b)
 
 	// Clients and their transports are shared, long-lived and may keep
 	// idle HTTP/2 connections: create them before taking the baseline.
@@ -121,9 +119,7 @@ func TestE2ERunnerLeavesNoGoroutine(t *testing.T) {
 func TestE2EUpOnce(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "once")
-	createDeployment(t, s.primary, ns, "echo", 1, startBackend(t, "a"))
-	createService(t, s.primary, ns, "echo", "echo")
-	waitEndpoints(t, s.primary, ns, "echo", 1)
+	deployEcho(t, s.primary, ns, 1, startBackend(t, "a"))
 	good := fmt.Sprintf(`version: 1
 forwards:
   - name: echo

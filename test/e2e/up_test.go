@@ -83,18 +83,9 @@ func TestE2EPodDeletionLosesNoConnection(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "podkill")
 	a, b := startBackend(t, "a"), startBackend(t, "b")
-	createDeployment(t, s.primary, ns, "echo", 2, a, b)
-	createService(t, s.primary, ns, "echo", "echo")
-	waitEndpoints(t, s.primary, ns, "echo", 2)
+	deployEcho(t, s.primary, ns, 2, a, b)
 	port := freePort(t)
-	p := startKpf(t, s, writeConfig(t, fmt.Sprintf(`version: 1
-forwards:
-  - name: echo
-    context: e2e
-    namespace: %s
-    service: echo
-    ports: ["%d:80"]
-`, ns, port)))
+	p := startKpf(t, s, writeConfig(t, echoConfig(ns, port)))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	first, err := greeting(addr, 10*time.Second)
 	if err != nil {
@@ -151,18 +142,9 @@ func TestE2ERolloutLosesNoConnection(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "rollout")
 	a, b := startBackend(t, "a"), startBackend(t, "b")
-	createDeployment(t, s.primary, ns, "echo", 2, a, b)
-	createService(t, s.primary, ns, "echo", "echo")
-	before := waitEndpoints(t, s.primary, ns, "echo", 2)
+	before := deployEcho(t, s.primary, ns, 2, a, b)
 	port := freePort(t)
-	startKpf(t, s, writeConfig(t, fmt.Sprintf(`version: 1
-forwards:
-  - name: echo
-    context: e2e
-    namespace: %s
-    service: echo
-    ports: ["%d:80"]
-`, ns, port)))
+	startKpf(t, s, writeConfig(t, echoConfig(ns, port)))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	pr := startProber(addr, 50*time.Millisecond)
 	kubectl(t, s, "--context", "e2e", "-n", ns, "rollout", "restart", "deployment/echo")
@@ -196,18 +178,9 @@ func TestE2EConnectionsWaitForAReadyPod(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "notready")
 	a := startBackend(t, "a")
-	createDeployment(t, s.primary, ns, "echo", 1, a)
-	createService(t, s.primary, ns, "echo", "echo")
-	pods := waitEndpoints(t, s.primary, ns, "echo", 1)
+	pods := deployEcho(t, s.primary, ns, 1, a)
 	port := freePort(t)
-	startKpf(t, s, writeConfig(t, fmt.Sprintf(`version: 1
-forwards:
-  - name: echo
-    context: e2e
-    namespace: %s
-    service: echo
-    ports: ["%d:80"]
-`, ns, port)))
+	startKpf(t, s, writeConfig(t, echoConfig(ns, port)))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if _, err := greeting(addr, 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -252,9 +225,7 @@ func TestE2EFailuresStayPerForward(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "isolate")
 	a := startBackend(t, "a")
-	createDeployment(t, s.primary, ns, "echo", 1, a)
-	createService(t, s.primary, ns, "echo", "echo")
-	waitEndpoints(t, s.primary, ns, "echo", 1)
+	deployEcho(t, s.primary, ns, 1, a)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -310,9 +281,7 @@ func TestE2EConfigEditsRestartOnlyWhatChanged(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "edit")
 	a := startBackend(t, "a")
-	createDeployment(t, s.primary, ns, "echo", 1, a)
-	createService(t, s.primary, ns, "echo", "echo")
-	waitEndpoints(t, s.primary, ns, "echo", 1)
+	deployEcho(t, s.primary, ns, 1, a)
 	portA, portB, portB2 := freePort(t), freePort(t), freePort(t)
 	cfgText := func(b int) string {
 		return fmt.Sprintf(`version: 1
@@ -405,9 +374,7 @@ forwards:
 func TestE2EInterruptClosesEverything(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "sigint")
-	createDeployment(t, s.primary, ns, "echo", 1, startBackend(t, "a"))
-	createService(t, s.primary, ns, "echo", "echo")
-	waitEndpoints(t, s.primary, ns, "echo", 1)
+	deployEcho(t, s.primary, ns, 1, startBackend(t, "a"))
 	ports := []int{freePort(t), freePort(t)}
 	p := startKpf(t, s, writeConfig(t, fmt.Sprintf(`version: 1
 forwards:
@@ -454,9 +421,7 @@ forwards:
 func TestE2EOneConnectionErrorLeavesTheSessionUp(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "connerr")
-	createDeployment(t, s.primary, ns, "echo", 1, startBackend(t, "a"))
-	createService(t, s.primary, ns, "echo", "echo")
-	pods := waitEndpoints(t, s.primary, ns, "echo", 1)
+	pods := deployEcho(t, s.primary, ns, 1, startBackend(t, "a"))
 	good, bad := freePort(t), freePort(t)
 	startKpf(t, s, writeConfig(t, fmt.Sprintf(`version: 1
 forwards:
