@@ -39,6 +39,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"up", "start the declared forwards and keep them running", runUp},
+		{"status", "show the forwards of the running kpf up", runStatus},
 		{"validate", "check forwards.yaml and print the resolved plan", runValidate},
 		{"version", "print kpf's version", runVersion},
 	}

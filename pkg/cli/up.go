@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kpf-dev/kpf/pkg/config"
+	"github.com/kpf-dev/kpf/pkg/control"
 	"github.com/kpf-dev/kpf/pkg/forward"
 	"github.com/kpf-dev/kpf/pkg/kube"
 	"github.com/kpf-dev/kpf/pkg/reconcile"
@@ -107,8 +111,42 @@ type supervisor struct {
 }
 
 func (s *supervisor) run(ctx context.Context, path string) int {
+	sock, err := control.SocketPath(path)
+	if err != nil {
+		fmt.Fprintf(s.env.Stderr, "kpf up: %v\n", err)
+		return ExitInvalid
+	}
+	ln, err := control.Listen(sock)
+	if errors.Is(err, control.ErrRunning) {
+		fmt.Fprintf(s.env.Stderr, "kpf up: %v: %s\n\thint: see it with kpf status -f %s\n", err, path, path)
+		return ExitInvalid
+	}
+	if err != nil {
+		fmt.Fprintf(s.env.Stderr, "kpf up: %v\n", err)
+		return ExitInvalid
+	}
 	rec := reconcile.New(s.newRunner, reconcile.Options{}, s.log)
-	defer rec.Stop()
+	// Stop the forwards first, then the control socket: status stays
+	// readable while the forwards shut down.
+	ctlCtx, stopCtl := context.WithCancel(context.WithoutCancel(ctx))
+	ctlDone := make(chan struct{})
+	defer func() {
+		rec.Stop()
+		stopCtl()
+		<-ctlDone
+	}()
+	abs, _ := filepath.Abs(path)
+	started := time.Now()
+	go func() {
+		defer close(ctlDone)
+		snapshot := func() control.Snapshot {
+			return control.Snapshot{Config: abs, PID: os.Getpid(), Started: started, Forwards: rec.Status()}
+		}
+		if err := control.Serve(ctlCtx, ln, control.Handler(snapshot)); err != nil {
+			s.log.Error("control socket stopped", "err", err)
+		}
+	}()
+	s.log.Debug("control socket listening", "path", sock)
 	updates := config.Watch(ctx, path, s.log)
 	first := true
 	var printed bool

@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kpf-dev/kpf/pkg/config"
+	"github.com/kpf-dev/kpf/pkg/control"
+	"github.com/kpf-dev/kpf/pkg/forward"
+)
+
+// ExitNotRunning is kpf status's exit code when no kpf up runs the file.
+const ExitNotRunning = 3
+
+const statusUsage = `Usage: kpf status [-f FILE] [-o table|json]
+
+Show the forwards of the kpf up running FILE (forwards.yaml found from the
+current directory up, by default): state, serving pod, connections, bytes
+and the last error. It asks kpf up over its control socket.
+
+Exit status: 0 when every forward is ready, 1 when some are not, 3 when no
+kpf up runs the file.
+
+Examples:
+    $ kpf status
+    $ kpf status -o json | jq '.forwards[] | select(.state != "ready")'
+`
+
+func runStatus(ctx context.Context, env Env, args []string) int {
+	fs := newFlagSet(env, "status", statusUsage)
+	file := fs.String("f", "", "the `FILE` kpf up runs (default: forwards.yaml found from the current directory up)")
+	output := fs.String("o", "table", "output `FORMAT`: table or json")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if *output != "table" && *output != "json" {
+		fmt.Fprintf(env.Stderr, "kpf status: unknown output format %q (want table or json)\n", *output)
+		return ExitUsage
+	}
+	path := *file
+	if path == "" {
+		var err error
+		if path, err = config.Find("."); err != nil {
+			fmt.Fprintf(env.Stderr, "kpf: %v\n\thint: name the file with -f FILE\n", err)
+			return ExitInvalid
+		}
+	}
+	sock, err := control.SocketPath(path)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "kpf status: %v\n", err)
+		return ExitInvalid
+	}
+	snap, err := control.Fetch(ctx, sock)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "kpf status: no kpf up is running %s\n\thint: start it with kpf up -f %s\n", path, path)
+		return ExitNotRunning
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(snap); err != nil {
+			return ExitInvalid
+		}
+	} else {
+		printStatusTable(env.Stdout, snap, time.Now())
+	}
+	if !snap.AllReady() {
+		return ExitInvalid
+	}
+	return ExitOK
+}
+
+// printStatusTable prints one row per forward port.
+func printStatusTable(w io.Writer, snap control.Snapshot, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FORWARD\tLOCAL\tTARGET\tSTATE\tPOD\tCONNS\tIN\tOUT\tSINCE\tLAST ERROR")
+	for _, f := range snap.Forwards {
+		state := string(f.State)
+		if f.State == forward.StateRetrying && !f.RetryAt.IsZero() {
+			state = fmt.Sprintf("retrying in %s", max(f.RetryAt.Sub(now), 0).Round(time.Second))
+		}
+		for i, p := range f.Ports {
+			name, target, st, pod, since, reason := f.Name, f.Target, state, f.Pod, now.Sub(f.Since).Round(time.Second).String(), f.Reason
+			if reason == "" {
+				reason = p.LastError
+			}
+			if i > 0 {
+				name, target, st, pod, since = "", "", "", "", ""
+				if reason == f.Reason {
+					reason = ""
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s:%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", name, p.Local, target, p.Remote, st, dash(pod),
+				p.Connections, humanBytes(p.BytesIn), humanBytes(p.BytesOut), dash(since), dash(oneLine(reason)))
+		}
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// humanBytes formats a byte count for people: 0, 512B, 1.5KiB, 3.2MiB, ...
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
