@@ -40,6 +40,7 @@ func commands() []command {
 	return []command{
 		{"up", "start the declared forwards and keep them running", runUp},
 		{"status", "show the forwards of the running kpf up", runStatus},
+		{"restart", "re-dial forwards of the running kpf up", runRestart},
 		{"validate", "check forwards.yaml and print the resolved plan", runValidate},
 		{"version", "print kpf's version", runVersion},
 	}

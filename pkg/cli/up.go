@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -43,6 +45,9 @@ type upFlags struct {
 	timeout   time.Duration
 	logFormat string
 	verbose   bool
+	logFile   string
+
+	probeInterval time.Duration
 }
 
 func runUp(ctx context.Context, env Env, args []string) int {
@@ -55,10 +60,22 @@ func runUp(ctx context.Context, env Env, args []string) int {
 	fs.DurationVar(&f.timeout, "timeout", time.Minute, "with -once, how long to wait for every forward to be ready")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.verbose, "v", false, "verbose: log every connection")
+	fs.DurationVar(&f.probeInterval, "probe-interval", 10*time.Second, "how often each forward's tunnel is probed")
+	fs.StringVar(&f.logFile, "log-file", "", "append logs to `PATH` (mode 0600) instead of standard error")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	log, err := newLogger(env.Stderr, f.logFormat, f.verbose)
+	logOut := env.Stderr
+	if f.logFile != "" {
+		lf, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "kpf up: %v\n", err)
+			return ExitUsage
+		}
+		defer lf.Close()
+		logOut = lf
+	}
+	log, err := newLogger(logOut, f.logFormat, f.verbose)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "kpf up: %v\n", err)
 		return ExitUsage
@@ -139,10 +156,10 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	started := time.Now()
 	go func() {
 		defer close(ctlDone)
-		snapshot := func() control.Snapshot {
+		api := controlAPI{rec: rec, ctx: ctx, snapshot: func() control.Snapshot {
 			return control.Snapshot{Config: abs, PID: os.Getpid(), Started: started, Forwards: rec.Status()}
-		}
-		if err := control.Serve(ctlCtx, ln, control.Handler(snapshot)); err != nil {
+		}}
+		if err := control.Serve(ctlCtx, ln, control.Handler(api)); err != nil {
 			s.log.Error("control socket stopped", "err", err)
 		}
 	}()
@@ -157,6 +174,9 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
@@ -166,42 +186,20 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 			if !ok {
 				return ExitOK
 			}
-			for _, w := range u.Warnings {
-				s.log.Warn("config warning", "warning", w.String())
+			if code := s.apply(ctx, rec, path, u, first); code >= 0 {
+				return code
 			}
-			if u.Err != nil {
-				if first {
-					fmt.Fprintln(s.env.Stderr, u.Err)
-					return ExitInvalid
-				}
-				s.log.Error("config is invalid; keeping the forwards that run", "file", path, "err", u.Err.Error())
-				continue
-			}
-			forwards, err := u.Config.Select(s.names...)
-			if err != nil {
-				if first {
-					fmt.Fprintf(s.env.Stderr, "kpf up: %v\n", err)
-					return ExitUsage
-				}
-				s.log.Error("config does not declare the names given on the command line; keeping the forwards that run", "err", err)
-				continue
-			}
-			for i := range forwards {
-				if forwards[i].Context == "" {
-					forwards[i].Context = s.flags.kube.context
-				}
-				if !isLoopback(forwards[i].Address) {
-					s.log.Warn("!!! forward listens on a non-loopback address: anyone who can reach this machine can use it", "forward", forwards[i].Name, "address", forwards[i].Address)
-				}
-			}
-			if !first {
-				s.log.Info("config changed; converging", "file", path)
-			}
-			rec.Apply(ctx, forwards)
 			if first {
 				first = false
 				settle = time.After(10 * time.Second)
 			}
+		case <-hup:
+			if first {
+				continue
+			}
+			s.log.Info("SIGHUP: reloading", "file", path)
+			cfg, warns, err := config.Load(path)
+			s.apply(ctx, rec, path, config.Update{Config: cfg, Warnings: warns, Err: err}, false)
 		case <-tick.C:
 			if first || printed {
 				continue
@@ -228,6 +226,45 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 			return ExitInvalid
 		}
 	}
+}
+
+// apply converges rec to an update of the file. For the first update, a
+// problem returns the exit code to quit with; later ones are logged and the
+// running forwards kept. It returns -1 to go on.
+func (s *supervisor) apply(ctx context.Context, rec *reconcile.Reconciler, path string, u config.Update, first bool) int {
+	for _, w := range u.Warnings {
+		s.log.Warn("config warning", "warning", w.String())
+	}
+	if u.Err != nil {
+		if first {
+			fmt.Fprintln(s.env.Stderr, u.Err)
+			return ExitInvalid
+		}
+		s.log.Error("config is invalid; keeping the forwards that run", "file", path, "err", u.Err.Error())
+		return -1
+	}
+	forwards, err := u.Config.Select(s.names...)
+	if err != nil {
+		if first {
+			fmt.Fprintf(s.env.Stderr, "kpf up: %v\n", err)
+			return ExitUsage
+		}
+		s.log.Error("config does not declare the names given on the command line; keeping the forwards that run", "err", err)
+		return -1
+	}
+	for i := range forwards {
+		if forwards[i].Context == "" {
+			forwards[i].Context = s.flags.kube.context
+		}
+		if !isLoopback(forwards[i].Address) {
+			s.log.Warn("!!! forward listens on a non-loopback address: anyone who can reach this machine can use it", "forward", forwards[i].Name, "address", forwards[i].Address)
+		}
+	}
+	if !first {
+		s.log.Info("config changed; converging", "file", path)
+	}
+	rec.Apply(ctx, forwards)
+	return -1
 }
 
 func isLoopback(addr string) bool {
@@ -279,7 +316,7 @@ func printStatus(w io.Writer, st []forward.Status) {
 }
 
 func (s *supervisor) newRunner(spec config.Forward) reconcile.Runner {
-	return forward.New(spec, s.clusters, forward.Options{}, s.log.With("forward", spec.Name))
+	return forward.New(spec, s.clusters, forward.Options{ProbeInterval: s.flags.probeInterval}, s.log.With("forward", spec.Name))
 }
 
 // minLevel drops records below a level, whatever the wrapped handler allows.
@@ -296,3 +333,20 @@ func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 	return minLevel{m.Handler.WithAttrs(a), m.level}
 }
 func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.level} }
+
+// controlAPI exposes the reconciler on the control socket.
+type controlAPI struct {
+	rec      *reconcile.Reconciler
+	ctx      context.Context // the forwards' lifetime
+	snapshot func() control.Snapshot
+}
+
+func (a controlAPI) Snapshot() control.Snapshot { return a.snapshot() }
+
+func (a controlAPI) Restart(_ context.Context, name string) error {
+	err := a.rec.Restart(a.ctx, name)
+	if errors.Is(err, reconcile.ErrUnknownForward) {
+		return fmt.Errorf("%w: %q", control.ErrUnknownForward, name)
+	}
+	return err
+}

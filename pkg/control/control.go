@@ -12,11 +12,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -99,14 +102,38 @@ func Listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Handler serves the API: GET /v1/status and GET /healthz.
-func Handler(snapshot func() Snapshot) http.Handler {
+// API is what the control socket exposes of a running kpf up.
+type API interface {
+	// Snapshot returns the current status.
+	Snapshot() Snapshot
+	// Restart re-dials one forward; an unknown name is an error wrapping
+	// ErrUnknownForward.
+	Restart(ctx context.Context, name string) error
+}
+
+// ErrUnknownForward is the error Restart reports for a name not running.
+var ErrUnknownForward = errors.New("no such forward running")
+
+// Handler serves the API: GET /v1/status, POST /v1/forwards/{name}/restart
+// and GET /healthz.
+func Handler(api API) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(snapshot())
+		_ = enc.Encode(api.Snapshot())
+	})
+	mux.HandleFunc("POST /v1/forwards/{name}/restart", func(w http.ResponseWriter, r *http.Request) {
+		err := api.Restart(r.Context(), r.PathValue("name"))
+		switch {
+		case errors.Is(err, ErrUnknownForward):
+			http.Error(w, err.Error(), http.StatusNotFound)
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -195,4 +222,26 @@ func Fetch(ctx context.Context, path string) (Snapshot, error) {
 		return s, fmt.Errorf("decode status: %w", err)
 	}
 	return s, nil
+}
+
+// Restart asks the kpf up serving path to re-dial the named forward.
+func Restart(ctx context.Context, path, name string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://kpf/v1/forwards/"+url.PathEscape(name)+"/restart", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := Client(path).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		return nil
+	case http.StatusNotFound:
+		return fmt.Errorf("%q: %w", name, ErrUnknownForward)
+	default:
+		return fmt.Errorf("restart %q: %s: %s", name, resp.Status, strings.TrimSpace(string(body)))
+	}
 }

@@ -60,7 +60,8 @@ func TestServeStatusOverThePrivateSocket(t *testing.T) {
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, Handler(func() Snapshot { return want })) }()
+	api := &fakeAPI{snap: want}
+	go func() { done <- Serve(ctx, ln, Handler(api)) }()
 	got, err := Fetch(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +71,12 @@ func TestServeStatusOverThePrivateSocket(t *testing.T) {
 	}
 	if got.AllReady() {
 		t.Error("AllReady with a failed forward")
+	}
+	if err := Restart(context.Background(), path, "a"); err != nil || api.restarted != "a" {
+		t.Errorf("Restart a: %v (restarted %q)", err, api.restarted)
+	}
+	if err := Restart(context.Background(), path, "zz"); !errors.Is(err, ErrUnknownForward) {
+		t.Errorf("Restart of an unknown forward: %v", err)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -100,4 +107,21 @@ func TestListenReplacesAStaleSocket(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	ln2.Close()
+}
+
+type fakeAPI struct {
+	snap      Snapshot
+	restarted string
+}
+
+func (f *fakeAPI) Snapshot() Snapshot { return f.snap }
+
+func (f *fakeAPI) Restart(_ context.Context, name string) error {
+	for _, fw := range f.snap.Forwards {
+		if fw.Name == name {
+			f.restarted = name
+			return nil
+		}
+	}
+	return ErrUnknownForward
 }

@@ -48,6 +48,8 @@ type Options struct {
 	ProbeInterval time.Duration
 	// DialTimeout bounds opening a port-forward session; 0 means 15 s.
 	DialTimeout time.Duration
+	// ProbeTimeout bounds one probe; 0 means 5 s.
+	ProbeTimeout time.Duration
 }
 
 // Runner runs one forward. Create it with New; Run it once.
@@ -78,6 +80,9 @@ func New(spec config.Forward, clusters ClusterSource, opts Options, log *slog.Lo
 	}
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = 15 * time.Second
+	}
+	if opts.ProbeTimeout == 0 {
+		opts.ProbeTimeout = 5 * time.Second
 	}
 	r := &Runner{spec: spec, clusters: clusters, opts: opts, log: log, changed: newNotifier()}
 	for _, m := range spec.Ports {
@@ -150,6 +155,9 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	probe := time.NewTicker(r.opts.ProbeInterval)
 	defer probe.Stop()
+	clock := time.NewTicker(2 * time.Second)
+	defer clock.Stop()
+	last := time.Now()
 	for {
 		r.refresh(ctx, ns, pool, false)
 		select {
@@ -161,8 +169,23 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-r.changed.wait():
 		case <-probe.C:
 			r.refresh(ctx, ns, pool, true)
+		case now := <-clock.C:
+			// The monotonic clock stops while the machine sleeps; the wall
+			// clock does not. A gap between them means we just woke up:
+			// the tunnel is likely dead, so probe it now.
+			if jump := wallJump(last, now); jump > 3*time.Second {
+				r.log.Info("clock jumped (the machine slept?); probing the tunnel", "jump", jump.Round(time.Second))
+				r.refresh(ctx, ns, pool, true)
+			}
+			last = now
 		}
 	}
+}
+
+// wallJump is how much more wall-clock time than monotonic time passed
+// between two readings of time.Now.
+func wallJump(prev, now time.Time) time.Duration {
+	return now.Round(0).Sub(prev.Round(0)) - now.Sub(prev)
 }
 
 // refresh re-resolves the endpoints, keeps a session open to the pod that
@@ -207,7 +230,9 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Pool, pr
 		return
 	}
 	if probe {
-		if err := r.probe(dctx, sess); err != nil {
+		pctx, cancel := context.WithTimeout(ctx, r.opts.ProbeTimeout)
+		defer cancel()
+		if err := r.probe(pctx, sess); err != nil {
 			r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
 			sess.Close()
 			r.setState(StateFailed, "probe: "+err.Error(), pod)

@@ -9,6 +9,8 @@ package reconcile
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -131,6 +133,25 @@ func (r *Reconciler) Apply(ctx context.Context, desired []config.Forward) Plan {
 		r.log.Info("converged", "started", p.Start, "stopped", p.Stop, "restarted", p.Restart, "unchanged", len(p.Keep))
 	}
 	return p
+}
+
+// ErrUnknownForward is returned by Restart for a name that does not run.
+var ErrUnknownForward = errors.New("no such forward running")
+
+// Restart stops the named forward, waits for it to release its ports and
+// starts it again with the same spec and a fresh backoff.
+func (r *Reconciler) Restart(ctx context.Context, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.running[name]
+	if !ok {
+		return fmt.Errorf("%q: %w", name, ErrUnknownForward)
+	}
+	s.cancel()
+	<-s.done
+	r.running[name] = r.start(ctx, s.spec)
+	r.log.Info("restarted on request", "forward", name)
+	return nil
 }
 
 // Stop stops every forward and waits for them.

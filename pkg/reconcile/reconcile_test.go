@@ -212,3 +212,28 @@ func TestStopEndsEveryForward(t *testing.T) {
 		}
 	})
 }
+
+func TestRestartRerunsOneForward(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld()
+		r := New(w.newRunner(nil), Options{}, discard())
+		defer r.Stop()
+		r.Apply(t.Context(), []config.Forward{fwd("a", 1), fwd("b", 2)})
+		synctest.Wait()
+		if err := r.Restart(t.Context(), "a"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if err := r.Restart(t.Context(), "nope"); !errors.Is(err, ErrUnknownForward) {
+			t.Errorf("Restart of an unknown forward: %v", err)
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.created["a"] != 2 || w.created["b"] != 1 {
+			t.Errorf("runners created: %v, want a twice and b once", w.created)
+		}
+		if len(w.clashes) > 0 {
+			t.Errorf("ports clashed: %v", w.clashes)
+		}
+	})
+}

@@ -27,7 +27,11 @@ type cluster struct {
 	Kubeconfig     string `json:"kubeconfig"`
 	Server         string `json:"server"`
 	AlreadyRunning bool   `json:"alreadyRunning"`
-	client         kubernetes.Interface
+	Components     []struct {
+		Name string `json:"name"`
+		PID  int    `json:"pid"`
+	} `json:"components"`
+	client kubernetes.Interface
 }
 
 // suite is what every test shares; TestMain fills it once.
@@ -137,4 +141,14 @@ func needSuite(t *testing.T) *suite {
 		t.Skip("set KPF_E2E=1 to run end-to-end tests")
 	}
 	return shared
+}
+
+// pid returns the process id of a component ("node-agent", ...).
+func (c *cluster) pid(component string) int {
+	for _, comp := range c.Components {
+		if comp.Name == component {
+			return comp.PID
+		}
+	}
+	return 0
 }
