@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/kpf-dev/kpf/pkg/control"
 	"github.com/kpf-dev/kpf/pkg/forward"
 	"github.com/kpf-dev/kpf/pkg/kube"
+	"github.com/kpf-dev/kpf/pkg/metrics"
 	"github.com/kpf-dev/kpf/pkg/reconcile"
 )
 
@@ -48,6 +50,7 @@ type upFlags struct {
 	logFile   string
 
 	probeInterval time.Duration
+	metricsAddr   string
 }
 
 func runUp(ctx context.Context, env Env, args []string) int {
@@ -60,6 +63,7 @@ func runUp(ctx context.Context, env Env, args []string) int {
 	fs.DurationVar(&f.timeout, "timeout", time.Minute, "with -once, how long to wait for every forward to be ready")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.verbose, "v", false, "verbose: log every connection")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9091); off by default")
 	fs.DurationVar(&f.probeInterval, "probe-interval", 10*time.Second, "how often each forward's tunnel is probed")
 	fs.StringVar(&f.logFile, "log-file", "", "append logs to `PATH` (mode 0600) instead of standard error")
 	if code := parseFlags(fs, args); code >= 0 {
@@ -147,10 +151,12 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	// readable while the forwards shut down.
 	ctlCtx, stopCtl := context.WithCancel(context.WithoutCancel(ctx))
 	ctlDone := make(chan struct{})
+	metricsDone := make(chan struct{})
 	defer func() {
 		rec.Stop()
 		stopCtl()
 		<-ctlDone
+		<-metricsDone
 	}()
 	abs, _ := filepath.Abs(path)
 	started := time.Now()
@@ -164,6 +170,21 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 		}
 	}()
 	s.log.Debug("control socket listening", "path", sock)
+	if addr := s.flags.metricsAddr; addr != "" {
+		if host, _, err := net.SplitHostPort(addr); err != nil || !isLoopback(host) {
+			s.log.Warn("!!! metrics are served on a non-loopback address: anyone who can reach it sees your forwards", "addr", addr)
+		}
+		reg := metrics.Registry(rec.Status)
+		go func() {
+			defer close(metricsDone)
+			if err := metrics.Serve(ctlCtx, addr, reg); err != nil {
+				s.log.Error("metrics endpoint stopped", "err", err)
+			}
+		}()
+		s.log.Info("serving metrics", "url", "http://"+addr+"/metrics")
+	} else {
+		close(metricsDone)
+	}
 	updates := config.Watch(ctx, path, s.log)
 	first := true
 	var printed bool

@@ -61,6 +61,7 @@ type Runner struct {
 
 	changed  *notifier
 	state    atomic.Pointer[Status]
+	sessions atomic.Int64 // port-forward sessions opened, over every run
 	rr       atomic.Uint64
 	current  sync.Map // remote port string -> pod name in use
 	badUntil sync.Map // pod name -> time.Time
@@ -126,6 +127,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 
 	pool := tunnel.NewPool(cl.Connector(), r.opts.DialTimeout)
+	pool.OnSession = func(s *tunnel.Session) {
+		r.sessions.Add(1)
+		r.log.Debug("port-forward session opened", "pod", s.Pod.String())
+	}
 	defer pool.Close()
 
 	var wg sync.WaitGroup

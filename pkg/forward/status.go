@@ -2,6 +2,8 @@ package forward
 
 import (
 	"time"
+
+	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
 
 // State is where a forward is in its life.
@@ -35,6 +37,9 @@ type Status struct {
 	Since   time.Time    `json:"since"`
 	Ports   []PortStatus `json:"ports"`
 	RetryAt time.Time    `json:"retryAt,omitzero"`
+	// Sessions is how many port-forward sessions the forward has opened:
+	// one at start, one more per reconnect or new pod.
+	Sessions int64 `json:"sessions"`
 }
 
 // PortStatus is the traffic of one local listener.
@@ -47,6 +52,9 @@ type PortStatus struct {
 	BytesIn     int64  `json:"bytesIn"`
 	BytesOut    int64  `json:"bytesOut"`
 	LastError   string `json:"lastError,omitempty"`
+	// Dial is the distribution of how long connections waited for their
+	// upstream; exported as metrics, not in JSON.
+	Dial tunnel.HistogramSnapshot `json:"-"`
 }
 
 func (r *Runner) setState(state State, reason, pod string) {
@@ -77,6 +85,7 @@ func (r *Runner) setState(state State, reason, pod string) {
 // Status returns a snapshot of the forward's state and traffic.
 func (r *Runner) Status() Status {
 	s := *r.state.Load()
+	s.Sessions = r.sessions.Load()
 	for _, p := range r.ports {
 		ps := PortStatus{
 			Local:       p.addr,
@@ -86,6 +95,7 @@ func (r *Runner) Status() Status {
 			Failed:      p.stats.Failed.Load(),
 			BytesIn:     p.stats.BytesIn.Load(),
 			BytesOut:    p.stats.BytesOut.Load(),
+			Dial:        p.stats.Dial.Snapshot(),
 		}
 		if e := p.stats.LastError.Load(); e != nil {
 			ps.LastError = *e

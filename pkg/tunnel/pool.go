@@ -12,6 +12,9 @@ import (
 type Pool struct {
 	connector   *Connector
 	dialTimeout time.Duration
+	// OnSession, if set before first use, is called for every session the
+	// pool opens (to count reconnects).
+	OnSession func(*Session)
 
 	mu       sync.Mutex
 	sessions map[Pod]*poolEntry
@@ -78,6 +81,10 @@ func (p *Pool) dial(pod Pod, e *poolEntry) {
 	}
 	if p.closed || p.sessions[pod] != e {
 		s.Close()
+		return
+	}
+	if p.OnSession != nil {
+		p.OnSession(s)
 	}
 }
 

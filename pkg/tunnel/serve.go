@@ -32,6 +32,8 @@ type Stats struct {
 	BytesIn   atomic.Int64 // from the local client to the pod
 	BytesOut  atomic.Int64 // from the pod to the local client
 	LastError atomic.Pointer[string]
+	// Dial is how long accepted connections waited for their upstream.
+	Dial Histogram
 }
 
 // Server serves one local listener.
@@ -95,6 +97,7 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
 	dctx, cancel := context.WithTimeout(ctx, s.Wait)
 	up, target, err := s.Dial(dctx)
 	cancel()
+	s.Stats.Dial.Observe(time.Since(start))
 	if err != nil {
 		s.Stats.Failed.Add(1)
 		msg := err.Error()

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -140,5 +143,48 @@ func TestE2EPausedNodeAgentIsDetectedAndRecovered(t *testing.T) {
 	t.Logf("ready again %s after SIGCONT", time.Since(resumedAt).Round(100*time.Millisecond))
 	if g, err := greeting(addr, 10*time.Second); err != nil || g != "hello from a" {
 		t.Fatalf("after recovery: %q, %v", g, err)
+	}
+}
+
+// --metrics-addr serves Prometheus metrics that promtool accepts and that
+// count the traffic.
+func TestE2EMetrics(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "metrics")
+	deployEcho(t, s.primary, ns, 1, startBackend(t, "a"))
+	port, mport := freePort(t), freePort(t)
+	startKpf(t, s, writeConfig(t, echoConfig(ns, port)), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", mport))
+	for range 3 {
+		if _, err := greeting(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var body string
+	waitUntil(t, 10*time.Second, "the metrics to count 3 connections", func(context.Context) (bool, error) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", mport))
+		if err != nil {
+			return false, nil
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		body = string(b)
+		return err == nil && strings.Contains(body, fmt.Sprintf(`kpf_forward_connections_total{forward="echo",local="127.0.0.1:%d"} 3`, port)), nil
+	})
+	for _, want := range []string{`kpf_forward_up{forward="echo"} 1`, `kpf_forward_state{forward="echo",state="ready"} 1`, "kpf_forward_dial_duration_seconds_bucket", "go_goroutines"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool is not installed (.ci/run installs Debian's prometheus package)")
+		}
+		t.Skip("promtool not installed; apt-get install prometheus to check the exposition format")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }

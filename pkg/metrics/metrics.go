@@ -1,0 +1,115 @@
+// Package metrics exports kpf's per-forward state and traffic in the
+// Prometheus format. It reads the same snapshots kpf status shows when
+// scraped, so the connection path pays nothing for it.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kpf-dev/kpf/pkg/forward"
+)
+
+// States lists every state kpf_forward_state reports, one series each.
+var States = [...]forward.State{forward.StateStarting, forward.StateWaiting, forward.StateReady, forward.StateFailed, forward.StateRetrying, forward.StateStopped}
+
+var (
+	upDesc = prometheus.NewDesc("kpf_forward_up",
+		"Whether the forward is ready: listening with a live session to a ready pod (1) or not (0).",
+		[]string{"forward"}, nil)
+	stateDesc = prometheus.NewDesc("kpf_forward_state",
+		"The forward's state: 1 for the current one, 0 for the others.",
+		[]string{"forward", "state"}, nil)
+	sessionsDesc = prometheus.NewDesc("kpf_forward_sessions_opened_total",
+		"Port-forward sessions the forward has opened: one at start, one per reconnect or new pod.",
+		[]string{"forward"}, nil)
+	openDesc = prometheus.NewDesc("kpf_forward_connections_open",
+		"Connections open through the local listener.",
+		[]string{"forward", "local"}, nil)
+	acceptedDesc = prometheus.NewDesc("kpf_forward_connections_total",
+		"Connections accepted by the local listener.",
+		[]string{"forward", "local"}, nil)
+	failedDesc = prometheus.NewDesc("kpf_forward_connection_failures_total",
+		"Accepted connections closed because no ready pod could be reached in time.",
+		[]string{"forward", "local"}, nil)
+	bytesDesc = prometheus.NewDesc("kpf_forward_bytes_total",
+		"Bytes carried, by direction: to_pod (from local clients) or from_pod.",
+		[]string{"forward", "local", "direction"}, nil)
+	dialDesc = prometheus.NewDesc("kpf_forward_dial_duration_seconds",
+		"How long accepted connections waited for their stream to a pod.",
+		[]string{"forward", "local"}, nil)
+)
+
+// collector turns status snapshots into metrics at scrape time.
+type collector struct {
+	status func() []forward.Status
+}
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{upDesc, stateDesc, sessionsDesc, openDesc, acceptedDesc, failedDesc, bytesDesc, dialDesc} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for _, f := range c.status() {
+		up := 0.0
+		if f.State == forward.StateReady {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up, f.Name)
+		for _, st := range States {
+			v := 0.0
+			if f.State == st {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, f.Name, string(st))
+		}
+		ch <- prometheus.MustNewConstMetric(sessionsDesc, prometheus.CounterValue, float64(f.Sessions), f.Name)
+		for _, p := range f.Ports {
+			ch <- prometheus.MustNewConstMetric(openDesc, prometheus.GaugeValue, float64(p.Connections), f.Name, p.Local)
+			ch <- prometheus.MustNewConstMetric(acceptedDesc, prometheus.CounterValue, float64(p.Accepted), f.Name, p.Local)
+			ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.CounterValue, float64(p.Failed), f.Name, p.Local)
+			ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(p.BytesIn), f.Name, p.Local, "to_pod")
+			ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(p.BytesOut), f.Name, p.Local, "from_pod")
+			ch <- prometheus.MustNewConstHistogram(dialDesc, p.Dial.Count, p.Dial.Sum, p.Dial.Buckets, f.Name, p.Local)
+		}
+	}
+}
+
+// Registry returns a registry with kpf's forward metrics over status, plus
+// the Go runtime and process collectors.
+func Registry(status func() []forward.Status) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{status: status}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Serve serves /metrics on addr until ctx is done.
+func Serve(ctx context.Context, addr string, reg *prometheus.Registry) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	defer stop()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
