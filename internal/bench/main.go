@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kpf-dev/kpf/internal/demo"
+)
+
+const usage = `Usage: kpf-bench [--smoke] [--size SIZE] [--rounds N] [--down] [flags]
+
+Measure kpf against kubectl port-forward (SPDY and WebSocket) and against no
+tunnel (direct) on the local cluster "bench" (started if needed, left
+running unless --down): throughput, connection setup latency, HTTP
+requests/s, reconvergence after a pod deletion and kpf at scale. Writes
+bench/results/latest.md and latest.json and updates BENCHMARKS.md; --smoke
+runs every measurement with tiny sizes and writes to a temporary directory.
+
+Examples:
+    $ go tool task bench
+    $ go tool task bench -- --size 256MiB
+    $ go tool task bench:smoke
+
+Flags:
+`
+
+// Main runs kpf-bench with the command-line arguments args and returns
+// the exit code: 0 when every measurement ran, 1 when one failed, 2 for
+// bad usage.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, code := parseArgs(args, stderr)
+	if cfg == nil {
+		return code
+	}
+	cfg.Stdout, cfg.Stderr = stdout, stderr
+	if _, err := Run(ctx, cfg); err != nil {
+		fmt.Fprintf(stderr, "kpf-bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// parseArgs turns the arguments into a Config; a nil Config comes with the
+// exit code.
+func parseArgs(args []string, stderr io.Writer) (*Config, int) {
+	fs := flag.NewFlagSet("kpf-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	smoke := fs.Bool("smoke", false, "tiny sizes, every measurement and tool once; results go to a temporary directory")
+	size := fs.String("size", "1GiB", "bytes per throughput measurement (`SIZE` such as 1GiB, 256MiB)")
+	rounds := fs.Int("rounds", 3, "rounds of each measurement")
+	streams := fs.Int("streams", 16, "parallel streams of the aggregate throughput")
+	conns := fs.Int("conns", 2000, "connections per latency measurement")
+	conc := fs.Int("concurrency", 32, "concurrent connections of the concurrent latency measurement")
+	httpDur := fs.Duration("http-duration", 5*time.Second, "duration of each HTTP measurement")
+	httpWorkers := fs.Int("http-workers", 8, "HTTP client workers")
+	probe := fs.Duration("probe-interval", 20*time.Millisecond, "reconvergence: dial interval")
+	window := fs.Duration("reconverge-window", 5*time.Second, "reconvergence: how long to watch kpf after the pod deletion")
+	scaleN := fs.Int("scale-forwards", 200, "scale: forwards")
+	scaleNS := fs.Int("scale-namespaces", 4, "scale: namespaces")
+	scaleIdle := fs.Duration("scale-idle", 60*time.Second, "scale: idle window for the CPU measurement")
+	cluster := fs.String("cluster", "bench", "local cluster `NAME` to start or reuse (also the kube context)")
+	down := fs.Bool("down", false, "stop the cluster at the end")
+	out := fs.String("out", "", "results `DIR` (default: bench/results, or a temporary directory with --smoke)")
+	verbose := fs.Bool("v", false, "debug logs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0
+		}
+		return nil, 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kpf-bench: unexpected argument %q\n", fs.Arg(0))
+		return nil, 2
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *smoke {
+		// Tiny defaults; flags given explicitly still win.
+		for name, v := range map[string]string{"size": "4MiB", "rounds": "1", "conns": "200", "http-duration": "1s",
+			"scale-forwards": "20", "scale-idle": "3s", "reconverge-window": "3s"} {
+			if !set[name] {
+				fs.Set(name, v)
+			}
+		}
+	}
+	n, err := ParseSize(*size)
+	if err != nil {
+		fmt.Fprintf(stderr, "kpf-bench: --size: %v\n", err)
+		return nil, 2
+	}
+	for name, v := range map[string]int{"rounds": *rounds, "streams": *streams, "conns": *conns, "concurrency": *conc,
+		"http-workers": *httpWorkers, "scale-forwards": *scaleN, "scale-namespaces": *scaleNS} {
+		if v < 1 {
+			fmt.Fprintf(stderr, "kpf-bench: --%s must be at least 1\n", name)
+			return nil, 2
+		}
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintf(stderr, "kpf-bench: %v\n", err)
+		return nil, 1
+	}
+	repo, err := demo.FindRepo(wd)
+	if err != nil {
+		fmt.Fprintf(stderr, "kpf-bench: %v\n\thint: run it from the kpf repository: go tool task bench\n", err)
+		return nil, 1
+	}
+	cfg := &Config{
+		Repo: repo, Cluster: *cluster, Down: *down,
+		Size: n, Streams: *streams, Rounds: *rounds, Conns: *conns, Concurrency: *conc,
+		HTTPDuration: *httpDur, HTTPWorkers: *httpWorkers, ProbeInterval: *probe, ReconvergeWindow: *window,
+		ScaleForwards: *scaleN, ScaleNamespaces: *scaleNS, ScaleIdle: *scaleIdle, Smoke: *smoke,
+		OutDir:  *out,
+		Command: strings.TrimSpace("go run ./cmd/kpf-bench " + strings.Join(args, " ")),
+		Log:     log,
+	}
+	if cfg.OutDir == "" {
+		if *smoke {
+			dir, err := os.MkdirTemp("", "kpf-bench-smoke-")
+			if err != nil {
+				fmt.Fprintf(stderr, "kpf-bench: %v\n", err)
+				return nil, 1
+			}
+			cfg.OutDir = dir
+		} else {
+			cfg.OutDir = filepath.Join(repo, "bench", "results")
+			cfg.BenchmarksMD = filepath.Join(repo, "BENCHMARKS.md")
+		}
+	}
+	return cfg, 0
+}

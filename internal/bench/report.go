@@ -1,0 +1,234 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Tool is one way of reaching the backend.
+type Tool string
+
+// The tools compared. Direct is no tunnel at all: the physical limit.
+const (
+	ToolDirect Tool = "direct"
+	ToolKpf    Tool = "kpf"
+	ToolSPDY   Tool = "kubectl-spdy"
+	ToolWS     Tool = "kubectl-ws"
+)
+
+// allTools returns the tools in the order the report's columns show them.
+func allTools() []Tool { return []Tool{ToolDirect, ToolKpf, ToolSPDY, ToolWS} }
+
+// Metric is one row of the report: each tool's values over the rounds.
+type Metric struct {
+	ID    string `json:"id"`
+	Group string `json:"group"`
+	Name  string `json:"name"`
+	Unit  string `json:"unit"`
+	// HigherIsBetter is true for rates (throughput, requests/s).
+	HigherIsBetter bool `json:"higherIsBetter"`
+	// Results holds the tools measured; a tool not in it was not measured
+	// for this metric (or failed, see Errors).
+	Results map[Tool]Summary `json:"results"`
+	Errors  map[Tool]string  `json:"errors,omitempty"`
+	// Ratios maps "kpf/kubectl-spdy" and "kpf/kubectl-ws" to the ratio of
+	// the medians, when both were measured.
+	Ratios map[string]float64 `json:"ratios,omitempty"`
+}
+
+// ratioKeys returns the ratio columns, in order.
+func ratioKeys() []string {
+	return []string{string(ToolKpf) + "/" + string(ToolSPDY), string(ToolKpf) + "/" + string(ToolWS)}
+}
+
+// computeRatios fills m.Ratios from the medians.
+func (m *Metric) computeRatios() {
+	m.Ratios = map[string]float64{}
+	kpf, ok := m.Results[ToolKpf]
+	if !ok {
+		return
+	}
+	for i, t := range []Tool{ToolSPDY, ToolWS} {
+		if k, ok := m.Results[t]; ok {
+			if r, ok := Ratio(kpf.Median, k.Median); ok {
+				m.Ratios[ratioKeys()[i]] = r
+			}
+		}
+	}
+}
+
+// Duration is a time.Duration that JSON shows as text, such as "5s".
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Machine describes where the benchmark ran.
+type Machine struct {
+	CPU       string  `json:"cpu"`
+	Cores     int     `json:"cores"`
+	MemoryGiB float64 `json:"memoryGiB"`
+	Kernel    string  `json:"kernel"`
+}
+
+// Params are the benchmark's parameters, as the report shows them.
+type Params struct {
+	SizeBytes       int64    `json:"sizeBytes"`
+	Streams         int      `json:"streams"`
+	Rounds          int      `json:"rounds"`
+	Conns           int      `json:"conns"`
+	Concurrency     int      `json:"concurrency"`
+	HTTPDuration    Duration `json:"httpDuration"`
+	HTTPWorkers     int      `json:"httpWorkers"`
+	ProbeInterval   Duration `json:"probeInterval"`
+	ScaleForwards   int      `json:"scaleForwards"`
+	ScaleNamespaces int      `json:"scaleNamespaces"`
+	ScaleIdle       Duration `json:"scaleIdle"`
+	Smoke           bool     `json:"smoke"`
+}
+
+// Report is everything one run produced.
+type Report struct {
+	Command        string    `json:"command"`
+	Date           time.Time `json:"date"`
+	Machine        Machine   `json:"machine"`
+	GoVersion      string    `json:"goVersion"`
+	KubectlVersion string    `json:"kubectlVersion"`
+	Kubernetes     string    `json:"kubernetes"`
+	KpfRevision    string    `json:"kpfRevision"`
+	Params         Params    `json:"params"`
+	Metrics        []Metric  `json:"metrics"`
+	// Notes are observations that do not fit a number, such as how
+	// kubectl ended when its pod went away.
+	Notes []string `json:"notes,omitempty"`
+	// Failures are the measurements that did not run to the end.
+	Failures []string `json:"failures,omitempty"`
+}
+
+// WriteJSON writes r as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	return nil
+}
+
+// WriteMarkdown writes r as Markdown: a header table of the environment and
+// parameters, then one table per metric group.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	p := r.Params
+	fmt.Fprintf(&b, "Command: `%s`\n\n", r.Command)
+	b.WriteString("| | |\n|---|---|\n")
+	fmt.Fprintf(&b, "| date | %s |\n", r.Date.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "| machine | %s, %d cores, %.1f GiB RAM, %s |\n", r.Machine.CPU, r.Machine.Cores, r.Machine.MemoryGiB, r.Machine.Kernel)
+	fmt.Fprintf(&b, "| Go | %s |\n", r.GoVersion)
+	fmt.Fprintf(&b, "| kubectl | %s |\n", r.KubectlVersion)
+	fmt.Fprintf(&b, "| Kubernetes | %s (local test cluster on loopback) |\n", r.Kubernetes)
+	fmt.Fprintf(&b, "| kpf | %s |\n", r.KpfRevision)
+	fmt.Fprintf(&b, "| parameters | size %s, %d parallel streams, %d rounds, %d connections (sequential and %d concurrent), HTTP %s × %d workers, reconvergence probe every %s, scale %d forwards in %d namespaces, idle window %s |\n",
+		FormatSize(p.SizeBytes), p.Streams, p.Rounds, p.Conns, p.Concurrency,
+		time.Duration(p.HTTPDuration), p.HTTPWorkers, time.Duration(p.ProbeInterval),
+		p.ScaleForwards, p.ScaleNamespaces, time.Duration(p.ScaleIdle))
+	b.WriteString("\nValues are the median over the rounds, with (min–max) when they differ. " +
+		"Ratios are kpf's median ÷ kubectl's: for rates (MB/s, req/s) above 1 means kpf is faster; " +
+		"for times and counts below 1 means kpf is better. – means not applicable.\n")
+
+	var groups []string
+	for _, m := range r.Metrics {
+		if !slices.Contains(groups, m.Group) {
+			groups = append(groups, m.Group)
+		}
+	}
+	for _, g := range groups {
+		fmt.Fprintf(&b, "\n### %s\n\n", g)
+		b.WriteString("| metric |")
+		for _, t := range allTools() {
+			fmt.Fprintf(&b, " %s |", t)
+		}
+		for _, k := range ratioKeys() {
+			fmt.Fprintf(&b, " %s |", k)
+		}
+		b.WriteString("\n|---|")
+		b.WriteString(strings.Repeat("---:|", len(allTools())+len(ratioKeys())))
+		b.WriteString("\n")
+		for _, m := range r.Metrics {
+			if m.Group != g {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s (%s) |", m.Name, m.Unit)
+			for _, t := range allTools() {
+				fmt.Fprintf(&b, " %s |", cell(m, t))
+			}
+			for _, k := range ratioKeys() {
+				if v, ok := m.Ratios[k]; ok {
+					fmt.Fprintf(&b, " %s |", formatRatio(v))
+				} else {
+					b.WriteString(" – |")
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\n### Notes\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	if len(r.Failures) > 0 {
+		b.WriteString("\n### Failures\n\n")
+		for _, f := range r.Failures {
+			fmt.Fprintf(&b, "- %s\n", f)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// cell formats tool t's result for m.
+func cell(m Metric, t Tool) string {
+	if _, failed := m.Errors[t]; failed {
+		return "error"
+	}
+	s, ok := m.Results[t]
+	if !ok || len(s.Values) == 0 {
+		return "–"
+	}
+	if s.Min == s.Max {
+		return formatValue(s.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", formatValue(s.Median), formatValue(s.Min), formatValue(s.Max))
+}
+
+// formatValue prints v with about three significant digits.
+func formatValue(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case math.IsNaN(v):
+		return "?"
+	case a == 0 || a >= 100 || v == math.Trunc(v):
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
+
+// formatRatio prints a ratio such as "0.93×".
+func formatRatio(v float64) string {
+	if v >= 10 {
+		return fmt.Sprintf("%.0f×", v)
+	}
+	return fmt.Sprintf("%.2f×", v)
+}

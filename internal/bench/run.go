@@ -1,0 +1,346 @@
+// Package bench measures kpf against kubectl port-forward (SPDY and
+// WebSocket) and against no tunnel at all, on the local test cluster: it
+// deploys stand-in workloads whose pods the node agent maps to loopback
+// servers in this process, runs the real kpf and kubectl binaries against
+// them and writes a Markdown and JSON report. Command kpf-bench is its main.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kpf-dev/kpf/internal/demo"
+)
+
+// Config is what one run measures and where it writes.
+type Config struct {
+	// Repo is the kpf repository root.
+	Repo string
+	// Cluster is the local cluster's name, also its kube context.
+	Cluster string
+	// Down stops the cluster at the end.
+	Down bool
+
+	Size          int64 // bytes per throughput measurement
+	Streams       int   // parallel streams of the aggregate measurement
+	Rounds        int
+	Conns         int // connections per latency measurement
+	Concurrency   int // of the concurrent latency measurement
+	HTTPDuration  time.Duration
+	HTTPWorkers   int
+	ProbeInterval time.Duration // reconvergence dial interval
+	// ReconvergeWindow is how long the prober watches kpf after a pod
+	// deletion.
+	ReconvergeWindow time.Duration
+	ScaleForwards    int
+	ScaleNamespaces  int
+	ScaleIdle        time.Duration
+	Smoke            bool
+
+	// OutDir receives latest.md and latest.json.
+	OutDir string
+	// BenchmarksMD, when set, is the BENCHMARKS.md whose results section
+	// the run replaces.
+	BenchmarksMD string
+	// Command is the command line the report names.
+	Command string
+
+	Stdout io.Writer
+	Stderr io.Writer
+	Log    *slog.Logger
+}
+
+// Namespaces the run creates (and deletes at the end).
+const mainNamespace = "bench"
+
+func scaleNamespace(i int) string { return fmt.Sprintf("bench-scale-%d", i) }
+
+// runner holds what one run shares between its phases.
+type runner struct {
+	cfg        *Config
+	log        *slog.Logger
+	client     kubernetes.Interface
+	kubeconfig string
+	kpfBin     string
+	tmp        string
+	be         *backends
+	col        *collector
+	notes      []string
+	failures   []string
+}
+
+// Run starts (or reuses) the cluster, measures everything, writes the
+// report to cfg.OutDir and returns it. Every process, backend and
+// namespace it started is gone when it returns; the cluster keeps running
+// unless cfg.Down. The error reports measurements that failed to run, in
+// which case the report is still written and returned.
+func Run(ctx context.Context, cfg *Config) (*Report, error) {
+	log := cfg.Log
+	log.Info("starting the local cluster (the first run builds it: 10-15 minutes)", "cluster", cfg.Cluster)
+	c, err := demo.UpCluster(ctx, cfg.Repo, cfg.Cluster, cfg.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Down {
+		defer func() {
+			if err := demo.DownCluster(context.WithoutCancel(ctx), cfg.Repo, cfg.Cluster, cfg.Stderr); err != nil {
+				log.Error("stop the cluster", "err", err)
+			}
+		}()
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", c.Kubeconfig, err)
+	}
+	rc.QPS, rc.Burst = 200, 400
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kube client: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "kpf-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	r := &runner{cfg: cfg, log: log, client: client, kubeconfig: c.Kubeconfig, tmp: tmp, col: newCollector()}
+	r.kpfBin = filepath.Join(tmp, "kpf")
+	log.Info("building kpf")
+	build := exec.CommandContext(ctx, "go", "build", "-o", r.kpfBin, "./cmd/kpf")
+	build.Dir, build.Stdout, build.Stderr = cfg.Repo, cfg.Stderr, cfg.Stderr
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("build kpf: %w", err)
+	}
+	if r.be, err = startBackends(ctx, log); err != nil {
+		return nil, err
+	}
+	defer r.be.close()
+	defer r.deleteNamespaces(context.WithoutCancel(ctx))
+
+	report := &Report{Command: cfg.Command, Date: time.Now().UTC(), Params: cfg.params()}
+	r.describe(ctx, report)
+	r.defineMetrics()
+
+	phases := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"deploy", r.deploy},
+		{"tunnels", r.tunnels},
+		{"reconvergence", r.reconvergence},
+		{"scale", r.scale},
+	}
+	for _, p := range phases {
+		if ctx.Err() != nil {
+			r.failures = append(r.failures, fmt.Sprintf("%s: interrupted", p.name))
+			continue
+		}
+		log.Info("phase", "name", p.name)
+		if err := p.run(ctx); err != nil {
+			log.Error("phase failed", "name", p.name, "err", err)
+			r.failures = append(r.failures, fmt.Sprintf("%s: %v", p.name, oneLine(err.Error())))
+			if p.name == "deploy" {
+				break
+			}
+		}
+	}
+	report.Metrics = r.col.metrics()
+	for _, m := range report.Metrics {
+		for t, e := range m.Errors {
+			r.failures = append(r.failures, fmt.Sprintf("%s, %s: %s", m.Name, t, oneLine(e)))
+		}
+	}
+	report.Notes, report.Failures = r.notes, r.failures
+	if err := r.write(report); err != nil {
+		return report, err
+	}
+	if len(report.Failures) > 0 {
+		return report, fmt.Errorf("%d measurements failed to run", len(report.Failures))
+	}
+	return report, nil
+}
+
+// oneLine joins the lines of s.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// note records an observation for the report.
+func (r *runner) note(format string, args ...any) {
+	n := fmt.Sprintf(format, args...)
+	r.log.Info("note", "text", n)
+	r.notes = append(r.notes, n)
+}
+
+func (cfg *Config) params() Params {
+	return Params{
+		SizeBytes: cfg.Size, Streams: cfg.Streams, Rounds: cfg.Rounds, Conns: cfg.Conns, Concurrency: cfg.Concurrency,
+		HTTPDuration: Duration(cfg.HTTPDuration), HTTPWorkers: cfg.HTTPWorkers, ProbeInterval: Duration(cfg.ProbeInterval),
+		ScaleForwards: cfg.ScaleForwards, ScaleNamespaces: cfg.ScaleNamespaces, ScaleIdle: Duration(cfg.ScaleIdle), Smoke: cfg.Smoke,
+	}
+}
+
+// describe fills in the machine and versions.
+func (r *runner) describe(ctx context.Context, rep *Report) {
+	rep.Machine = machine()
+	rep.GoVersion = runtime.Version()
+	rep.KubectlVersion = "unknown"
+	if out, err := exec.CommandContext(ctx, "kubectl", "version", "--client").Output(); err == nil {
+		if line, _, _ := strings.Cut(string(out), "\n"); strings.Contains(line, ":") {
+			rep.KubectlVersion = strings.TrimSpace(line[strings.Index(line, ":")+1:])
+		}
+	}
+	rep.Kubernetes = "unknown"
+	if v, err := r.client.Discovery().ServerVersion(); err == nil {
+		rep.Kubernetes = v.GitVersion
+	}
+	rep.KpfRevision = "unknown"
+	if out, err := exec.CommandContext(ctx, "git", "-C", r.cfg.Repo, "rev-parse", "--short=12", "HEAD").Output(); err == nil {
+		rep.KpfRevision = strings.TrimSpace(string(out))
+		if st, err := exec.CommandContext(ctx, "git", "-C", r.cfg.Repo, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+			rep.KpfRevision += " (with uncommitted changes)"
+		}
+	}
+}
+
+// machine describes this host from /proc.
+func machine() Machine {
+	m := Machine{CPU: "unknown", Cores: runtime.NumCPU(), Kernel: runtime.GOOS}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		s := bufio.NewScanner(strings.NewReader(string(b)))
+		for s.Scan() {
+			var kib int64
+			if _, err := fmt.Sscanf(s.Text(), "MemTotal: %d kB", &kib); err == nil {
+				m.MemoryGiB = float64(kib) / (1 << 20)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// deploy creates the main namespace's workloads and waits for them.
+func (r *runner) deploy(ctx context.Context) error {
+	if err := freshNamespace(ctx, r.client, mainNamespace, r.log); err != nil {
+		return err
+	}
+	be := r.be
+	if err := createDeployment(ctx, r.client, mainNamespace, "backend", 1, podTemplate("backend", fmt.Sprint(be.sink.port()), be.http.port())); err != nil {
+		return err
+	}
+	if err := createService(ctx, r.client, mainNamespace, mainService, "backend", map[int32]string{80: "sink", 8080: "http"}); err != nil {
+		return err
+	}
+	rcPorts := fmt.Sprintf("%d,%d", be.rc[0].port(), be.rc[1].port())
+	if err := createDeployment(ctx, r.client, mainNamespace, "rc", 2, podTemplate("rc", rcPorts, 0)); err != nil {
+		return err
+	}
+	if err := createService(ctx, r.client, mainNamespace, rcService, "rc", map[int32]string{80: "sink"}); err != nil {
+		return err
+	}
+	if err := waitEndpoints(ctx, r.client, mainNamespace, mainService, "backend", 1, 2*time.Minute); err != nil {
+		return err
+	}
+	return waitEndpoints(ctx, r.client, mainNamespace, rcService, "rc", 2, 2*time.Minute)
+}
+
+// deleteNamespaces deletes every namespace a run creates and waits (a
+// bounded time) for them to be gone.
+func (r *runner) deleteNamespaces(ctx context.Context) {
+	nss := []string{mainNamespace}
+	for i := range r.cfg.ScaleNamespaces {
+		nss = append(nss, scaleNamespace(i))
+	}
+	for _, ns := range nss {
+		if err := deleteNamespace(ctx, r.client, ns, 2*time.Minute); err != nil {
+			r.log.Warn("clean up", "err", err)
+		}
+	}
+}
+
+// write writes latest.md and latest.json to the output directory, prints
+// the Markdown and updates BENCHMARKS.md if asked.
+func (r *runner) write(rep *Report) error {
+	var md strings.Builder
+	if err := rep.WriteMarkdown(&md); err != nil {
+		return err
+	}
+	var js strings.Builder
+	if err := rep.WriteJSON(&js); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(r.cfg.OutDir, 0o755); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	mdPath := filepath.Join(r.cfg.OutDir, "latest.md")
+	for path, content := range map[string]string{mdPath: md.String(), filepath.Join(r.cfg.OutDir, "latest.json"): js.String()} {
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+	}
+	fmt.Fprintf(r.cfg.Stdout, "\n%s\n", md.String())
+	r.log.Info("results written", "markdown", mdPath, "json", filepath.Join(r.cfg.OutDir, "latest.json"))
+	if r.cfg.BenchmarksMD == "" {
+		return nil
+	}
+	old, err := os.ReadFile(r.cfg.BenchmarksMD)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("update BENCHMARKS.md: %w", err)
+	}
+	if err := os.WriteFile(r.cfg.BenchmarksMD, []byte(SpliceResults(string(old), md.String())), 0o644); err != nil {
+		return fmt.Errorf("update BENCHMARKS.md: %w", err)
+	}
+	r.log.Info("updated", "file", r.cfg.BenchmarksMD)
+	return nil
+}
+
+// Markers around the generated part of BENCHMARKS.md.
+const (
+	resultsBegin = "<!-- results:begin (written by go tool task bench) -->"
+	resultsEnd   = "<!-- results:end -->"
+)
+
+// SpliceResults returns doc with the text between the results markers
+// replaced by results; a doc without markers is replaced by a skeleton
+// with an introduction.
+func SpliceResults(doc, results string) string {
+	block := resultsBegin + "\n" + results + resultsEnd
+	i := strings.Index(doc, resultsBegin)
+	j := strings.Index(doc, resultsEnd)
+	if i < 0 || j < i {
+		return benchmarksIntro + "\n## Latest results\n\n" + block + "\n"
+	}
+	return doc[:i] + block + doc[j+len(resultsEnd):]
+}
+
+// benchmarksIntro starts a new BENCHMARKS.md.
+const benchmarksIntro = `# Benchmarks
+
+kpf against ` + "`kubectl port-forward`" + ` (SPDY and WebSocket) and against no
+tunnel at all ("direct": the client talks to the loopback backend itself,
+the physical limit of this machine), on the local test cluster.
+
+Reproduce with ` + "`go tool task bench`" + ` (` + "`go tool task bench -- --size 256MiB`" + ` for a
+shorter run, ` + "`go tool task bench:smoke`" + ` to check that every measurement runs).
+`

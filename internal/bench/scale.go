@@ -1,0 +1,115 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// scale runs one kpf up with cfg.ScaleForwards forwards spread over
+// cfg.ScaleNamespaces namespaces, all backed by one loopback server, and
+// records the time to all ready, the memory and the idle CPU.
+func (r *runner) scale(ctx context.Context) error {
+	n, nss := r.cfg.ScaleForwards, r.cfg.ScaleNamespaces
+	per := (n + nss - 1) / nss
+	var fwds []kpfForward
+	ports, err := freePorts(n)
+	if err != nil {
+		return err
+	}
+	for i := range nss {
+		ns := scaleNamespace(i)
+		if err := freshNamespace(ctx, r.client, ns, r.log); err != nil {
+			return err
+		}
+		if err := createDeployment(ctx, r.client, ns, scaleApp, 1, podTemplate(scaleApp, fmt.Sprint(r.be.scale.port()), 0)); err != nil {
+			return err
+		}
+		for j := 0; j < per && len(fwds) < n; j++ {
+			svc := fmt.Sprintf("s%03d", j)
+			if err := createService(ctx, r.client, ns, svc, scaleApp, map[int32]string{80: "sink"}); err != nil {
+				return err
+			}
+			fwds = append(fwds, kpfForward{Name: ns + "-" + svc, Namespace: ns, Service: svc, Ports: []string{fmt.Sprintf("%d:80", ports[len(fwds)])}})
+		}
+	}
+	// Wait for every service's endpoints, so that the timing is kpf's.
+	r.log.Info("waiting for the scale services' endpoints", "services", n)
+	for i := range nss {
+		ns := scaleNamespace(i)
+		want := min(per, n-i*per)
+		err := poll(ctx, 3*time.Minute, "endpoints of the services in "+ns, func(ctx context.Context) (bool, error) {
+			slices, err := r.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, nil
+			}
+			ready := map[string]bool{}
+			for _, s := range slices.Items {
+				for _, ep := range s.Endpoints {
+					if ep.Conditions.Ready != nil && *ep.Conditions.Ready {
+						ready[s.Labels["kubernetes.io/service-name"]] = true
+					}
+				}
+			}
+			return len(ready) >= want, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	dir := filepath.Join(r.tmp, "scale")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("scale: %w", err)
+	}
+	cfgPath, err := writeKpfConfig(dir, r.cfg.Cluster, fwds)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig)
+	if err != nil {
+		return err
+	}
+	defer kpf.stop()
+	if err := kpf.waitReady(ctx, n, 100*time.Millisecond, 5*time.Minute); err != nil {
+		return err
+	}
+	ready := time.Since(start)
+	r.col.add(mScaleReady, ToolKpf, ready.Seconds())
+	r.log.Info("scale: all ready", "forwards", n, "after", ready)
+	// A few forwards must answer.
+	for _, i := range []int{0, n / 2, n - 1} {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := ping(pctx, addr(ports[i]))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("forward %s: %w", fwds[i].Name, err)
+		}
+	}
+	before, err := readProc(kpf.pid())
+	if err != nil {
+		return err
+	}
+	r.col.add(mScaleRSS, ToolKpf, float64(before.RSSKiB)/1024)
+	r.col.add(mScaleThr, ToolKpf, float64(before.Threads))
+	r.log.Info("scale: measuring idle CPU", "window", r.cfg.ScaleIdle)
+	idleStart := time.Now()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(r.cfg.ScaleIdle):
+	}
+	after, err := readProc(kpf.pid())
+	if err != nil {
+		return err
+	}
+	cpu := float64(after.CPUTicks-before.CPUTicks) / clockTicks / time.Since(idleStart).Seconds() * 100
+	r.col.add(mScaleIdle, ToolKpf, cpu)
+	r.note("scale: kpf exposes no goroutine count (no pprof or expvar endpoint), so the report shows its OS threads; RSS after the idle window: %.1f MiB", float64(after.RSSKiB)/1024)
+	r.log.Info("scale", "rssMiB", before.RSSKiB/1024, "threads", before.Threads, "idleCPU%", cpu)
+	return nil
+}

@@ -1,0 +1,283 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Metric ids.
+const (
+	mDown1      = "download-1"
+	mUp1        = "upload-1"
+	mDownN      = "download-n"
+	mUpN        = "upload-n"
+	mCPUDown1   = "cpu-download-1"
+	mCPUUp1     = "cpu-upload-1"
+	mSeqP50     = "latency-seq-p50"
+	mSeqP99     = "latency-seq-p99"
+	mConcP50    = "latency-conc-p50"
+	mConcP99    = "latency-conc-p99"
+	mHTTPKA     = "http-keepalive"
+	mHTTPNoKA   = "http-no-keepalive"
+	mRSS1       = "rss-one-forward"
+	mCPUTotal   = "cpu-total"
+	mRecBack    = "reconverge-back"
+	mRecFailed  = "reconverge-failed"
+	mRecSwitch  = "reconverge-status"
+	mRecExit    = "reconverge-kubectl-exit"
+	mRecRestart = "reconverge-kubectl-restart"
+	mScaleReady = "scale-ready"
+	mScaleRSS   = "scale-rss"
+	mScaleThr   = "scale-threads"
+	mScaleIdle  = "scale-idle-cpu"
+)
+
+func (r *runner) defineMetrics() {
+	c := r.cfg
+	n := strconv.Itoa(c.Streams)
+	tp, lat, res := "Throughput", "Connection setup: connect → first byte of PONG", "HTTP and resources"
+	for _, d := range []metricDef{
+		{mDown1, tp, "download, 1 stream", "MB/s", true},
+		{mUp1, tp, "upload, 1 stream", "MB/s", true},
+		{mDownN, tp, "download, " + n + " streams", "MB/s", true},
+		{mUpN, tp, "upload, " + n + " streams", "MB/s", true},
+		{mCPUDown1, tp, "host CPU busy during 1-stream download", "% of all cores", false},
+		{mCPUUp1, tp, "host CPU busy during 1-stream upload", "% of all cores", false},
+		{mSeqP50, lat, "p50, sequential", "ms", false},
+		{mSeqP99, lat, "p99, sequential", "ms", false},
+		{mConcP50, lat, "p50, " + strconv.Itoa(c.Concurrency) + " concurrent", "ms", false},
+		{mConcP99, lat, "p99, " + strconv.Itoa(c.Concurrency) + " concurrent", "ms", false},
+		{mHTTPKA, res, "HTTP GET, keep-alive, " + strconv.Itoa(c.HTTPWorkers) + " workers", "req/s", true},
+		{mHTTPNoKA, res, "HTTP GET, new connection each, " + strconv.Itoa(c.HTTPWorkers) + " workers", "req/s", true},
+		{mRSS1, res, "RSS of the forwarding process after the runs", "MiB", false},
+		{mCPUTotal, res, "CPU time of the forwarding process over the runs", "s", false},
+		{mRecBack, "Reconvergence: delete the serving pod of 2 replicas", "delete → first successful connection after the last failed one", "ms", false},
+		{mRecFailed, "Reconvergence: delete the serving pod of 2 replicas", "failed connections (a dial every " + c.ProbeInterval.String() + ")", "count", false},
+		{mRecSwitch, "Reconvergence: delete the serving pod of 2 replicas", "delete → kpf status shows another ready pod", "ms", false},
+		{mRecExit, "Reconvergence: delete the serving pod of 2 replicas", "delete → kubectl exits", "ms", false},
+		{mRecRestart, "Reconvergence: delete the serving pod of 2 replicas", "restarted kubectl: start → forwarding", "ms", false},
+		{mScaleReady, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "kpf up → all ready", "s", false},
+		{mScaleRSS, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "RSS when all ready", "MiB", false},
+		{mScaleThr, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "OS threads (kpf exposes no goroutine count)", "count", false},
+		{mScaleIdle, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "idle CPU over " + c.ScaleIdle.String(), "% of one core", false},
+	} {
+		r.col.define(d)
+	}
+}
+
+// target is one way to reach the main backend: its local addresses and,
+// for a tunnel, the process behind them.
+type target struct {
+	tool       Tool
+	sink, http string
+	// ensure (re)starts the process if it is gone; nil for direct.
+	ensure func(context.Context) error
+	// pid returns the process id, 0 for none.
+	pid func() int
+	// exitedCPU adds up the CPU seconds of the processes that exited.
+	exitedCPU float64
+	restarts  int
+	stop      func()
+}
+
+// tunnels runs the throughput, latency and HTTP measurements, alternating
+// the tools within each round.
+func (r *runner) tunnels(ctx context.Context) error {
+	ports, err := freePorts(6)
+	if err != nil {
+		return err
+	}
+	cfgPath, err := writeKpfConfig(r.tmp, r.cfg.Cluster, []kpfForward{{
+		Name: "sink", Namespace: mainNamespace, Service: mainService,
+		Ports: []string{fmt.Sprintf("%d:80", ports[0]), fmt.Sprintf("%d:8080", ports[1])},
+	}})
+	if err != nil {
+		return err
+	}
+	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig)
+	if err != nil {
+		return err
+	}
+	defer kpf.stop()
+	if err := kpf.waitReady(ctx, 1, 100*time.Millisecond, time.Minute); err != nil {
+		return err
+	}
+	targets := []*target{
+		{tool: ToolDirect, sink: r.be.sink.addr(), http: r.be.http.addr(), pid: func() int { return 0 }, stop: func() {}},
+		{tool: ToolKpf, sink: addr(ports[0]), http: addr(ports[1]), pid: kpf.pid, stop: func() {},
+			ensure: func(context.Context) error {
+				if !kpf.alive() {
+					return fmt.Errorf("kpf up exited: %v", kpf.err)
+				}
+				return nil
+			}},
+		r.kubectlTarget(ToolSPDY, false, ports[2], ports[3]),
+		r.kubectlTarget(ToolWS, true, ports[4], ports[5]),
+	}
+	defer func() {
+		for _, t := range targets {
+			t.stop()
+		}
+	}()
+
+	type measure struct {
+		name string
+		run  func(context.Context, *target) error
+	}
+	c := r.cfg
+	measures := []measure{
+		{"download, 1 stream", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mDown1, mCPUDown1, 1, false) }},
+		{"upload, 1 stream", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUp1, mCPUUp1, 1, true) }},
+		{"download, parallel", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mDownN, "", c.Streams, false) }},
+		{"upload, parallel", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUpN, "", c.Streams, true) }},
+		{"latency, sequential", func(ctx context.Context, t *target) error { return r.latency(ctx, t, mSeqP50, mSeqP99, 1) }},
+		{"latency, concurrent", func(ctx context.Context, t *target) error {
+			return r.latency(ctx, t, mConcP50, mConcP99, c.Concurrency)
+		}},
+		{"HTTP, keep-alive", func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPKA, true) }},
+		{"HTTP, no keep-alive", func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPNoKA, false) }},
+	}
+	metricsOf := map[string][]string{
+		"download, 1 stream": {mDown1, mCPUDown1}, "upload, 1 stream": {mUp1, mCPUUp1},
+		"download, parallel": {mDownN}, "upload, parallel": {mUpN},
+		"latency, sequential": {mSeqP50, mSeqP99}, "latency, concurrent": {mConcP50, mConcP99},
+		"HTTP, keep-alive": {mHTTPKA}, "HTTP, no keep-alive": {mHTTPNoKA},
+	}
+	for round := range c.Rounds {
+		for _, m := range measures {
+			// Rotate the order each round so that no tool always goes first.
+			for i := range targets {
+				t := targets[(i+round)%len(targets)]
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				err := error(nil)
+				if t.ensure != nil {
+					err = t.ensure(ctx)
+				}
+				if err == nil {
+					r.log.Info("measure", "round", round+1, "what", m.name, "tool", t.tool)
+					err = m.run(ctx, t)
+				}
+				if err != nil {
+					r.log.Warn("measurement failed", "round", round+1, "what", m.name, "tool", t.tool, "err", err)
+					for _, id := range metricsOf[m.name] {
+						r.col.fail(id, t.tool, fmt.Errorf("round %d: %w", round+1, err))
+					}
+				}
+			}
+		}
+	}
+	for _, t := range targets[1:] {
+		if t.restarts > 0 {
+			r.note("%s exited and was restarted %d times during the throughput/latency/HTTP runs; its CPU time adds up every process", t.tool, t.restarts)
+		}
+		pid := t.pid()
+		if pid == 0 {
+			r.col.fail(mRSS1, t.tool, errors.New("not running at the end"))
+			continue
+		}
+		st, err := readProc(pid)
+		if err != nil {
+			r.col.fail(mRSS1, t.tool, err)
+			continue
+		}
+		r.col.add(mRSS1, t.tool, float64(st.RSSKiB)/1024)
+		r.col.add(mCPUTotal, t.tool, t.exitedCPU+float64(st.CPUTicks)/clockTicks)
+	}
+	return nil
+}
+
+func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// kubectlTarget is a kubectl port-forward to the main service, started on
+// first use and restarted whenever it has exited.
+func (r *runner) kubectlTarget(tool Tool, websocket bool, sinkPort, httpPort int) *target {
+	var k *kubectlProc
+	t := &target{tool: tool, sink: addr(sinkPort), http: addr(httpPort)}
+	t.pid = func() int {
+		if k == nil || !k.alive() {
+			return 0
+		}
+		return k.pid()
+	}
+	t.stop = func() {
+		if k != nil {
+			k.stop()
+		}
+	}
+	t.ensure = func(ctx context.Context) error {
+		if k != nil && k.alive() {
+			return nil
+		}
+		if k != nil {
+			t.restarts++
+			t.exitedCPU += (k.cmd.ProcessState.UserTime() + k.cmd.ProcessState.SystemTime()).Seconds()
+			r.log.Warn("kubectl exited; restarting it", "tool", tool, "stderr", lastLines(k.stderr.String(), 3))
+		}
+		var err error
+		k, err = startKubectl(ctx, r.kubeconfig, mainNamespace, mainService, websocket, [][2]int{{sinkPort, 80}, {httpPort, 8080}}, r.log)
+		return err
+	}
+	return t
+}
+
+// throughput moves cfg.Size bytes over streams connections and records
+// MB/s under id and, if cpuID is set, the host's busy CPU share.
+func (r *runner) throughput(ctx context.Context, t *target, id, cpuID string, streams int, up bool) error {
+	// Generous: 1 MB/s plus a minute.
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.Size/1e6)*time.Second+time.Minute)
+	defer cancel()
+	before, err := hostCPU()
+	if err != nil {
+		return err
+	}
+	mbps, err := transfer(ctx, t.sink, r.cfg.Size, streams, up)
+	if err != nil {
+		return err
+	}
+	after, err := hostCPU()
+	if err != nil {
+		return err
+	}
+	r.col.add(id, t.tool, mbps)
+	if cpuID != "" {
+		r.col.add(cpuID, t.tool, busyPercent(before, after))
+	}
+	r.log.Info("throughput", "tool", t.tool, "metric", id, "MB/s", math.Round(mbps*10)/10)
+	return nil
+}
+
+// latency records p50 and p99 of cfg.Conns PINGs, concurrency at a time.
+func (r *runner) latency(ctx context.Context, t *target, p50, p99 string, concurrency int) error {
+	res := latency(ctx, t.sink, r.cfg.Conns, concurrency)
+	if res.Failed > 0 {
+		r.note("%s: %d of %d connections failed (%d concurrent); first error: %v", t.tool, res.Failed, r.cfg.Conns, concurrency, res.FirstErr)
+	}
+	if len(res.Sorted) == 0 || res.Failed*10 > r.cfg.Conns {
+		return fmt.Errorf("%d of %d connections failed: %w", res.Failed, r.cfg.Conns, res.FirstErr)
+	}
+	r.col.add(p50, t.tool, Percentile(res.Sorted, 50))
+	r.col.add(p99, t.tool, Percentile(res.Sorted, 99))
+	r.log.Info("latency", "tool", t.tool, "concurrency", concurrency, "p50ms", Percentile(res.Sorted, 50), "p99ms", Percentile(res.Sorted, 99))
+	return nil
+}
+
+// http records the request rate through t.
+func (r *runner) http(ctx context.Context, t *target, id string, keepAlive bool) error {
+	rate, failed, err := httpRate(ctx, t.http, r.cfg.HTTPWorkers, r.cfg.HTTPDuration, keepAlive)
+	if failed > 0 {
+		r.note("%s: %d HTTP requests failed (keep-alive %t)", t.tool, failed, keepAlive)
+	}
+	if err != nil {
+		return err
+	}
+	r.col.add(id, t.tool, rate)
+	r.log.Info("http", "tool", t.tool, "keepAlive", keepAlive, "req/s", math.Round(rate))
+	return nil
+}
