@@ -51,6 +51,7 @@ type upFlags struct {
 
 	probeInterval time.Duration
 	metricsAddr   string
+	noTUI         bool
 }
 
 func runUp(ctx context.Context, env Env, args []string) int {
@@ -65,6 +66,7 @@ func runUp(ctx context.Context, env Env, args []string) int {
 	fs.BoolVar(&f.verbose, "v", false, "verbose: log every connection")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9091); off by default")
 	fs.DurationVar(&f.probeInterval, "probe-interval", 10*time.Second, "how often each forward's tunnel is probed")
+	fs.BoolVar(&f.noTUI, "no-tui", false, "on a terminal, print logs instead of the live status view")
 	fs.StringVar(&f.logFile, "log-file", "", "append logs to `PATH` (mode 0600) instead of standard error")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
@@ -78,6 +80,17 @@ func runUp(ctx context.Context, env Env, args []string) int {
 		}
 		defer lf.Close()
 		logOut = lf
+	}
+	var live *liveView
+	if fd, ok := stdoutTerminal(env.Stdout); ok && !f.noTUI && !f.once {
+		// The live view owns the screen: logs go under its table (and to
+		// --log-file, if given).
+		live = &liveView{out: env.Stdout, fd: fd, logs: newRingWriter(500)}
+		if f.logFile != "" {
+			logOut = io.MultiWriter(logOut, live.logs)
+		} else {
+			logOut = live.logs
+		}
 	}
 	log, err := newLogger(logOut, f.logFormat, f.verbose)
 	if err != nil {
@@ -96,7 +109,7 @@ func runUp(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "kpf: %v\n", err)
 		return ExitInvalid
 	}
-	s := &supervisor{env: env, log: log, flags: f, names: fs.Args(), clusters: forward.KubeClusters(kube.NewClusters(kc, log))}
+	s := &supervisor{env: env, log: log, flags: f, names: fs.Args(), live: live, clusters: forward.KubeClusters(kube.NewClusters(kc, log))}
 	return s.run(ctx, path)
 }
 
@@ -129,6 +142,7 @@ type supervisor struct {
 	flags    upFlags
 	names    []string
 	clusters forward.ClusterSource
+	live     *liveView // nil when not on a terminal or with --no-tui
 }
 
 func (s *supervisor) run(ctx context.Context, path string) int {
@@ -160,11 +174,12 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	}()
 	abs, _ := filepath.Abs(path)
 	started := time.Now()
+	snapshot := func() control.Snapshot {
+		return control.Snapshot{Config: abs, PID: os.Getpid(), Started: started, Forwards: rec.Status()}
+	}
 	go func() {
 		defer close(ctlDone)
-		api := controlAPI{rec: rec, ctx: ctx, snapshot: func() control.Snapshot {
-			return control.Snapshot{Config: abs, PID: os.Getpid(), Started: started, Forwards: rec.Status()}
-		}}
+		api := controlAPI{rec: rec, ctx: ctx, snapshot: snapshot}
 		if err := control.Serve(ctlCtx, ln, control.Handler(api)); err != nil {
 			s.log.Error("control socket stopped", "err", err)
 		}
@@ -185,9 +200,23 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	} else {
 		close(metricsDone)
 	}
+	if s.live != nil {
+		liveCtx, stopLive := context.WithCancel(ctx)
+		liveDone := make(chan struct{})
+		go func() {
+			defer close(liveDone)
+			s.live.run(liveCtx, snapshot)
+		}()
+		defer func() {
+			stopLive()
+			<-liveDone
+			// Back on the shell's screen: say how it ended.
+			fmt.Fprintln(s.env.Stderr, strings.Join(s.live.logs.last(5), "\n"))
+		}()
+	}
 	updates := config.Watch(ctx, path, s.log)
 	first := true
-	var printed bool
+	printed := s.live != nil    // the live view shows the table itself
 	var settle <-chan time.Time // fires once the first config has had time to come up
 	var deadline <-chan time.Time
 	if s.flags.once {
