@@ -51,6 +51,7 @@ forwards:
 			{15432, Port{Name: "postgres"}}, {15433, Port{Number: 5433}},
 		},
 		Address: "127.0.0.1", Enabled: true, Balance: BalanceRoundRobin, WaitForReady: 5 * time.Second,
+		Health: Health{Port: Port{Number: 8080}, Interval: 10 * time.Second, Timeout: 5 * time.Second, Threshold: 3},
 	}
 	if !web.Equal(want) || !web.Enabled || web.Pos != (Position{"f.yaml", 8, 5}) {
 		t.Errorf("got %+v\nwant %+v", web, want)
@@ -76,6 +77,125 @@ func TestParseBuiltinDefaults(t *testing.T) {
 	if f.Context != "" || f.Namespace != DefaultNamespace || f.Address != DefaultAddress ||
 		f.WaitForReady != DefaultWaitForReady || f.Balance != DefaultBalance || !f.Enabled || f.Name != "api" {
 		t.Errorf("got %+v", f)
+	}
+}
+
+func TestParseHealth(t *testing.T) {
+	cfg := mustParse(t, `version: 1
+defaults:
+  health: {http: /ready, interval: 20s, threshold: 5}
+forwards:
+  - service: plain
+    ports: ["8080:http"]
+  - service: tcp
+    ports: ["8081:http", "8082:9000"]
+    health: {tcp: true, port: "9000"}
+  - service: timeout
+    ports: [8083]
+    health: {timeout: 1s}
+  - service: own
+    ports: [{local: 8084, remote: web}, "8085:admin"]
+    health: {http: /healthz, port: admin, interval: 5s, timeout: 2s, threshold: 2}
+`)
+	s := time.Second
+	want := []Health{
+		{HTTPPath: "/ready", Port: Port{Name: "http"}, Interval: 20 * s, Timeout: 5 * s, Threshold: 5},
+		{Port: Port{Number: 9000}, Interval: 20 * s, Timeout: 5 * s, Threshold: 5},
+		{HTTPPath: "/ready", Port: Port{Number: 8083}, Interval: 20 * s, Timeout: s, Threshold: 5},
+		{HTTPPath: "/healthz", Port: Port{Name: "admin"}, Interval: 5 * s, Timeout: 2 * s, Threshold: 2},
+	}
+	for i, f := range cfg.Forwards {
+		if f.Health != want[i] {
+			t.Errorf("%s: got %+v, want %+v", f.Name, f.Health, want[i])
+		}
+	}
+	if d := cfg.Defaults.Health; d != (Health{HTTPPath: "/ready", Interval: 20 * s, Timeout: 5 * s, Threshold: 5}) {
+		t.Errorf("defaults: got %+v", d)
+	}
+	if p, ok := cfg.Position("forwards[3].health.port"); !ok || p.Line != 15 {
+		t.Errorf("Position(forwards[3].health.port) = %v, %v", p, ok)
+	}
+}
+
+func TestParseHealthErrors(t *testing.T) {
+	tests := []struct {
+		name, src string
+		want      []string // diagnostics, in order, as printed
+	}{
+		{
+			"both kinds",
+			"version: 1\nforwards:\n  - service: web\n    ports: [8080]\n    health: {tcp: true, http: /healthz}\n",
+			[]string{"f.yaml:5:14: forwards[0].health.tcp: tcp and http are mutually exclusive\n\thint: remove `tcp: true` to probe with an HTTP GET, or remove http to probe with TCP"},
+		},
+		{
+			"no kind",
+			"version: 1\ndefaults:\n  health: {tcp: false}\nforwards: []\n",
+			[]string{
+				"f.yaml:3:12: defaults.health.tcp: tcp: false leaves no health check\n\thint: remove health to use the default TCP check, or set http: /PATH",
+				"f.yaml:4:11: warning: forwards: no forwards\n\thint: add forwards under `forwards:`",
+			},
+		},
+		{
+			"relative and empty http",
+			"version: 1\nforwards:\n  - {service: a, ports: [8080], health: {http: healthz}}\n  - {service: b, ports: [8081], health: {http: ''}}\n",
+			[]string{
+				"f.yaml:3:48: forwards[0].health.http: invalid http path \"healthz\"\n\thint: write an absolute path such as \"/healthz\", without spaces",
+				"f.yaml:4:48: forwards[1].health.http: http must not be empty\n\thint: write the path to GET, such as \"/healthz\"",
+			},
+		},
+		{
+			"timeout not shorter than an inherited interval",
+			"version: 1\ndefaults:\n  health: {interval: 2s, timeout: 1s}\nforwards:\n  - {service: a, ports: [8080], health: {timeout: 2s}}\n",
+			[]string{"f.yaml:5:51: forwards[0].health.timeout: health timeout 2s must be shorter than the interval 2s\n\thint: a probe has to finish before the next one is due"},
+		},
+		{
+			"interval shorter than the built-in timeout",
+			"version: 1\nforwards:\n  - {service: a, ports: [8080], health: {interval: 3s}}\n",
+			[]string{"f.yaml:3:52: forwards[0].health.interval: health timeout 5s must be shorter than the interval 3s\n\thint: a probe has to finish before the next one is due"},
+		},
+		{
+			"ranges",
+			"version: 1\nforwards:\n  - {service: a, ports: [8080], health: {interval: 11m, timeout: 0s, threshold: 101}}\n",
+			[]string{
+				"f.yaml:3:52: forwards[0].health.interval: health interval 11m0s is longer than the maximum 10m0s",
+				"f.yaml:3:66: forwards[0].health.timeout: health timeout must be positive, got 0s\n\thint: use a positive duration such as \"5s\"",
+				"f.yaml:3:81: forwards[0].health.threshold: health threshold 101 is out of range 1-100",
+			},
+		},
+		{
+			"unknown port",
+			"version: 1\nforwards:\n  - {service: a, ports: [8080, \"8081:http\"], health: {port: 9090}}\n",
+			[]string{"f.yaml:3:61: forwards[0].health.port: health port 9090 is not a remote port of this forward\n\thint: use the REMOTE of one of the forward's ports: 8080, http"},
+		},
+		{
+			"port in defaults",
+			"version: 1\ndefaults:\n  health: {port: http}\nforwards: []\n",
+			[]string{
+				"f.yaml:3:12: defaults.health.port: unknown field \"port\"\n\thint: the probed port is per forward: set health.port on the forwards that need it",
+				"f.yaml:4:11: warning: forwards: no forwards\n\thint: add forwards under `forwards:`",
+			},
+		},
+		{
+			"wrong types",
+			"version: 1\nforwards:\n  - {service: a, ports: [8080], health: {tcp: yes, threshold: '3', port: [1]}}\n",
+			[]string{
+				"f.yaml:3:47: forwards[0].health.tcp: expected true or false, got a string",
+				"f.yaml:3:63: forwards[0].health.threshold: expected an integer, got a string",
+				"f.yaml:3:74: forwards[0].health.port: expected a port number or name, got a list",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := Parse("f.yaml", []byte(tt.src))
+			var cerr *Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("got error %v, want *Error", err)
+			}
+			if got, want := cerr.Error(), strings.Join(tt.want, "\n"); got != want {
+				t.Errorf("got:\n%s\nwant:\n%s", got, want)
+			}
+		})
 	}
 }
 
@@ -241,6 +361,7 @@ func TestForwardEqual(t *testing.T) {
 		"address": func(f *Forward) { f.Address = "::1" },
 		"balance": func(f *Forward) { f.Balance = BalanceRoundRobin },
 		"wait":    func(f *Forward) { f.WaitForReady = time.Minute },
+		"health":  func(f *Forward) { f.Health.HTTPPath = "/healthz" },
 	} {
 		other := base
 		change(&other)

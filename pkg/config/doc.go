@@ -11,11 +11,13 @@
 //	  address: 127.0.0.1
 //	  waitForReady: 30s
 //	  balance: first        # first | round-robin
+//	  health: {tcp: true, interval: 10s, timeout: 5s, threshold: 3}
 //	forwards:
 //	  - name: thanos
 //	    service: thanos-query
 //	    ports: ["9090", "10902:grpc", 8080]
 //	    groups: [observability]
+//	    health: {http: /-/ready, port: "9090"}   # HTTP GET through the tunnel
 //	  - name: db
 //	    statefulset: postgres
 //	    ports: [{local: 15432, remote: 5432}]
@@ -33,6 +35,12 @@
 // FILE:LINE:COL position (see [Diagnostic] and [Error]). Anchors, aliases and
 // << merge keys are supported; alias expansion is bounded so that a "billion
 // laughs" document fails fast.
+//
+// Every forward has a [Health] check, probed through the tunnel: a TCP
+// check by default, or an HTTP GET of a path (health.http). A forward's
+// health field is merged field by field over defaults.health and the
+// built-in defaults (interval 10s, timeout 5s, threshold 3, the first port
+// mapping's remote port).
 //
 // Defaults are applied once at load time, so a [Forward] is fully resolved;
 // only Context == "" is left for the caller to read as the kubeconfig's

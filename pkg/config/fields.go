@@ -18,6 +18,7 @@ const (
 	fPorts            = "ports"
 	fGroups           = "groups"
 	fEnabled          = "enabled"
+	fHealth           = "health"
 
 	fService     = "service"
 	fPod         = "pod"
@@ -27,6 +28,13 @@ const (
 
 	fLocal  = "local"
 	fRemote = "remote"
+
+	fTCP       = "tcp"
+	fHTTP      = "http"
+	fPort      = "port"
+	fInterval  = "interval"
+	fTimeout   = "timeout"
+	fThreshold = "threshold"
 )
 
 // mappingKind names a kind of mapping in the document; the names match the
@@ -38,6 +46,10 @@ const (
 	kindDefaults mappingKind = "defaults"
 	kindForward  mappingKind = "forward"
 	kindPort     mappingKind = "portMapping"
+	// kindHealth is a forward's health; kindDefaultsHealth the defaults
+	// block's, which has no port.
+	kindHealth         mappingKind = "health"
+	kindDefaultsHealth mappingKind = "defaultsHealth"
 )
 
 // targetFields lists the target fields in TargetKind order.
@@ -58,15 +70,19 @@ func fieldsOf(k mappingKind) []string {
 	case kindTop:
 		return []string{fVersion, fDefaults, fForwards}
 	case kindDefaults:
-		return []string{fContext, fNamespace, fAddress, fWaitForReady, fBalance}
+		return []string{fContext, fNamespace, fAddress, fWaitForReady, fBalance, fHealth}
 	case kindForward:
 		return []string{
 			fName, fContext, fNamespace,
 			fService, fPod, fDeployment, fStatefulSet, fSelector,
-			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance,
+			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance, fHealth,
 		}
 	case kindPort:
 		return []string{fLocal, fRemote}
+	case kindHealth:
+		return []string{fTCP, fHTTP, fPort, fInterval, fTimeout, fThreshold}
+	case kindDefaultsHealth:
+		return []string{fTCP, fHTTP, fInterval, fTimeout, fThreshold}
 	}
 	return nil
 }

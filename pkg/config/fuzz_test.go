@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -46,6 +47,12 @@ func FuzzParse(f *testing.F) {
 				if p.Local == 0 || (p.Remote.Number == 0) == (p.Remote.Name == "") {
 					t.Fatalf("bad port %+v", p)
 				}
+			}
+			h := fw.Health
+			if h.Interval < MinHealthInterval || h.Interval > MaxHealthInterval || h.Timeout <= 0 || h.Timeout >= h.Interval ||
+				h.Threshold < 1 || h.Threshold > MaxHealthThreshold || (h.HTTPPath != "" && !validHTTPPath(h.HTTPPath)) ||
+				!slices.ContainsFunc(fw.Ports, func(p PortMapping) bool { return p.Remote == h.Port }) {
+				t.Fatalf("bad health %+v in forward %+v", h, fw)
 			}
 			if !fw.Equal(fw) {
 				t.Fatal("forward not equal to itself")

@@ -265,6 +265,8 @@ func (d *decoder) collect(path string, n *yaml.Node, kind mappingKind, out map[s
 			hint := ""
 			if s := suggest(name, allowed); s != "" {
 				hint = fmt.Sprintf("did you mean %q?", s)
+			} else if kind == kindDefaultsHealth && name == fPort {
+				hint = "the probed port is per forward: set health.port on the forwards that need it"
 			} else if name == "kubeconfig" || name == "exec" || name == "command" {
 				hint = "forwards.yaml cannot name files or commands; use --kubeconfig or $KUBECONFIG"
 			}
@@ -420,6 +422,7 @@ func (d *decoder) top(n *yaml.Node) *Config {
 			Address:      DefaultAddress,
 			WaitForReady: DefaultWaitForReady,
 			Balance:      DefaultBalance,
+			Health:       defaultHealth,
 		},
 		pos: d.pos,
 	}
@@ -445,6 +448,9 @@ func (d *decoder) top(n *yaml.Node) *Config {
 				df := d.fields(fDefaults, m, kindDefaults)
 				d.common(fDefaults, df, &cfg.Defaults.Context, &cfg.Defaults.Namespace,
 					&cfg.Defaults.Address, &cfg.Defaults.WaitForReady, &cfg.Defaults.Balance)
+				if hf, ok := df[fHealth]; ok {
+					d.health(join(fDefaults, fHealth), hf.val, kindDefaultsHealth, &cfg.Defaults.Health)
+				}
 			}
 		}
 	}
@@ -495,19 +501,93 @@ func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string
 		}
 	}
 	if f, ok := fs[fWaitForReady]; ok {
-		p := join(path, fWaitForReady)
-		if s, ok := d.str(p, f.val); ok {
-			w, err := time.ParseDuration(s)
-			if err != nil {
-				d.reportAt(p, fmt.Sprintf("invalid duration %q", s), `use a Go duration such as "30s" or "2m"`)
-			} else {
-				*wait = w
-			}
+		if w, ok := d.duration(join(path, fWaitForReady), f.val); ok {
+			*wait = w
 		}
 	}
 	if f, ok := fs[fBalance]; ok {
 		if s, ok := d.str(join(path, fBalance), f.val); ok {
 			*bal = Balance(s)
+		}
+	}
+}
+
+// duration decodes a Go duration written as a string.
+func (d *decoder) duration(path string, raw *yaml.Node) (time.Duration, bool) {
+	s, ok := d.str(path, raw)
+	if !ok {
+		return 0, false
+	}
+	w, err := time.ParseDuration(s)
+	if err != nil {
+		d.reportAt(path, fmt.Sprintf("invalid duration %q", s), `use a Go duration such as "30s" or "2m"`)
+		return 0, false
+	}
+	return w, true
+}
+
+// health decodes a health mapping of the given kind over h, which holds the
+// inherited values: every field written replaces the inherited one, except
+// that tcp and http together choose the kind of check, so writing either
+// replaces the inherited kind as a whole.
+func (d *decoder) health(path string, raw *yaml.Node, kind mappingKind, h *Health) {
+	n := d.value(path, raw)
+	if n == nil {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.typeError(n, path, "a mapping")
+		return
+	}
+	fs := d.fields(path, n, kind)
+
+	tf, hasTCP := fs[fTCP]
+	tcp, tcpOK := false, false
+	if hasTCP {
+		tcp, tcpOK = d.boolean(join(path, fTCP), tf.val)
+	}
+	hp := join(path, fHTTP)
+	if hf, ok := fs[fHTTP]; ok {
+		if s, ok := d.str(hp, hf.val); ok {
+			switch {
+			case tcpOK && tcp:
+				d.report(tf.key, join(path, fTCP), "tcp and http are mutually exclusive",
+					"remove `tcp: true` to probe with an HTTP GET, or remove http to probe with TCP")
+				d.bad[join(path, fTCP)] = true
+			case s == "":
+				d.reportAt(hp, "http must not be empty", `write the path to GET, such as "/healthz"`)
+			default:
+				h.HTTPPath = s
+			}
+		}
+	} else if tcpOK {
+		if tcp {
+			h.HTTPPath = ""
+		} else {
+			d.report(tf.key, join(path, fTCP), "tcp: false leaves no health check",
+				"remove health to use the default TCP check, or set http: /PATH")
+			d.bad[join(path, fTCP)] = true
+		}
+	}
+
+	if f, ok := fs[fPort]; ok {
+		if p, ok := d.remote(join(path, fPort), f.val); ok {
+			h.Port = p
+		}
+	}
+	if f, ok := fs[fInterval]; ok {
+		if w, ok := d.duration(join(path, fInterval), f.val); ok {
+			h.Interval = w
+		}
+	}
+	if f, ok := fs[fTimeout]; ok {
+		if w, ok := d.duration(join(path, fTimeout), f.val); ok {
+			h.Timeout = w
+		}
+	}
+	if f, ok := fs[fThreshold]; ok {
+		if v, ok := d.integer(join(path, fThreshold), f.val); ok {
+			h.Threshold = int(max(min(v, 1<<31), -1<<31))
 		}
 	}
 }
@@ -537,6 +617,7 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 		Address:      defs.Address,
 		Balance:      defs.Balance,
 		WaitForReady: defs.WaitForReady,
+		Health:       defs.Health,
 		Enabled:      true,
 	}
 	n := d.value(path, raw)
@@ -588,6 +669,12 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 	}
 	if tf, ok := fs[fPorts]; ok {
 		f.Ports = d.ports(join(path, fPorts), tf.val)
+	}
+	if len(f.Ports) > 0 {
+		f.Health.Port = f.Ports[0].Remote
+	}
+	if tf, ok := fs[fHealth]; ok {
+		d.health(join(path, fHealth), tf.val, kindHealth, &f.Health)
 	}
 	if tf, ok := fs[fGroups]; ok {
 		f.Groups = d.stringList(join(path, fGroups), tf.val)
@@ -688,34 +775,36 @@ func (d *decoder) port(path string, raw *yaml.Node) (PortMapping, bool) {
 			d.report(n, path, "missing remote port", "write {local: N, remote: N or name}")
 			return pm, false
 		}
-		rp := join(path, fRemote)
-		r := d.value(rp, rf.val)
-		if r == nil {
-			return pm, false
-		}
-		switch {
-		case r.Kind == yaml.ScalarNode && r.ShortTag() == "!!int":
-			v, good := d.portNumber(rp, r, r.Value)
-			pm.Remote.Number = v
-			ok = ok && good
-		case r.Kind == yaml.ScalarNode && r.ShortTag() == "!!str" && r.Value != "" && allDigits(r.Value):
-			v, good := d.portNumber(rp, r, r.Value)
-			pm.Remote.Number = v
-			ok = ok && good
-		case r.Kind == yaml.ScalarNode && r.ShortTag() == "!!str":
-			pm.Remote.Name = r.Value
-			if r.Value == "" {
-				d.report(r, rp, "remote port must not be empty", "")
-				ok = false
-			}
-		default:
-			d.typeError(r, rp, "a port number or name")
-			ok = false
-		}
-		return pm, ok
+		r, good := d.remote(join(path, fRemote), rf.val)
+		pm.Remote = r
+		return pm, ok && good
 	}
 	d.typeError(n, path, portForms)
 	return PortMapping{}, false
+}
+
+// remote decodes a remote port: a number, a number written as a string, or
+// a name.
+func (d *decoder) remote(path string, raw *yaml.Node) (Port, bool) {
+	r := d.value(path, raw)
+	if r == nil {
+		return Port{}, false
+	}
+	switch {
+	case r.Kind == yaml.ScalarNode && r.ShortTag() == "!!int",
+		r.Kind == yaml.ScalarNode && r.ShortTag() == "!!str" && r.Value != "" && allDigits(r.Value):
+		v, ok := d.portNumber(path, r, r.Value)
+		return Port{Number: v}, ok
+	case r.Kind == yaml.ScalarNode && r.ShortTag() == "!!str":
+		if r.Value == "" {
+			d.bad[path] = true
+			d.report(r, path, "remote port must not be empty", "")
+			return Port{}, false
+		}
+		return Port{Name: r.Value}, true
+	}
+	d.typeError(r, path, "a port number or name")
+	return Port{}, false
 }
 
 func allDigits(s string) bool {

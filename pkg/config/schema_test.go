@@ -22,6 +22,9 @@ var semanticOnly = []string{
 	"duplicate-name.yaml",
 	"duration-too-long.yaml",
 	"group-name-clash.yaml",
+	"health-bad-interval.yaml",
+	"health-timeout.yaml",
+	"health-unknown-port.yaml",
 	"non-loopback.yaml",
 	"port-conflict-localhost.yaml",
 	"port-conflict-wildcard.yaml",
@@ -115,10 +118,12 @@ func TestSchemaFieldNames(t *testing.T) {
 	}
 	port := schema.Defs["portMapping"].OneOf[2]
 	for kind, props := range map[mappingKind]map[string]json.RawMessage{
-		kindTop:      schema.Properties,
-		kindDefaults: schema.Defs["defaults"].Properties,
-		kindForward:  schema.Defs["forward"].Properties,
-		kindPort:     port.Properties,
+		kindTop:            schema.Properties,
+		kindDefaults:       schema.Defs["defaults"].Properties,
+		kindForward:        schema.Defs["forward"].Properties,
+		kindPort:           port.Properties,
+		kindHealth:         schema.Defs["health"].Properties,
+		kindDefaultsHealth: schema.Defs["defaultsHealth"].Properties,
 	} {
 		var inSchema []string
 		for name := range props {

@@ -24,6 +24,15 @@ const (
 	DefaultBalance      = BalanceFirst
 	// MaxWaitForReady is the largest waitForReady accepted.
 	MaxWaitForReady = 10 * time.Minute
+
+	DefaultHealthInterval  = 10 * time.Second
+	DefaultHealthTimeout   = 5 * time.Second
+	DefaultHealthThreshold = 3
+	// MinHealthInterval and MaxHealthInterval bound health.interval.
+	MinHealthInterval = time.Second
+	MaxHealthInterval = 10 * time.Minute
+	// MaxHealthThreshold is the largest health.threshold accepted.
+	MaxHealthThreshold = 100
 )
 
 // Config is a parsed and validated forwards.yaml.
@@ -49,6 +58,9 @@ type Defaults struct {
 	Address      string
 	WaitForReady time.Duration
 	Balance      Balance
+	// Health is the defaults block's health check; its Port is always zero
+	// (the probed port is per forward).
+	Health Health
 }
 
 // Forward is one declared port-forward, fully resolved: defaults are applied
@@ -72,6 +84,9 @@ type Forward struct {
 	Groups           []string
 	Balance          Balance
 	WaitForReady     time.Duration
+	// Health is always filled in by Parse, from the forward's health field,
+	// the defaults block and the built-in defaults, in that order.
+	Health Health
 	// Pos is where the forward's mapping starts in the file.
 	Pos Position
 }
@@ -88,7 +103,33 @@ func (f Forward) Equal(g Forward) bool {
 		f.Address == g.Address &&
 		f.AllowNonLoopback == g.AllowNonLoopback &&
 		f.Balance == g.Balance &&
-		f.WaitForReady == g.WaitForReady
+		f.WaitForReady == g.WaitForReady &&
+		f.Health == g.Health
+}
+
+// Health is how kpf checks, through the tunnel, that the pod a forward uses
+// is still serving. After Threshold consecutive failed probes the pod is
+// avoided for new connections and kpf picks another ready endpoint.
+type Health struct {
+	// HTTPPath is the path of an HTTP GET whose status must be 2xx or 3xx;
+	// "" means a TCP check: a stream opened to Port without an error
+	// reported by the kubelet.
+	HTTPPath string
+	// Port is the remote port probed; it equals the Remote of one of the
+	// forward's port mappings (by default the first one's).
+	Port Port
+	// Interval is the time between probes; Timeout bounds one probe and is
+	// shorter than Interval.
+	Interval, Timeout time.Duration
+	// Threshold is how many consecutive failures make the pod unhealthy.
+	Threshold int
+}
+
+// defaultHealth is the built-in health check: TCP, without a port.
+var defaultHealth = Health{
+	Interval:  DefaultHealthInterval,
+	Timeout:   DefaultHealthTimeout,
+	Threshold: DefaultHealthThreshold,
 }
 
 // TargetKind is what a forward points at.

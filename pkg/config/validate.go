@@ -3,7 +3,9 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +110,7 @@ func (v *validator) run() {
 	if c.pos != nil {
 		d := c.Defaults
 		v.common(fDefaults, d.Namespace, d.Address, d.WaitForReady, d.Balance)
+		v.health(join(fDefaults, fHealth), d.Health, nil)
 	}
 	if len(c.Forwards) == 0 {
 		v.warnf(fForwards, "add forwards under `forwards:`", "no forwards")
@@ -250,6 +253,84 @@ func (v *validator) forward(path string, f Forward) {
 			v.errorf(p, "", "remote port 0 is not allowed")
 		}
 	}
+	v.health(join(path, fHealth), f.Health, f.Ports)
+}
+
+// health checks the health check at prefix; ports are the forward's port
+// mappings, nil for the defaults block (which has no port). Like common it
+// checks only the values written under prefix.
+func (v *validator) health(prefix string, h Health, ports []PortMapping) {
+	hp := join(prefix, fHTTP)
+	if v.check(hp) && h.HTTPPath != "" && !validHTTPPath(h.HTTPPath) {
+		v.errorf(hp, `write an absolute path such as "/healthz", without spaces`, "invalid http path %q", h.HTTPPath)
+	}
+
+	ip, tp := join(prefix, fInterval), join(prefix, fTimeout)
+	intervalOK := true
+	if v.check(ip) {
+		switch {
+		case h.Interval < MinHealthInterval:
+			v.errorf(ip, "", "health interval %s is shorter than the minimum %s", h.Interval, MinHealthInterval)
+			intervalOK = false
+		case h.Interval > MaxHealthInterval:
+			v.errorf(ip, "", "health interval %s is longer than the maximum %s", h.Interval, MaxHealthInterval)
+			intervalOK = false
+		}
+	}
+	timeoutOK := true
+	if v.check(tp) && h.Timeout <= 0 {
+		v.errorf(tp, `use a positive duration such as "5s"`, "health timeout must be positive, got %s", h.Timeout)
+		timeoutOK = false
+	}
+	// The timeout and interval may come from different levels; report a
+	// clash at the one written here, once.
+	if intervalOK && timeoutOK && !v.bad[ip] && !v.bad[tp] && h.Timeout >= h.Interval {
+		msg, hint := "health timeout %s must be shorter than the interval %s", "a probe has to finish before the next one is due"
+		switch {
+		case v.written(tp):
+			v.errorf(tp, hint, msg, h.Timeout, h.Interval)
+		case v.written(ip):
+			v.errorf(ip, hint, msg, h.Timeout, h.Interval)
+		}
+	}
+
+	if p := join(prefix, fThreshold); v.check(p) && (h.Threshold < 1 || h.Threshold > MaxHealthThreshold) {
+		v.errorf(p, "", "health threshold %d is out of range 1-%d", h.Threshold, MaxHealthThreshold)
+	}
+
+	pp := join(prefix, fPort)
+	if len(ports) == 0 || !v.check(pp) {
+		return
+	}
+	var remotes []string
+	for j, pm := range ports {
+		if v.bad[fmt.Sprintf("%s[%d]", join(parent(prefix), fPorts), j)] {
+			return // the port may be the one that failed to decode
+		}
+		if pm.Remote == h.Port {
+			return
+		}
+		if r := pm.Remote.String(); !slices.Contains(remotes, r) {
+			remotes = append(remotes, r)
+		}
+	}
+	v.errorf(pp, "use the REMOTE of one of the forward's ports: "+strings.Join(remotes, ", "),
+		"health port %s is not a remote port of this forward", h.Port)
+}
+
+// validHTTPPath reports whether p can be sent as the path of a GET request:
+// absolute, without spaces or control characters.
+func validHTTPPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for _, r := range p {
+		if r <= ' ' || r == 0x7f {
+			return false
+		}
+	}
+	u, err := url.ParseRequestURI(p)
+	return err == nil && u.Host == ""
 }
 
 func (v *validator) target(path string, t Target) {
