@@ -1,0 +1,275 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{1}, 1},
+		{[]float64{1, 3}, 2},
+		{[]float64{1, 2, 10}, 2},
+		{[]float64{1, 2, 3, 100}, 2.5},
+	}
+	for _, tt := range tests {
+		if got := Median(tt.in); got != tt.want {
+			t.Errorf("Median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+	if !math.IsNaN(Median(nil)) {
+		t.Error("Median(nil) is not NaN")
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]float64, 100)
+	for i := range hundred {
+		hundred[i] = float64(i + 1)
+	}
+	tests := []struct {
+		in   []float64
+		p    float64
+		want float64
+	}{
+		{hundred, 50, 50},
+		{hundred, 99, 99},
+		{hundred, 100, 100},
+		{hundred, 1, 1},
+		{hundred, 0.1, 1},
+		{[]float64{5}, 99, 5},
+		{[]float64{1, 2, 3}, 50, 2},
+		{[]float64{1, 2, 3, 4}, 50, 2},
+		{[]float64{1, 2, 3, 4}, 99, 4},
+	}
+	for _, tt := range tests {
+		if got := Percentile(tt.in, tt.p); got != tt.want {
+			t.Errorf("Percentile(%d values, %v) = %v, want %v", len(tt.in), tt.p, got, tt.want)
+		}
+	}
+	if !math.IsNaN(Percentile(nil, 50)) {
+		t.Error("Percentile(nil) is not NaN")
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	in := []float64{3, 1, 2}
+	s := Summarize(in)
+	if s.Median != 2 || s.Min != 1 || s.Max != 3 {
+		t.Errorf("Summarize(%v) = %+v", in, s)
+	}
+	if in[0] != 3 {
+		t.Error("Summarize sorted its input")
+	}
+	if got := Summarize(nil); len(got.Values) != 0 {
+		t.Errorf("Summarize(nil) = %+v", got)
+	}
+}
+
+func TestRatio(t *testing.T) {
+	tests := []struct {
+		a, b   float64
+		want   float64
+		wantOK bool
+	}{
+		{100, 20, 5, true},
+		{1, 4, 0.25, true},
+		{0, 4, 0, true},
+		{1, 0, 0, false},
+		{math.NaN(), 1, 0, false},
+		{1, math.NaN(), 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := Ratio(tt.a, tt.b)
+		if got != tt.want || ok != tt.wantOK {
+			t.Errorf("Ratio(%v, %v) = %v, %t; want %v, %t", tt.a, tt.b, got, ok, tt.want, tt.wantOK)
+		}
+	}
+}
+
+func TestMetricRatios(t *testing.T) {
+	m := Metric{Results: map[Tool]Summary{
+		ToolKpf:  Summarize([]float64{40, 60}),
+		ToolSPDY: Summarize([]float64{20}),
+	}}
+	m.computeRatios()
+	if got := m.Ratios["kpf/kubectl-spdy"]; got != 2.5 {
+		t.Errorf("kpf/kubectl-spdy = %v, want 2.5", got)
+	}
+	if _, ok := m.Ratios["kpf/kubectl-ws"]; ok {
+		t.Error("ratio against an unmeasured tool")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"1GiB", 1 << 30}, {"256MiB", 256 << 20}, {"4MiB", 4 << 20}, {"4M", 4 << 20},
+		{"10KB", 10000}, {"2GB", 2e9}, {"4096", 4096}, {"512B", 512},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+		if tt.want%1024 == 0 {
+			if back, _ := ParseSize(FormatSize(tt.want)); back != tt.want {
+				t.Errorf("FormatSize(%d) = %q does not parse back", tt.want, FormatSize(tt.want))
+			}
+		}
+	}
+	for _, bad := range []string{"", "GiB", "-1MiB", "0", "1.5GiB", "1TiB"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestRecovery(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	fail := errors.New("refused")
+	ok := func(start, end int) probe { return probe{start: at(start), end: at(end)} }
+	bad := func(start int) probe { return probe{start: at(start), end: at(start + 1), err: fail} }
+	tests := []struct {
+		name       string
+		probes     []probe
+		wantFailed int
+		wantBack   time.Duration
+		wantOK     bool
+	}{
+		{"no failure", []probe{ok(-20, -18), ok(0, 2), ok(20, 22)}, 0, 0, true},
+		{"failures before the deletion do not count", []probe{bad(-40), ok(0, 2)}, 0, 0, true},
+		{"outage", []probe{ok(-20, -18), bad(20), bad(40), ok(60, 75), ok(80, 81)}, 2, 75 * time.Millisecond, true},
+		{"a success between failures", []probe{bad(20), ok(40, 41), bad(60), ok(80, 90)}, 2, 90 * time.Millisecond, true},
+		{"out of order", []probe{ok(80, 90), bad(60), bad(20)}, 2, 90 * time.Millisecond, true},
+		{"never back", []probe{ok(-20, -18), bad(20), bad(40)}, 2, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			failed, back, ok := recovery(tt.probes, t0)
+			if failed != tt.wantFailed || back != tt.wantBack || ok != tt.wantOK {
+				t.Errorf("recovery = %d, %v, %t; want %d, %v, %t", failed, back, ok, tt.wantFailed, tt.wantBack, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// Field 2 may hold spaces and parentheses.
+	stat := "4242 (kpf (up) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 170 30 0 0 20 0 9 0 12345 1000000 2000 18446744073709551615"
+	got, err := parseStatCPU(stat)
+	if err != nil || got != 200 {
+		t.Errorf("parseStatCPU = %d, %v; want 200", got, err)
+	}
+	if _, err := parseStatCPU("garbage"); err == nil {
+		t.Error("parseStatCPU(garbage) succeeded")
+	}
+}
+
+func TestBusyPercent(t *testing.T) {
+	if got := busyPercent(cpuTimes{busy: 100, total: 1000}, cpuTimes{busy: 150, total: 1200}); got != 25 {
+		t.Errorf("busyPercent = %v, want 25", got)
+	}
+	if got := busyPercent(cpuTimes{total: 5}, cpuTimes{total: 5}); got != 0 {
+		t.Errorf("busyPercent over no time = %v, want 0", got)
+	}
+}
+
+func TestSpliceResults(t *testing.T) {
+	fresh := SpliceResults("", "TABLE\n")
+	if !strings.HasPrefix(fresh, "# Benchmarks") || !strings.Contains(fresh, resultsBegin+"\nTABLE\n"+resultsEnd) {
+		t.Errorf("new document:\n%s", fresh)
+	}
+	doc := "# Mine\n\nintro\n" + resultsBegin + "\nOLD\n" + resultsEnd + "\n\n## Notes kept\n"
+	got := SpliceResults(doc, "NEW\n")
+	want := "# Mine\n\nintro\n" + resultsBegin + "\nNEW\n" + resultsEnd + "\n\n## Notes kept\n"
+	if got != want {
+		t.Errorf("SpliceResults =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// sampleReport is a fixed report for the golden Markdown.
+func sampleReport() *Report {
+	c := newCollector()
+	c.define(metricDef{"down", "Throughput", "download, 1 stream", "MB/s", true})
+	c.define(metricDef{"p50", "Latency", "p50, sequential", "ms", false})
+	c.define(metricDef{"failed", "Reconvergence", "failed connections", "count", false})
+	for _, v := range []float64{2700, 2650, 2710} {
+		c.add("down", ToolDirect, v)
+	}
+	for _, v := range []float64{180, 175.5, 190} {
+		c.add("down", ToolKpf, v)
+	}
+	c.add("down", ToolSPDY, 20.1)
+	c.add("down", ToolSPDY, 20.1)
+	c.fail("down", ToolWS, errors.New("round 1: connection reset"))
+	for _, tool := range allTools() {
+		c.add("p50", tool, 2.5)
+	}
+	c.add("p50", ToolDirect, 0.12)
+	c.add("failed", ToolKpf, 0)
+	c.add("failed", ToolSPDY, 9)
+	c.add("failed", ToolWS, 10)
+	return &Report{
+		Command:        "go run ./cmd/kpf-bench --size 256MiB",
+		Date:           time.Date(2026, 11, 25, 16, 0, 0, 0, time.UTC),
+		Machine:        Machine{CPU: "Test CPU", Cores: 2, MemoryGiB: 23.5, Kernel: "Linux 6.1"},
+		GoVersion:      "go1.26.8",
+		KubectlVersion: "v1.32.4",
+		Kubernetes:     "v1.37.2",
+		KpfRevision:    "0123456789ab",
+		Params: Params{SizeBytes: 256 << 20, Streams: 16, Rounds: 3, Conns: 2000, Concurrency: 32,
+			HTTPDuration: Duration(5 * time.Second), HTTPWorkers: 8, ProbeInterval: Duration(20 * time.Millisecond),
+			ScaleForwards: 200, ScaleNamespaces: 4, ScaleIdle: Duration(time.Minute)},
+		Metrics:  c.metrics(),
+		Notes:    []string{"kubectl-spdy exits when its pod is deleted"},
+		Failures: []string{"download, 1 stream, kubectl-ws: round 1: connection reset"},
+	}
+}
+
+func TestMarkdownGolden(t *testing.T) {
+	var b bytes.Buffer
+	if err := sampleReport().WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "report.golden.md")
+	if *update {
+		if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/bench -run Golden -update to create it)", err)
+	}
+	if b.String() != string(want) {
+		t.Errorf("Markdown differs from %s (rerun with -update if intended):\n%s", golden, b.String())
+	}
+}
+
+func TestJSONHasRatios(t *testing.T) {
+	var b bytes.Buffer
+	if err := sampleReport().WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"kpf/kubectl-spdy"`, `"httpDuration": "5s"`, `"median": 180`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, b.String())
+		}
+	}
+}
