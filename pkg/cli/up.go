@@ -65,7 +65,7 @@ func runUp(ctx context.Context, env Env, args []string) int {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.verbose, "v", false, "verbose: log every connection")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9091); off by default")
-	fs.DurationVar(&f.probeInterval, "probe-interval", 10*time.Second, "how often each forward's tunnel is probed")
+	fs.DurationVar(&f.probeInterval, "probe-interval", 0, "override every forward's health check interval (default: each forward's health.interval, 10s unless set)")
 	fs.BoolVar(&f.noTUI, "no-tui", false, "on a terminal, print logs instead of the live status view")
 	fs.StringVar(&f.logFile, "log-file", "", "append logs to `PATH` (mode 0600) instead of standard error")
 	if code := parseFlags(fs, args); code >= 0 {

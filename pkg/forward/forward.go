@@ -43,13 +43,11 @@ type ClusterSource func(context string) (Cluster, error)
 
 // Options tune a Runner; the zero value gives the defaults.
 type Options struct {
-	// ProbeInterval is how often the session in use is probed through the
-	// tunnel; 0 means 10 s.
+	// ProbeInterval, if set, overrides the health check interval of the
+	// forward's spec.
 	ProbeInterval time.Duration
 	// DialTimeout bounds opening a port-forward session; 0 means 15 s.
 	DialTimeout time.Duration
-	// ProbeTimeout bounds one probe; 0 means 5 s.
-	ProbeTimeout time.Duration
 }
 
 // Runner runs one forward. Create it with New; Run it once.
@@ -62,6 +60,9 @@ type Runner struct {
 	changed  *notifier
 	state    atomic.Pointer[Status]
 	sessions atomic.Int64 // port-forward sessions opened, over every run
+	// healthFails counts consecutive failed checks per pod; used by the
+	// Run goroutine only.
+	healthFails map[string]int
 	rr       atomic.Uint64
 	current  sync.Map // remote port string -> pod name in use
 	badUntil sync.Map // pod name -> time.Time
@@ -76,16 +77,20 @@ type portState struct {
 
 // New returns a Runner for spec.
 func New(spec config.Forward, clusters ClusterSource, opts Options, log *slog.Logger) *Runner {
-	if opts.ProbeInterval == 0 {
-		opts.ProbeInterval = 10 * time.Second
+	// A spec built in code rather than loaded may leave health unset.
+	if spec.Health.Interval == 0 {
+		spec.Health.Interval = 10 * time.Second
+	}
+	if spec.Health.Timeout == 0 {
+		spec.Health.Timeout = 5 * time.Second
+	}
+	if spec.Health.Threshold == 0 {
+		spec.Health.Threshold = 3
 	}
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = 15 * time.Second
 	}
-	if opts.ProbeTimeout == 0 {
-		opts.ProbeTimeout = 5 * time.Second
-	}
-	r := &Runner{spec: spec, clusters: clusters, opts: opts, log: log, changed: newNotifier()}
+	r := &Runner{spec: spec, clusters: clusters, opts: opts, log: log, changed: newNotifier(), healthFails: map[string]int{}}
 	for _, m := range spec.Ports {
 		r.ports = append(r.ports, &portState{mapping: m, addr: net.JoinHostPort(spec.Address, strconv.Itoa(int(m.Local)))})
 	}
@@ -158,7 +163,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.setState(StateWaiting, err.Error(), "")
 	}
 
-	probe := time.NewTicker(r.opts.ProbeInterval)
+	interval := r.spec.Health.Interval
+	if r.opts.ProbeInterval > 0 {
+		interval = r.opts.ProbeInterval
+	}
+	probe := time.NewTicker(interval)
 	defer probe.Stop()
 	clock := time.NewTicker(2 * time.Second)
 	defer clock.Stop()
@@ -195,12 +204,19 @@ func wallJump(prev, now time.Time) time.Duration {
 
 // refresh re-resolves the endpoints, keeps a session open to the pod that
 // new connections would use (so the first connection is quick and the
-// state is honest), optionally probes it, and lets go of sessions to pods
-// that are no longer ready.
+// state is honest), optionally runs the health check through it, and lets
+// go of sessions to pods that are no longer ready.
+//
+// A check that cannot open a stream means the session is dead: it is
+// closed at once and the next refresh reconnects. A check that reaches the
+// pod but fails (nothing listens, HTTP error) counts towards the
+// threshold; at the threshold the pod is avoided for new connections while
+// another is ready, so the forward re-targets.
 func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Pool, probe bool) {
 	ready := map[string]bool{}
 	var firstErr error
 	var pod string
+	var healthEps []kube.Endpoint
 	for _, p := range r.ports {
 		eps, err := ns.Resolve(r.spec.Target, p.mapping.Remote)
 		if err != nil {
@@ -214,6 +230,9 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Pool, pr
 		}
 		if pod == "" {
 			pod = r.pick(p.mapping.Remote, eps, false).Pod
+		}
+		if p.mapping.Remote == r.spec.Health.Port || healthEps == nil {
+			healthEps = eps
 		}
 	}
 	pool.Retain(func(p tunnel.Pod) bool { return ready[p.Name] })
@@ -235,36 +254,43 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Pool, pr
 		return
 	}
 	if probe {
-		pctx, cancel := context.WithTimeout(ctx, r.opts.ProbeTimeout)
+		var port uint16
+		for _, ep := range healthEps {
+			if ep.Pod == pod {
+				port = ep.Port
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
 		defer cancel()
-		if err := r.probe(pctx, sess); err != nil {
+		err := r.check(pctx, sess, port)
+		switch {
+		case err == nil:
+			delete(r.healthFails, pod)
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errTransport):
 			r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
 			sess.Close()
 			r.setState(StateFailed, "probe: "+err.Error(), pod)
 			r.changed.notify()
 			return
+		default:
+			r.healthFails[pod]++
+			n := r.healthFails[pod]
+			if n < r.spec.Health.Threshold {
+				r.log.Debug("health check failed", "pod", pod, "err", err, "failures", n, "threshold", r.spec.Health.Threshold)
+				break
+			}
+			r.log.Warn("pod unhealthy; avoiding it for new connections", "pod", pod, "err", err, "failures", n)
+			r.badUntil.Store(pod, time.Now().Add(time.Duration(r.spec.Health.Threshold)*r.spec.Health.Interval))
+			delete(r.healthFails, pod)
+			r.current.Delete(r.ports[0].mapping.Remote.String())
+			r.setState(StateFailed, "health: "+err.Error(), pod)
+			r.changed.notify()
+			return
 		}
 	}
 	r.setState(StateReady, "", pod)
-}
-
-// probe opens and closes a stream to the first port: it fails if the
-// port-forward connection no longer carries streams (the API server or node
-// went away without closing it) or the kubelet reports an error at once.
-func (r *Runner) probe(ctx context.Context, sess *tunnel.Session) error {
-	eps := r.ports[0]
-	port := eps.mapping.Remote.Number
-	if v, ok := r.current.Load(eps.mapping.Remote.String() + "#port"); ok {
-		port = v.(uint16)
-	}
-	if port == 0 {
-		return nil
-	}
-	c, err := sess.Dial(ctx, port)
-	if err != nil {
-		return err
-	}
-	return c.Close()
 }
 
 // dial waits for a ready endpoint and opens a connection to it.

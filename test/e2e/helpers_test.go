@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -503,4 +504,30 @@ forwards:
     service: echo
     ports: ["%d:80"]
 `, ns, port)
+}
+
+// closedBackend is a backend whose port nothing listens on.
+func closedBackend(t *testing.T) backend {
+	t.Helper()
+	return backend{name: "closed", port: freePort(t)}
+}
+
+// startHTTPBackend serves GET /healthz with status code and GET / with
+// "hello from NAME".
+func startHTTPBackend(t *testing.T, name string, code int) backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.WriteHeader(code)
+			return
+		}
+		fmt.Fprintf(w, "hello from %s\n", name)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return backend{name: name, port: ln.Addr().(*net.TCPAddr).Port}
 }

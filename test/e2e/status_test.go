@@ -188,3 +188,52 @@ func TestE2EMetrics(t *testing.T) {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// A failing health check moves the forward to another ready pod: for TCP,
+// nothing listens on the pod's port any more; for HTTP, /healthz answers
+// 500.
+func TestE2EHealthCheckRetargets(t *testing.T) {
+	s := needSuite(t)
+	for _, kind := range []string{"tcp", "http"} {
+		t.Run(kind, func(t *testing.T) {
+			ns := newNamespace(t, s.primary, "health-"+kind)
+			var good1, good2, broken backend
+			health := "tcp: true"
+			if kind == "tcp" {
+				good1, good2 = startBackend(t, "one"), startBackend(t, "two")
+				broken = closedBackend(t)
+			} else {
+				good1, good2 = startHTTPBackend(t, "one", 200), startHTTPBackend(t, "two", 200)
+				broken = startHTTPBackend(t, "broken", 500)
+				health = "http: /healthz"
+			}
+			deployEcho(t, s.primary, ns, 2, good1, good2)
+			port := freePort(t)
+			cfg := writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: echo
+    context: e2e
+    namespace: %s
+    service: echo
+    ports: ["%d:80"]
+    health: {%s, interval: 1s, timeout: 900ms, threshold: 2}
+`, ns, port, health))
+			startKpf(t, s, cfg)
+			var first forward.Status
+			waitUntil(t, 30*time.Second, "the forward to be ready", func(context.Context) (bool, error) {
+				snap, _ := kpfStatus(t, s, cfg)
+				first = statusOf(snap, "echo")
+				return first.State == forward.StateReady && first.Pod != "", nil
+			})
+			// Point the serving pod's port at the broken backend.
+			kubectlE2E(t, s, "-n", ns, "annotate", "--overwrite", "pod", first.Pod, fmt.Sprintf("test.kpf.dev/assigned-forward-8080=%d", broken.port))
+			broke := time.Now()
+			waitUntil(t, 30*time.Second, "the forward to move to the healthy pod", func(context.Context) (bool, error) {
+				snap, _ := kpfStatus(t, s, cfg)
+				e := statusOf(snap, "echo")
+				return e.State == forward.StateReady && e.Pod != "" && e.Pod != first.Pod, nil
+			})
+			t.Logf("%s check: moved off %s %s after its port broke", kind, first.Pod, time.Since(broke).Round(100*time.Millisecond))
+		})
+	}
+}

@@ -165,7 +165,8 @@ func (a *Agent) handler() http.Handler {
 			defer a.streams.remove(string(pod.UID), c)
 		}
 		a.cfg.Log.Info("port-forward session", "pod", ns+"/"+name, "websocket", r.Header.Get("Upgrade") == "websocket")
-		portforward.ServePortForward(w, r, podForwarder{pod: pod, streams: a.streams}, ns+"/"+name, string(pod.UID), opts,
+		current := func() (*corev1.Pod, error) { return a.pods.Pods(ns).Get(name) }
+		portforward.ServePortForward(w, r, podForwarder{pod: pod, current: current, streams: a.streams}, ns+"/"+name, string(pod.UID), opts,
 			4*time.Hour, 30*time.Second, portforward.SupportedProtocols)
 	}
 	mux.HandleFunc("/portForward/{namespace}/{pod}", serve)

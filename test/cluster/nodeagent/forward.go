@@ -92,13 +92,21 @@ func (s *streamSet) closePod(uid string) int {
 
 // podForwarder implements the streaming server's PortForwarder for one pod.
 type podForwarder struct {
-	pod     *corev1.Pod
+	pod *corev1.Pod
+	// current returns the pod as the cache has it now, so that a changed
+	// annotation takes effect for the next stream of an open session, as a
+	// process starting or stopping to listen in a real pod would.
+	current func() (*corev1.Pod, error)
 	streams *streamSet
 }
 
 // PortForward copies between stream and the pod's loopback backend.
 func (f podForwarder) PortForward(ctx context.Context, _ string, _ string, port int32, stream io.ReadWriteCloser) error {
-	backend, err := backendPort(f.pod, port)
+	pod := f.pod
+	if p, err := f.current(); err == nil && p.UID == f.pod.UID {
+		pod = p
+	}
+	backend, err := backendPort(pod, port)
 	if err != nil {
 		return err
 	}
