@@ -63,10 +63,10 @@ type Runner struct {
 	// healthFails counts consecutive failed checks per pod; used by the
 	// Run goroutine only.
 	healthFails map[string]int
-	rr       atomic.Uint64
-	current  sync.Map // remote port string -> pod name in use
-	badUntil sync.Map // pod name -> time.Time
-	ports    []*portState
+	rr          atomic.Uint64
+	current     sync.Map // remote port string -> pod name in use
+	badUntil    sync.Map // pod name -> time.Time
+	ports       []*portState
 }
 
 type portState struct {
