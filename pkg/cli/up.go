@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -143,6 +145,9 @@ type supervisor struct {
 	names    []string
 	clusters forward.ClusterSource
 	live     *liveView // nil when not on a terminal or with --no-tui
+
+	mu       sync.Mutex
+	disabled []forward.Status // declared with enabled: false, for status
 }
 
 func (s *supervisor) run(ctx context.Context, path string) int {
@@ -175,7 +180,12 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	abs, _ := filepath.Abs(path)
 	started := time.Now()
 	snapshot := func() control.Snapshot {
-		return control.Snapshot{Config: abs, PID: os.Getpid(), Started: started, Forwards: rec.Status()}
+		st := rec.Status()
+		s.mu.Lock()
+		st = append(st, s.disabled...)
+		s.mu.Unlock()
+		sort.Slice(st, func(i, j int) bool { return st[i].Name < st[j].Name })
+		return control.Snapshot{Config: abs, PID: os.Getpid(), Started: started, Forwards: st}
 	}
 	go func() {
 		defer close(ctlDone)
@@ -314,6 +324,15 @@ func (s *supervisor) apply(ctx context.Context, rec *reconcile.Reconciler, path 
 		s.log.Info("config changed; converging", "file", path)
 	}
 	rec.Apply(ctx, forwards)
+	var disabled []forward.Status
+	for _, f := range u.Config.Forwards {
+		if !f.Enabled {
+			disabled = append(disabled, forward.Disabled(f))
+		}
+	}
+	s.mu.Lock()
+	s.disabled = disabled
+	s.mu.Unlock()
 	return -1
 }
 

@@ -39,10 +39,11 @@ type Snapshot struct {
 	Forwards []forward.Status `json:"forwards"`
 }
 
-// AllReady reports whether every forward is ready.
+// AllReady reports whether every forward that runs is ready; disabled
+// forwards do not count.
 func (s Snapshot) AllReady() bool {
 	for _, f := range s.Forwards {
-		if f.State != forward.StateReady {
+		if f.State != forward.StateReady && f.State != forward.StateDisabled {
 			return false
 		}
 	}

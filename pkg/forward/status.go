@@ -1,7 +1,11 @@
 package forward
 
 import (
+	"net"
+	"strconv"
 	"time"
+
+	"github.com/kpf-dev/kpf/pkg/config"
 
 	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
@@ -24,6 +28,8 @@ const (
 	StateRetrying State = "retrying"
 	// StateStopped: the forward was stopped.
 	StateStopped State = "stopped"
+	// StateDisabled: declared with enabled: false; kpf does not run it.
+	StateDisabled State = "disabled"
 )
 
 // Status is a snapshot of one forward.
@@ -105,10 +111,22 @@ func (r *Runner) Status() Status {
 	return s
 }
 
-func (r *Runner) target() string {
-	ctx := r.spec.Context
+func (r *Runner) target() string { return TargetOf(r.spec) }
+
+// TargetOf names where a forward goes: context/namespace/kind/name.
+func TargetOf(f config.Forward) string {
+	ctx := f.Context
 	if ctx == "" {
 		ctx = "(current-context)"
 	}
-	return ctx + "/" + r.spec.Namespace + "/" + r.spec.Target.String()
+	return ctx + "/" + f.Namespace + "/" + f.Target.String()
+}
+
+// Disabled is the status shown for a forward the file declares disabled.
+func Disabled(f config.Forward) Status {
+	s := Status{Name: f.Name, Target: TargetOf(f), State: StateDisabled}
+	for _, m := range f.Ports {
+		s.Ports = append(s.Ports, PortStatus{Local: net.JoinHostPort(f.Address, strconv.Itoa(int(m.Local))), Remote: m.Remote.String()})
+	}
+	return s
 }

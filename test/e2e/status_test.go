@@ -237,3 +237,56 @@ forwards:
 		})
 	}
 }
+
+// kpf restart re-dials one forward, SIGHUP reloads the file, and a
+// disabled forward is listed as such without making status fail.
+func TestE2ERestartReloadAndDisabled(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "control")
+	deployEcho(t, s.primary, ns, 1, startBackend(t, "a"))
+	port := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf(`version: 1
+defaults: {context: e2e, namespace: %s}
+forwards:
+  - name: echo
+    service: echo
+    ports: ["%d:80"]
+  - name: off
+    service: echo
+    ports: ["%d:80"]
+    enabled: false
+`, ns, port, freePort(t)))
+	p := startKpf(t, s, cfg)
+	snap, code := kpfStatus(t, s, cfg)
+	if code != 0 {
+		t.Errorf("kpf status exit %d with one ready and one disabled forward, want 0", code)
+	}
+	if off := statusOf(snap, "off"); off.State != forward.StateDisabled {
+		t.Errorf("disabled forward: %+v", off)
+	}
+	before := statusOf(snap, "echo")
+
+	out, err := runKpf(s, "restart", "-f", cfg, "echo")
+	if err != nil || !strings.Contains(out, "restarted echo") {
+		t.Fatalf("kpf restart echo: %v\n%s", err, out)
+	}
+	if out, err := runKpf(s, "restart", "-f", cfg, "nope"); err == nil || !strings.Contains(out, `no forward "nope" is running`) {
+		t.Errorf("kpf restart nope: %v\n%s", err, out)
+	}
+	waitUntil(t, 15*time.Second, "echo to be ready again after the restart", func(context.Context) (bool, error) {
+		snap, _ := kpfStatus(t, s, cfg)
+		e := statusOf(snap, "echo")
+		return e.State == forward.StateReady && e.Since.After(before.Since), nil
+	})
+	if !strings.Contains(p.stderr.String(), "restarted on request") {
+		t.Errorf("kpf did not log the restart")
+	}
+
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, 10*time.Second, "the SIGHUP reload to be logged", func(context.Context) (bool, error) {
+		return strings.Contains(p.stderr.String(), "SIGHUP: reloading"), nil
+	})
+	if g, err := greeting(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil || g != "hello from a" {
+		t.Fatalf("after restart and SIGHUP: %q, %v", g, err)
+	}
+}
