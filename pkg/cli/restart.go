@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/control"
 )
 
@@ -31,24 +30,15 @@ func runRestart(ctx context.Context, env Env, args []string) int {
 		fs.Usage()
 		return ExitUsage
 	}
-	path := *file
-	if path == "" {
-		var err error
-		if path, err = config.Find("."); err != nil {
-			fmt.Fprintf(env.Stderr, "kpf: %v\n\thint: name the file with -f FILE\n", err)
-			return ExitInvalid
-		}
-	}
-	sock, err := control.SocketPath(path)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "kpf restart: %v\n", err)
-		return ExitInvalid
+	path, sock, code := controlSocket(env, "restart", *file)
+	if code >= 0 {
+		return code
 	}
 	if _, err := control.Fetch(ctx, sock); err != nil {
 		fmt.Fprintf(env.Stderr, "kpf restart: no kpf up is running %s\n", path)
 		return ExitNotRunning
 	}
-	code := ExitOK
+	code = ExitOK
 	for _, name := range fs.Args() {
 		if err := control.Restart(ctx, sock, name); err != nil {
 			if errors.Is(err, control.ErrUnknownForward) {

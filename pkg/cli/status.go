@@ -42,18 +42,9 @@ func runStatus(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "kpf status: unknown output format %q (want table or json)\n", *output)
 		return ExitUsage
 	}
-	path := *file
-	if path == "" {
-		var err error
-		if path, err = config.Find("."); err != nil {
-			fmt.Fprintf(env.Stderr, "kpf: %v\n\thint: name the file with -f FILE\n", err)
-			return ExitInvalid
-		}
-	}
-	sock, err := control.SocketPath(path)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "kpf status: %v\n", err)
-		return ExitInvalid
+	path, sock, code := controlSocket(env, "status", *file)
+	if code >= 0 {
+		return code
 	}
 	snap, err := control.Fetch(ctx, sock)
 	if err != nil {
@@ -123,4 +114,24 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// controlSocket finds the config file (file, or forwards.yaml from the
+// current directory up) and the control socket of the kpf up running it.
+// It returns the exit code to return at once, or -1 to go on.
+func controlSocket(env Env, cmd, file string) (path, sock string, code int) {
+	path = file
+	if path == "" {
+		var err error
+		if path, err = config.Find("."); err != nil {
+			fmt.Fprintf(env.Stderr, "kpf: %v\n\thint: name the file with -f FILE\n", err)
+			return "", "", ExitInvalid
+		}
+	}
+	sock, err := control.SocketPath(path)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "kpf %s: %v\n", cmd, err)
+		return "", "", ExitInvalid
+	}
+	return path, sock, -1
 }
