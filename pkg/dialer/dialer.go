@@ -1,0 +1,252 @@
+// Package dialer lets Go programs reach Kubernetes services by their
+// cluster names through port-forwards, without a local port per service
+// and without root: a Dialer's DialContext routes
+// "name.namespace[.svc[.cluster.local]]:port" to a ready endpoint of that
+// service over a port-forward session, and plugs into http.Transport,
+// gRPC's WithContextDialer and database drivers that accept a dialer.
+//
+// Sessions are shared: one port-forward connection per pod carries every
+// connection to that pod. Each dial resolves the service's ready endpoints
+// afresh from informer caches, so a deleted or unready pod is never picked
+// and a dial made while none is ready waits for one (bounded by the
+// context). A Dialer is safe for concurrent use; Close releases every
+// session, informer and goroutine it started.
+package dialer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kpf-dev/kpf/pkg/config"
+	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/pkg/kube"
+	"github.com/kpf-dev/kpf/pkg/tunnel"
+)
+
+// ErrRefused is returned (wrapped) for an address the Dialer will not
+// route: not a cluster name, or a namespace or context it is not allowed to
+// reach, when there is no Fallback.
+var ErrRefused = errors.New("destination refused")
+
+// ErrClosed is returned by DialContext after Close.
+var ErrClosed = errors.New("dialer closed")
+
+// Options configure a Dialer.
+type Options struct {
+	// DefaultContext serves the short names (name.namespace,
+	// name.namespace.svc) and the cluster.local domain. "" means the
+	// kubeconfig's current context.
+	DefaultContext string
+	// Domains maps other cluster domains to kube contexts, so that
+	// "api.shop.svc.prod.local:80" can reach context "prod" with
+	// {"prod.local": "prod"}.
+	Domains map[string]string
+	// Namespaces, if not empty, are the only namespaces reachable. A
+	// two-label name (name.namespace) counts as a cluster name only when
+	// its namespace is listed here, so that "example.com:443" is not
+	// mistaken for service "example" in namespace "com"; the .svc forms
+	// always count as cluster names (and are refused if not listed).
+	Namespaces []string
+	// Fallback dials addresses that are not cluster names. nil refuses
+	// them with ErrRefused.
+	Fallback func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Wait bounds how long a dial waits for a ready endpoint when ctx has
+	// no earlier deadline; 0 means 30 s.
+	Wait time.Duration
+}
+
+// Dialer dials cluster services through port-forwards.
+type Dialer struct {
+	opts     Options
+	clusters forward.ClusterSource
+	log      *slog.Logger
+
+	mu         sync.Mutex
+	closed     bool
+	namespaces map[nsKey]*watched
+	pools      map[string]*tunnel.Pool
+	rr         atomic.Uint64
+	bad        sync.Map // pod key -> time.Time until which it is avoided
+}
+
+type nsKey struct{ context, namespace string }
+
+type watched struct {
+	ns      forward.Resolver
+	release func()
+	changed chan struct{} // closed and replaced on every change
+	mu      sync.Mutex
+}
+
+// New returns a Dialer over the user's kubeconfig contexts.
+func New(kubeconfig *kube.Kubeconfig, opts Options, log *slog.Logger) *Dialer {
+	return NewWithClusters(forward.KubeClusters(kube.NewClusters(kubeconfig, log)), opts, log)
+}
+
+// NewWithClusters returns a Dialer over an existing cluster source, so
+// that kpf up's proxies share its clients.
+func NewWithClusters(clusters forward.ClusterSource, opts Options, log *slog.Logger) *Dialer {
+	if opts.Wait == 0 {
+		opts.Wait = 30 * time.Second
+	}
+	return &Dialer{opts: opts, clusters: clusters, log: log, namespaces: map[nsKey]*watched{}, pools: map[string]*tunnel.Pool{}}
+}
+
+// errNotCluster marks addresses that are not cluster names at all, which
+// may go to Fallback; other refusals never do, so a cluster name is never
+// looked up on the open network.
+var errNotCluster = fmt.Errorf("not a cluster service address: %w", ErrRefused)
+
+// Route returns the parsed address and the kube context it goes to, or an
+// error wrapping ErrRefused if the Dialer would not route it.
+func (d *Dialer) Route(addr string) (Target, string, error) {
+	t, ok := ParseAddress(addr)
+	if !ok {
+		return t, "", errNotCluster
+	}
+	listed := false
+	for _, ns := range d.opts.Namespaces {
+		listed = listed || ns == t.Namespace
+	}
+	switch {
+	case t.Short && !listed:
+		return t, "", errNotCluster
+	case len(d.opts.Namespaces) > 0 && !listed:
+		return t, "", fmt.Errorf("namespace %q is not reachable through this dialer: %w", t.Namespace, ErrRefused)
+	}
+	if t.Domain == "" || t.Domain == "cluster.local" {
+		return t, d.opts.DefaultContext, nil
+	}
+	if kctx, ok := d.opts.Domains[t.Domain]; ok {
+		return t, kctx, nil
+	}
+	return t, "", fmt.Errorf("cluster domain %q is not mapped to a context: %w", t.Domain, ErrRefused)
+}
+
+// DialContext connects to addr. Cluster addresses go through a
+// port-forward to a ready endpoint of the service; others go to Fallback
+// or are refused. Only "tcp", "tcp4" and "tcp6" are supported.
+func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return nil, fmt.Errorf("dial %s %s: only tcp is supported", network, addr)
+	}
+	t, kctx, err := d.Route(addr)
+	if errors.Is(err, errNotCluster) && d.opts.Fallback != nil {
+		return d.opts.Fallback(ctx, network, addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.opts.Wait)
+		defer cancel()
+	}
+	w, pool, err := d.watch(kctx, t.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	target := config.Target{Kind: config.Service, Name: t.Service}
+	var last error
+	for {
+		w.mu.Lock()
+		changed := w.changed
+		w.mu.Unlock()
+		eps, err := w.ns.Resolve(target, t.Port)
+		if err == nil {
+			ep := d.pick(kctx, eps)
+			var sess *tunnel.Session
+			sess, err = pool.Get(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod})
+			if err == nil {
+				var c *tunnel.Conn
+				if c, err = sess.Dial(ctx, ep.Port); err == nil {
+					d.log.Debug("dialled through port-forward", "addr", addr, "pod", ep.String())
+					return c, nil
+				}
+			}
+			if ctx.Err() == nil {
+				d.bad.Store(kctx+"/"+ep.Namespace+"/"+ep.Pod, time.Now().Add(2*time.Second))
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dial %s: %w (last: %v)", addr, ctx.Err(), last)
+		case <-changed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// pick spreads dials over the ready endpoints, avoiding pods that just
+// failed while others are ready.
+func (d *Dialer) pick(kctx string, eps []kube.Endpoint) kube.Endpoint {
+	now := time.Now()
+	usable := eps[:0:0]
+	for _, ep := range eps {
+		if until, ok := d.bad.Load(kctx + "/" + ep.Namespace + "/" + ep.Pod); ok && now.Before(until.(time.Time)) {
+			continue
+		}
+		usable = append(usable, ep)
+	}
+	if len(usable) == 0 {
+		usable = eps
+	}
+	return usable[int(d.rr.Add(1)-1)%len(usable)]
+}
+
+// watch returns the watched namespace and the session pool of a context,
+// starting them on first use.
+func (d *Dialer) watch(kctx, namespace string) (*watched, *tunnel.Pool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, nil, ErrClosed
+	}
+	cl, err := d.clusters(kctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := nsKey{kctx, namespace}
+	w := d.namespaces[key]
+	if w == nil {
+		w = &watched{changed: make(chan struct{})}
+		w.ns, w.release = cl.Watch(namespace, func() {
+			w.mu.Lock()
+			close(w.changed)
+			w.changed = make(chan struct{})
+			w.mu.Unlock()
+		})
+		d.namespaces[key] = w
+	}
+	pool := d.pools[kctx]
+	if pool == nil {
+		pool = tunnel.NewPool(cl.Connector(), 15*time.Second)
+		d.pools[kctx] = pool
+	}
+	return w, pool, nil
+}
+
+// Close closes every session (and so every connection) and stops every
+// informer the Dialer started. Dials after Close fail with ErrClosed.
+func (d *Dialer) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	for _, p := range d.pools {
+		p.Close()
+	}
+	for _, w := range d.namespaces {
+		w.release()
+	}
+	d.pools, d.namespaces = map[string]*tunnel.Pool{}, map[nsKey]*watched{}
+	return nil
+}
