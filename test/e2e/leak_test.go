@@ -93,25 +93,7 @@ func TestE2ERunnerLeavesNoGoroutine(t *testing.T) {
 	if st := r.Status(); st.State != forward.StateStopped {
 		t.Errorf("state after stop = %s", st.State)
 	}
-	opts := []goleak.Option{baseline,
-		// klog's flush daemon and client-go's shared HTTP/2 transports
-		// belong to the process, not to the forward.
-		goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*http2ClientConn).readLoop"),
-	}
-	// A stream creation in flight when its SPDY connection closes waits in
-	// spdystream for its reply until the library's 30 s timeout (its
-	// WaitTimeout does not watch the connection), and the connection's
-	// shutdown waits for that stream: give such stragglers up to 40 s to
-	// end rather than ignore them.
-	deadline := time.Now().Add(40 * time.Second)
-	for goleak.Find(opts...) != nil && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	goleak.VerifyNone(t, opts...)
+	verifyNoLeaks(t, baseline)
 }
 
 // `kpf up --once` exits 0 once every forward is ready, and 1 when one is
@@ -145,4 +127,29 @@ forwards:
 	if !strings.Contains(out, `service "nope" not found`) || !strings.Contains(out, "not every forward became ready within 3s") {
 		t.Errorf("--once failure output lacks the reason:\n%s", out)
 	}
+}
+
+// verifyNoLeaks fails if goroutines other than those in baseline and the
+// process-wide ones remain.
+func verifyNoLeaks(t *testing.T, baseline goleak.Option) {
+	t.Helper()
+	opts := []goleak.Option{baseline,
+		// klog's flush daemon and client-go's shared HTTP/2 transports
+		// belong to the process, not to the forward.
+		goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*http2ClientConn).readLoop"),
+	}
+	// A stream creation in flight when its SPDY connection closes waits in
+	// spdystream for its reply until the library's 30 s timeout (its
+	// WaitTimeout does not watch the connection), and the connection's
+	// shutdown waits for that stream: give such stragglers up to 40 s to
+	// end rather than ignore them.
+	deadline := time.Now().Add(40 * time.Second)
+	for goleak.Find(opts...) != nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	goleak.VerifyNone(t, opts...)
 }
