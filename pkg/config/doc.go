@@ -46,6 +46,10 @@
 // only Context == "" is left for the caller to read as the kubeconfig's
 // current-context.
 //
+// An optional top-level proxy block ([Proxy]) declares a SOCKS5 and/or HTTP
+// proxy through which clients reach the services of some namespaces by
+// their cluster DNS names; its listen addresses must be loopback ones.
+//
 // A committed forwards.yaml is untrusted input: the format has no field for
 // kubeconfig paths, commands or any other file path, and a non-loopback bind
 // address needs an explicit allowNonLoopback: true.

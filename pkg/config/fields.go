@@ -7,6 +7,7 @@ const (
 	fVersion  = "version"
 	fDefaults = "defaults"
 	fForwards = "forwards"
+	fProxy    = "proxy"
 
 	fName             = "name"
 	fContext          = "context"
@@ -35,6 +36,11 @@ const (
 	fInterval  = "interval"
 	fTimeout   = "timeout"
 	fThreshold = "threshold"
+
+	// fHTTP above is also the proxy's HTTP address.
+	fSOCKS5     = "socks5"
+	fNamespaces = "namespaces"
+	fContexts   = "contexts"
 )
 
 // mappingKind names a kind of mapping in the document; the names match the
@@ -50,6 +56,7 @@ const (
 	// block's, which has no port.
 	kindHealth         mappingKind = "health"
 	kindDefaultsHealth mappingKind = "defaultsHealth"
+	kindProxy          mappingKind = "proxy"
 )
 
 // targetFields lists the target fields in TargetKind order.
@@ -68,7 +75,7 @@ var targetFields = [...]struct {
 func fieldsOf(k mappingKind) []string {
 	switch k {
 	case kindTop:
-		return []string{fVersion, fDefaults, fForwards}
+		return []string{fVersion, fDefaults, fForwards, fProxy}
 	case kindDefaults:
 		return []string{fContext, fNamespace, fAddress, fWaitForReady, fBalance, fHealth}
 	case kindForward:
@@ -83,6 +90,8 @@ func fieldsOf(k mappingKind) []string {
 		return []string{fTCP, fHTTP, fPort, fInterval, fTimeout, fThreshold}
 	case kindDefaultsHealth:
 		return []string{fTCP, fHTTP, fInterval, fTimeout, fThreshold}
+	case kindProxy:
+		return []string{fSOCKS5, fHTTP, fNamespaces, fContexts}
 	}
 	return nil
 }

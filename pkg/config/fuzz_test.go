@@ -1,10 +1,13 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // FuzzParse checks that Parse never panics and that whatever it accepts is
@@ -32,6 +35,24 @@ func FuzzParse(f *testing.F) {
 		for _, d := range cfg.Validate() {
 			if d.Severity == SeverityError {
 				t.Fatalf("accepted config does not re-validate: %v", d)
+			}
+		}
+		if p := cfg.Proxy; p != nil {
+			if p.SOCKS5 == "" && p.HTTP == "" || p.SOCKS5 == p.HTTP {
+				t.Fatalf("bad proxy addresses %+v", p)
+			}
+			for _, a := range []string{p.SOCKS5, p.HTTP} {
+				if ap, err := netip.ParseAddrPort(a); a != "" && (err != nil || !ap.Addr().IsLoopback() || ap.Port() == 0 || ap.String() != a) {
+					t.Fatalf("proxy address %q is not a normalized loopback address", a)
+				}
+			}
+			for _, ns := range p.Namespaces {
+				if len(validation.IsDNS1123Label(ns)) > 0 {
+					t.Fatalf("bad proxy namespace %q", ns)
+				}
+			}
+			if !p.Equal(p) {
+				t.Fatal("proxy not equal to itself")
 			}
 		}
 		names := map[string]bool{}

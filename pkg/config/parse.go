@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -413,6 +414,25 @@ func (d *decoder) stringList(path string, raw *yaml.Node) []string {
 	return out
 }
 
+// alignedStrings decodes a list of strings, keeping an item that fails to
+// decode as "" (marked bad) so that indexes stay aligned with paths. A value
+// that is not a list yields an empty, non-nil list.
+func (d *decoder) alignedStrings(path string, raw *yaml.Node) []string {
+	n := d.value(path, raw)
+	if n == nil {
+		return []string{}
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.typeError(n, path, "a list")
+		return []string{}
+	}
+	out := make([]string, len(n.Content))
+	for j, item := range n.Content {
+		out[j], _ = d.str(fmt.Sprintf("%s[%d]", path, j), item)
+	}
+	return out
+}
+
 // top decodes the top-level mapping.
 func (d *decoder) top(n *yaml.Node) *Config {
 	cfg := &Config{
@@ -468,7 +488,83 @@ func (d *decoder) top(n *yaml.Node) *Config {
 			}
 		}
 	}
+	if f, ok := fs[fProxy]; ok {
+		cfg.Proxy = d.proxy(f.val, cfg.Forwards)
+	}
 	return cfg
+}
+
+// proxy decodes the proxy block; forwards supply the default namespaces
+// and contexts. It returns nil only when the block is not a mapping.
+func (d *decoder) proxy(raw *yaml.Node, forwards []Forward) *Proxy {
+	n := d.value(fProxy, raw)
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		d.typeError(n, fProxy, "a mapping")
+		return nil
+	}
+	p := &Proxy{Pos: d.at(n)}
+	fs := d.fields(fProxy, n, kindProxy)
+	for _, a := range []struct {
+		field string
+		addr  *string
+	}{{fSOCKS5, &p.SOCKS5}, {fHTTP, &p.HTTP}} {
+		f, ok := fs[a.field]
+		if !ok {
+			continue
+		}
+		path := join(fProxy, a.field)
+		s, ok := d.str(path, f.val)
+		if !ok {
+			continue
+		}
+		ap, err := parseListenAddr(s)
+		if err != nil {
+			d.reportAt(path, err.Error(), "write a loopback address and a port, such as 127.0.0.1:1080")
+			continue
+		}
+		*a.addr = ap.String()
+	}
+	if f, ok := fs[fNamespaces]; ok {
+		p.Namespaces = d.alignedStrings(join(fProxy, fNamespaces), f.val)
+	} else {
+		for _, fw := range forwards {
+			if fw.Enabled && fw.Namespace != "" && !slices.Contains(p.Namespaces, fw.Namespace) {
+				p.Namespaces = append(p.Namespaces, fw.Namespace)
+			}
+		}
+	}
+	if f, ok := fs[fContexts]; ok {
+		p.Contexts = d.alignedStrings(join(fProxy, fContexts), f.val)
+	} else {
+		for _, fw := range forwards {
+			if fw.Enabled && !slices.Contains(p.Contexts, fw.Context) {
+				p.Contexts = append(p.Contexts, fw.Context)
+			}
+		}
+	}
+	return p
+}
+
+// parseListenAddr parses a proxy listen address, "HOST:PORT" with HOST an
+// IP address or localhost and PORT in 1-65535. It does not check that the
+// address is a loopback one.
+func parseListenAddr(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("invalid address %q: want HOST:PORT", s)
+	}
+	h, err := normalizeAddress(host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("invalid address %q: want an IP address or localhost before the port", s)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 || !allDigits(port) {
+		return netip.AddrPort{}, fmt.Errorf("invalid address %q: port %q is not in range 1-65535", s, port)
+	}
+	return netip.AddrPortFrom(netip.MustParseAddr(h), uint16(n)), nil
 }
 
 // common decodes the fields shared by defaults and forwards into the given

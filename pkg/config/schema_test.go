@@ -31,6 +31,7 @@ var semanticOnly = []string{
 	"port-conflict.yaml",
 	"port-short-out-of-range.yaml",
 	"port-zero.yaml",
+	"proxy-port-clash.yaml",
 	"selector-invalid.yaml",
 }
 
@@ -124,6 +125,7 @@ func TestSchemaFieldNames(t *testing.T) {
 		kindPort:           port.Properties,
 		kindHealth:         schema.Defs["health"].Properties,
 		kindDefaultsHealth: schema.Defs["defaultsHealth"].Properties,
+		kindProxy:          schema.Defs["proxy"].Properties,
 	} {
 		var inSchema []string
 		for name := range props {

@@ -45,6 +45,8 @@ type Config struct {
 	Defaults Defaults
 	// Forwards are in file order, each with defaults applied.
 	Forwards []Forward
+	// Proxy is the proxy block, nil when the file has none.
+	Proxy *Proxy
 
 	// pos maps a value path such as "forwards[1].ports[0]" to where it was
 	// written. It is nil for a Config built in code.
@@ -105,6 +107,38 @@ func (f Forward) Equal(g Forward) bool {
 		f.Balance == g.Balance &&
 		f.WaitForReady == g.WaitForReady &&
 		f.Health == g.Health
+}
+
+// Proxy is the proxy block: a SOCKS5 proxy, an HTTP proxy or both, through
+// which clients reach the services of some namespaces by their cluster DNS
+// names (svc.ns, svc.ns.svc, svc.ns.svc.cluster.local). Destinations that
+// are not such names are refused. The proxies listen on loopback only.
+type Proxy struct {
+	// SOCKS5 and HTTP are the listen addresses as "IP:port" with a
+	// loopback IP ("localhost" becomes 127.0.0.1, an IPv6 address is in
+	// brackets); "" means that proxy is off. At least one is set.
+	SOCKS5, HTTP string
+	// Namespaces are the namespaces whose services the proxies reach. When
+	// the file does not set them, Parse fills in the namespaces of the
+	// enabled forwards, in file order.
+	Namespaces []string
+	// Contexts are the kube contexts the proxies reach those namespaces
+	// in. When the file does not set them, Parse fills in the contexts of
+	// the enabled forwards, in file order, where "" stands for the
+	// kubeconfig's current-context, as in Forward.Context.
+	Contexts []string
+	// Pos is where the proxy mapping starts in the file.
+	Pos Position
+}
+
+// Equal reports whether p and q configure the same proxies; it ignores
+// Pos. Two nil proxies are equal.
+func (p *Proxy) Equal(q *Proxy) bool {
+	if p == nil || q == nil {
+		return p == q
+	}
+	return p.SOCKS5 == q.SOCKS5 && p.HTTP == q.HTTP &&
+		slices.Equal(p.Namespaces, q.Namespaces) && slices.Equal(p.Contexts, q.Contexts)
 }
 
 // Health is how kpf checks, through the tunnel, that the pod a forward uses

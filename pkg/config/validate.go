@@ -155,6 +155,92 @@ func (v *validator) run() {
 		}
 	}
 	v.conflicts()
+	if c.Proxy != nil {
+		v.proxy(c.Proxy)
+	}
+}
+
+// proxy checks the proxy block.
+func (v *validator) proxy(p *Proxy) {
+	if p.SOCKS5 == "" && p.HTTP == "" && !v.bad[join(fProxy, fSOCKS5)] && !v.bad[join(fProxy, fHTTP)] {
+		v.errorf(fProxy, "set socks5: 127.0.0.1:1080, http: 127.0.0.1:3128, or both", "no proxy to run: neither socks5 nor http is set")
+	}
+	var addrs []netip.AddrPort // the valid addresses checked so far
+	for _, a := range []struct{ field, addr string }{{fSOCKS5, p.SOCKS5}, {fHTTP, p.HTTP}} {
+		path := join(fProxy, a.field)
+		if a.addr == "" || !v.check(path) {
+			continue
+		}
+		ap, err := parseListenAddr(a.addr)
+		switch {
+		case err != nil:
+			v.errorf(path, "write a loopback address and a port, such as 127.0.0.1:1080", "%v", err)
+		case !ap.Addr().IsLoopback():
+			v.errorf(path, "use 127.0.0.1, ::1 or localhost; a proxy into the cluster is never opened to other machines",
+				"address %s is not a loopback address: anyone who can reach it could use the proxy to reach the cluster", ap)
+		case slices.Contains(addrs, ap):
+			v.errorf(path, "give each proxy its own port", "socks5 and http both use %s", ap)
+		default:
+			addrs = append(addrs, ap)
+			v.proxyClash(path, ap)
+		}
+	}
+	for _, l := range []struct {
+		field string
+		items []string
+	}{{fNamespaces, p.Namespaces}, {fContexts, p.Contexts}} {
+		path := join(fProxy, l.field)
+		if !v.check(path) {
+			continue
+		}
+		if l.items != nil && len(l.items) == 0 { // nil: not set, in a config built in code
+			v.errorf(path, fmt.Sprintf("leave %s out to use those of the enabled forwards", l.field), "%s must not be empty", l.field)
+			continue
+		}
+		seen := map[string]bool{}
+		for j, s := range l.items {
+			ip := fmt.Sprintf("%s[%d]", path, j)
+			if v.bad[ip] {
+				continue
+			}
+			switch {
+			case l.field == fNamespaces && len(validation.IsDNS1123Label(s)) > 0:
+				v.errorf(ip, "", "invalid namespace %q: %s", s, reason(validation.IsDNS1123Label(s)))
+			case l.field == fContexts && s == "" && v.written(ip):
+				v.errorf(ip, "leave contexts out to use those of the enabled forwards (the current-context for a forward that names none)", "context must not be empty")
+			case seen[s]:
+				v.errorf(ip, "", "duplicate %s %q", strings.TrimSuffix(l.field, "s"), s)
+			}
+			seen[s] = true
+		}
+	}
+	if len(p.Namespaces) == 0 && v.c.pos != nil && !v.written(join(fProxy, fNamespaces)) {
+		v.warnf(fProxy, "add enabled forwards or list namespaces under proxy.namespaces", "the proxy reaches no namespace: there is no enabled forward to take them from")
+	}
+}
+
+// proxyClash reports an enabled forward that binds the proxy address ap.
+func (v *validator) proxyClash(path string, ap netip.AddrPort) {
+	for i, f := range v.c.Forwards {
+		fp := fmt.Sprintf("%s[%d]", fForwards, i)
+		if !f.Enabled || v.bad[fp] {
+			continue
+		}
+		addr, err := netip.ParseAddr(f.Address)
+		if err != nil || addr != ap.Addr() && !addr.IsUnspecified() {
+			continue
+		}
+		for j, pm := range f.Ports {
+			pp := fmt.Sprintf("%s.%s[%d]", fp, fPorts, j)
+			if pm.Local != ap.Port() || v.bad[pp] {
+				continue
+			}
+			v.errorf(path, fmt.Sprintf("%s (%s) binds %s at %s; pick another port for the proxy",
+				fp, f.Name, netip.AddrPortFrom(addr, pm.Local), v.at(pp)),
+				"address %s is already in use", ap)
+			return
+		}
+	}
 }
 
 // common checks the fields forwards and defaults share. Values that were
