@@ -111,7 +111,9 @@ func runUp(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "kpf: %v\n", err)
 		return ExitInvalid
 	}
-	s := &supervisor{env: env, log: log, flags: f, names: fs.Args(), live: live, clusters: forward.KubeClusters(kube.NewClusters(kc, log))}
+	clusters := forward.KubeClusters(kube.NewClusters(kc, log))
+	s := &supervisor{env: env, log: log, flags: f, names: fs.Args(), live: live, clusters: clusters,
+		proxies: &proxies{clusters: clusters, defaultContext: f.kube.context, log: log}}
 	return s.run(ctx, path)
 }
 
@@ -146,6 +148,8 @@ type supervisor struct {
 	clusters forward.ClusterSource
 	live     *liveView // nil when not on a terminal or with --no-tui
 
+	proxies *proxies
+
 	mu       sync.Mutex
 	disabled []forward.Status // declared with enabled: false, for status
 }
@@ -172,6 +176,7 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	ctlDone := make(chan struct{})
 	metricsDone := make(chan struct{})
 	defer func() {
+		s.proxies.Stop()
 		rec.Stop()
 		stopCtl()
 		<-ctlDone
@@ -324,6 +329,7 @@ func (s *supervisor) apply(ctx context.Context, rec *reconcile.Reconciler, path 
 		s.log.Info("config changed; converging", "file", path)
 	}
 	rec.Apply(ctx, forwards)
+	s.proxies.Apply(ctx, u.Config.Proxy)
 	var disabled []forward.Status
 	for _, f := range u.Config.Forwards {
 		if !f.Enabled {

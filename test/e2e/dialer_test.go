@@ -150,8 +150,9 @@ func promSeries(t *testing.T, body string) (string, []string) {
 
 // The article's example for real: Prometheus behind the Service
 // thanos-query in namespace monitoring, queried with PromQL through a kpf
-// up local port and through the Go Dialer in an http.Transport; both give
-// the same series.
+// up local port, the Go Dialer in an http.Transport, kpf up's HTTP proxy
+// (curl --proxy) and its SOCKS5 proxy (curl --socks5-hostname): all give
+// the same series. The proxies refuse other namespaces and the internet.
 func TestE2EPromQLThroughKpf(t *testing.T) {
 	s := needSuite(t)
 	promPort := startPrometheus(t)
@@ -171,7 +172,7 @@ func TestE2EPromQLThroughKpf(t *testing.T) {
 	waitEndpoints(t, s.primary, ns, "thanos-query", 1)
 	const query = "/api/v1/query?query=up"
 
-	local := freePort(t)
+	local, socksPort, httpPort := freePort(t), freePort(t), freePort(t)
 	startKpf(t, s, writeConfig(t, fmt.Sprintf(`version: 1
 forwards:
   - name: thanos
@@ -179,7 +180,10 @@ forwards:
     namespace: monitoring
     service: thanos-query
     ports: ["%d:9090"]
-`, local)))
+proxy:
+  socks5: 127.0.0.1:%d
+  http: 127.0.0.1:%d
+`, local, socksPort, httpPort)))
 	viaPort, err := get(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d%s", local, query))
 	if err != nil {
 		t.Fatal(err)
@@ -193,15 +197,46 @@ forwards:
 		t.Fatal(err)
 	}
 
+	curl := func(args ...string) (string, int) {
+		cmd := exec.Command("curl", append([]string{"-sS", "--max-time", "30"}, args...)...)
+		out, err := cmd.Output()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return string(out), code
+	}
+	viaHTTPProxy, code := curl("--proxy", fmt.Sprintf("http://127.0.0.1:%d", httpPort), "http://thanos-query.monitoring:9090"+query)
+	if code != 0 {
+		t.Fatalf("curl --proxy: exit %d: %s", code, viaHTTPProxy)
+	}
+	viaSOCKS, code := curl("--socks5-hostname", fmt.Sprintf("127.0.0.1:%d", socksPort), "http://thanos-query.monitoring.svc.cluster.local:9090"+query)
+	if code != 0 {
+		t.Fatalf("curl --socks5-hostname: exit %d: %s", code, viaSOCKS)
+	}
+
 	st1, series1 := promSeries(t, viaPort)
-	st2, series2 := promSeries(t, viaDialer)
-	if st1 != "success" || st2 != "success" {
-		t.Fatalf("status: local port %q, dialer %q", st1, st2)
+	for name, body := range map[string]string{"dialer": viaDialer, "http proxy": viaHTTPProxy, "socks5 proxy": viaSOCKS} {
+		st, series := promSeries(t, body)
+		if st1 != "success" || st != "success" {
+			t.Fatalf("status: local port %q, %s %q", st1, name, st)
+		}
+		if len(series1) == 0 || !slices.Equal(series1, series) {
+			t.Fatalf("series differ: local port %v, %s %v", series1, name, series)
+		}
 	}
-	if len(series1) == 0 || !slices.Equal(series1, series2) {
-		t.Fatalf("series differ: local port %v, dialer %v", series1, series2)
+	t.Logf("up through a kpf local port, the Dialer, the HTTP proxy and the SOCKS5 proxy: %v", series1)
+
+	// Names in undeclared namespaces and non-cluster hosts are refused:
+	// curl exits 97 when the SOCKS5 proxy refuses the connection.
+	for _, url := range []string{"http://thanos-query.default.svc:9090/", "http://example.com/"} {
+		if out, code := curl("--socks5-hostname", fmt.Sprintf("127.0.0.1:%d", socksPort), url); code != 97 {
+			t.Errorf("SOCKS5 to %s: curl exit %d (%q), want 97 (refused by the proxy)", url, code, out)
+		}
 	}
-	t.Logf("up through a kpf local port and through the Dialer: %v", series1)
+	if out, _ := curl("-o", "/dev/null", "-w", "%{http_code}", "--proxy", fmt.Sprintf("http://127.0.0.1:%d", httpPort), "http://example.com/"); out != "403" {
+		t.Errorf("HTTP proxy to example.com: status %s, want 403", out)
+	}
 }
 
 // exactNamespace creates the namespace name (waiting for a previous one of
