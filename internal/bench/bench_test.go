@@ -111,6 +111,9 @@ func TestMetricRatios(t *testing.T) {
 	if _, ok := m.Ratios["kpf/kubectl-ws"]; ok {
 		t.Error("ratio against an unmeasured tool")
 	}
+	if _, ok := m.Ratios["dialer/kpf"]; ok {
+		t.Error("ratio of an unmeasured tool")
+	}
 }
 
 func TestParseSize(t *testing.T) {
@@ -209,6 +212,8 @@ func sampleReport() *Report {
 	c.define(metricDef{"down", "Throughput", "download, 1 stream", "MB/s", true})
 	c.define(metricDef{"p50", "Latency", "p50, sequential", "ms", false})
 	c.define(metricDef{"failed", "Reconvergence", "failed connections", "count", false})
+	c.define(metricDef{"http", "HTTP", "HTTP GET, keep-alive, 8 workers", "req/s", true})
+	c.define(metricDef{"http-noka", "HTTP", "HTTP GET, new connection each, 8 workers", "req/s", true})
 	for _, v := range []float64{2700, 2650, 2710} {
 		c.add("down", ToolDirect, v)
 	}
@@ -218,13 +223,20 @@ func sampleReport() *Report {
 	c.add("down", ToolSPDY, 20.1)
 	c.add("down", ToolSPDY, 20.1)
 	c.fail("down", ToolWS, errors.New("round 1: connection reset"))
-	for _, tool := range allTools() {
+	for _, tool := range []Tool{ToolDirect, ToolKpf, ToolSPDY, ToolWS} {
 		c.add("p50", tool, 2.5)
 	}
 	c.add("p50", ToolDirect, 0.12)
 	c.add("failed", ToolKpf, 0)
 	c.add("failed", ToolSPDY, 9)
 	c.add("failed", ToolWS, 10)
+	for t, v := range map[Tool]float64{ToolDirect: 30000, ToolKpf: 9000, ToolSPDY: 3000, ToolWS: 2800, ToolDialer: 12000} {
+		c.add("http", t, v)
+	}
+	for t, v := range map[Tool]float64{ToolDirect: 8000, ToolKpf: 1500, ToolSPDY: 400, ToolWS: 380} {
+		c.add("http-noka", t, v)
+	}
+	c.fail("http-noka", ToolDialer, errors.New("round 1: no request succeeded"))
 	return &Report{
 		Command:        "go run ./cmd/kpf-bench --size 256MiB",
 		Date:           time.Date(2026, 11, 25, 16, 0, 0, 0, time.UTC),
@@ -267,7 +279,7 @@ func TestJSONHasRatios(t *testing.T) {
 	if err := sampleReport().WriteJSON(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"kpf/kubectl-spdy"`, `"httpDuration": "5s"`, `"median": 180`} {
+	for _, want := range []string{`"kpf/kubectl-spdy"`, `"dialer/kpf"`, `"dialer/kubectl-spdy"`, `"httpDuration": "5s"`, `"median": 180`} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("JSON lacks %s:\n%s", want, b.String())
 		}

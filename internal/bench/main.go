@@ -18,8 +18,9 @@ import (
 const usage = `Usage: kpf-bench [--smoke] [--size SIZE] [--rounds N] [--down] [flags]
 
 Measure kpf against kubectl port-forward (SPDY and WebSocket) and against no
-tunnel (direct) on the local cluster "bench" (started if needed, left
-running unless --down): throughput, connection setup latency, HTTP
+tunnel (direct), and for HTTP also the Go Dialer (pkg/dialer) in process, on
+the local cluster "bench" (started if needed, left running unless --down):
+throughput, connection setup latency, HTTP
 requests/s, reconvergence after a pod deletion and kpf at scale. Writes
 bench/results/latest.md and latest.json and updates BENCHMARKS.md; --smoke
 runs every measurement with tiny sizes and writes to a temporary directory.

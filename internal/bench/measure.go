@@ -177,14 +177,21 @@ func latency(ctx context.Context, addr string, n, concurrency int) latencyResult
 	return res
 }
 
-// httpRate runs workers clients doing GET / on addr for d, with or without
-// keep-alive, and returns the successful requests per second and the count
-// of failed ones.
-func httpRate(ctx context.Context, addr string, workers int, d time.Duration, keepAlive bool) (float64, int64, error) {
+// dialFunc dials a network address, like net.Dialer.DialContext.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// httpRate runs workers clients doing GET / on addr (a host:port) for d,
+// with or without keep-alive, connecting with dial (a plain TCP dial when
+// nil), and returns the successful requests per second and the count of
+// failed ones.
+func httpRate(ctx context.Context, dial dialFunc, addr string, workers int, d time.Duration, keepAlive bool) (float64, int64, error) {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
 	tr := &http.Transport{
 		DisableKeepAlives:   !keepAlive,
 		MaxIdleConnsPerHost: workers,
-		DialContext:         (&net.Dialer{}).DialContext,
+		DialContext:         dial,
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}

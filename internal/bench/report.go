@@ -19,10 +19,23 @@ const (
 	ToolKpf    Tool = "kpf"
 	ToolSPDY   Tool = "kubectl-spdy"
 	ToolWS     Tool = "kubectl-ws"
+	// ToolDialer is the Go Dialer (package pkg/dialer) in the benchmark's
+	// own process, as an http.Transport's DialContext: HTTP only.
+	ToolDialer Tool = "dialer"
 )
 
 // allTools returns the tools in the order the report's columns show them.
-func allTools() []Tool { return []Tool{ToolDirect, ToolKpf, ToolSPDY, ToolWS} }
+func allTools() []Tool { return []Tool{ToolDirect, ToolKpf, ToolSPDY, ToolWS, ToolDialer} }
+
+// ratioPair is one ratio column: num's median ÷ den's.
+type ratioPair struct{ num, den Tool }
+
+func (p ratioPair) key() string { return string(p.num) + "/" + string(p.den) }
+
+// ratioPairs returns the ratio columns, in order.
+func ratioPairs() []ratioPair {
+	return []ratioPair{{ToolKpf, ToolSPDY}, {ToolKpf, ToolWS}, {ToolDialer, ToolKpf}, {ToolDialer, ToolSPDY}}
+}
 
 // Metric is one row of the report: each tool's values over the rounds.
 type Metric struct {
@@ -36,30 +49,32 @@ type Metric struct {
 	// for this metric (or failed, see Errors).
 	Results map[Tool]Summary `json:"results"`
 	Errors  map[Tool]string  `json:"errors,omitempty"`
-	// Ratios maps "kpf/kubectl-spdy" and "kpf/kubectl-ws" to the ratio of
-	// the medians, when both were measured.
+	// Ratios maps "kpf/kubectl-spdy", "kpf/kubectl-ws", "dialer/kpf" and
+	// "dialer/kubectl-spdy" to the ratio of the medians, when both were
+	// measured.
 	Ratios map[string]float64 `json:"ratios,omitempty"`
-}
-
-// ratioKeys returns the ratio columns, in order.
-func ratioKeys() []string {
-	return []string{string(ToolKpf) + "/" + string(ToolSPDY), string(ToolKpf) + "/" + string(ToolWS)}
 }
 
 // computeRatios fills m.Ratios from the medians.
 func (m *Metric) computeRatios() {
 	m.Ratios = map[string]float64{}
-	kpf, ok := m.Results[ToolKpf]
-	if !ok {
-		return
-	}
-	for i, t := range []Tool{ToolSPDY, ToolWS} {
-		if k, ok := m.Results[t]; ok {
-			if r, ok := Ratio(kpf.Median, k.Median); ok {
-				m.Ratios[ratioKeys()[i]] = r
-			}
+	for _, p := range ratioPairs() {
+		a, okA := m.Results[p.num]
+		b, okB := m.Results[p.den]
+		if !okA || !okB {
+			continue
+		}
+		if r, ok := Ratio(a.Median, b.Median); ok {
+			m.Ratios[p.key()] = r
 		}
 	}
+}
+
+// measures reports whether m has a result or an error for t.
+func (m Metric) measures(t Tool) bool {
+	_, ok := m.Results[t]
+	_, failed := m.Errors[t]
+	return ok || failed
 }
 
 // Duration is a time.Duration that JSON shows as text, such as "5s".
@@ -139,7 +154,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		p.ScaleForwards, p.ScaleNamespaces, time.Duration(p.ScaleIdle))
 	b.WriteString("\nValues are the median over the rounds, with (min–max) when they differ. " +
 		"Ratios are kpf's median ÷ kubectl's: for rates (MB/s, req/s) above 1 means kpf is faster; " +
-		"for times and counts below 1 means kpf is better. – means not applicable.\n")
+		"for times and counts below 1 means kpf is better. " +
+		"The dialer column is the Go Dialer (pkg/dialer) inside the benchmark process, HTTP only, " +
+		"and a group shows it only when it measured something there; dialer/kpf is its median ÷ kpf's local port's, " +
+		"dialer/kubectl-spdy its median ÷ kubectl-spdy's. – means not applicable.\n")
 
 	var groups []string
 	for _, m := range r.Metrics {
@@ -148,27 +166,46 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	for _, g := range groups {
+		// The dialer's column and ratios show only where it was measured.
+		hasDialer := false
+		for _, m := range r.Metrics {
+			if m.Group == g && m.measures(ToolDialer) {
+				hasDialer = true
+			}
+		}
+		var tools []Tool
+		for _, t := range allTools() {
+			if t != ToolDialer || hasDialer {
+				tools = append(tools, t)
+			}
+		}
+		var pairs []ratioPair
+		for _, p := range ratioPairs() {
+			if p.num != ToolDialer || hasDialer {
+				pairs = append(pairs, p)
+			}
+		}
 		fmt.Fprintf(&b, "\n### %s\n\n", g)
 		b.WriteString("| metric |")
-		for _, t := range allTools() {
+		for _, t := range tools {
 			fmt.Fprintf(&b, " %s |", t)
 		}
-		for _, k := range ratioKeys() {
-			fmt.Fprintf(&b, " %s |", k)
+		for _, p := range pairs {
+			fmt.Fprintf(&b, " %s |", p.key())
 		}
 		b.WriteString("\n|---|")
-		b.WriteString(strings.Repeat("---:|", len(allTools())+len(ratioKeys())))
+		b.WriteString(strings.Repeat("---:|", len(tools)+len(pairs)))
 		b.WriteString("\n")
 		for _, m := range r.Metrics {
 			if m.Group != g {
 				continue
 			}
 			fmt.Fprintf(&b, "| %s (%s) |", m.Name, m.Unit)
-			for _, t := range allTools() {
+			for _, t := range tools {
 				fmt.Fprintf(&b, " %s |", cell(m, t))
 			}
-			for _, k := range ratioKeys() {
-				if v, ok := m.Ratios[k]; ok {
+			for _, p := range pairs {
+				if v, ok := m.Ratios[p.key()]; ok {
 					fmt.Fprintf(&b, " %s |", formatRatio(v))
 				} else {
 					b.WriteString(" – |")

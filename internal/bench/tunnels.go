@@ -8,6 +8,9 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/kpf-dev/kpf/pkg/dialer"
+	"github.com/kpf-dev/kpf/pkg/kube"
 )
 
 // Metric ids.
@@ -75,6 +78,12 @@ func (r *runner) defineMetrics() {
 type target struct {
 	tool       Tool
 	sink, http string
+	// dial connects to http when set (the Go Dialer); nil is a plain TCP
+	// dial.
+	dial dialFunc
+	// httpOnly targets take part in the HTTP measurements only and have
+	// no process of their own.
+	httpOnly bool
 	// ensure (re)starts the process if it is gone; nil for direct.
 	ensure func(context.Context) error
 	// pid returns the process id, 0 for none.
@@ -119,6 +128,13 @@ func (r *runner) tunnels(ctx context.Context) error {
 		r.kubectlTarget(ToolSPDY, false, ports[2], ports[3]),
 		r.kubectlTarget(ToolWS, true, ports[4], ports[5]),
 	}
+	if dt, err := r.dialerTarget(); err != nil {
+		r.log.Warn("dialer", "err", err)
+		r.col.fail(mHTTPKA, ToolDialer, err)
+		r.col.fail(mHTTPNoKA, ToolDialer, err)
+	} else {
+		targets = append(targets, dt)
+	}
 	defer func() {
 		for _, t := range targets {
 			t.stop()
@@ -148,11 +164,16 @@ func (r *runner) tunnels(ctx context.Context) error {
 		"latency, sequential": {mSeqP50, mSeqP99}, "latency, concurrent": {mConcP50, mConcP99},
 		"HTTP, keep-alive": {mHTTPKA}, "HTTP, no keep-alive": {mHTTPNoKA},
 	}
+	// The measurements that include the HTTP-only targets.
+	isHTTP := map[string]bool{"HTTP, keep-alive": true, "HTTP, no keep-alive": true}
 	for round := range c.Rounds {
 		for _, m := range measures {
 			// Rotate the order each round so that no tool always goes first.
 			for i := range targets {
 				t := targets[(i+round)%len(targets)]
+				if t.httpOnly && !isHTTP[m.name] {
+					continue
+				}
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -174,6 +195,9 @@ func (r *runner) tunnels(ctx context.Context) error {
 		}
 	}
 	for _, t := range targets[1:] {
+		if t.httpOnly {
+			continue // in this process: no RSS or CPU time of its own
+		}
 		if t.restarts > 0 {
 			r.note("%s exited and was restarted %d times during the throughput/latency/HTTP runs; its CPU time adds up every process", t.tool, t.restarts)
 		}
@@ -192,6 +216,42 @@ func (r *runner) tunnels(ctx context.Context) error {
 	}
 	return nil
 }
+
+// dialerTarget is the Go Dialer in this process, reaching the main
+// service's HTTP port by its cluster name; its stop closes the Dialer.
+func (r *runner) dialerTarget() (*target, error) {
+	kc, err := kube.LoadKubeconfig(r.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("dialer: %w", err)
+	}
+	d := dialer.New(kc, dialer.Options{DefaultContext: r.cfg.Cluster, Namespaces: []string{mainNamespace}}, r.log.With("component", "dialer"))
+	host := fmt.Sprintf("%s.%s.svc.cluster.local:%d", mainService, mainNamespace, mainHTTPPort)
+	return &target{
+		tool:     ToolDialer,
+		http:     host,
+		dial:     d.DialContext,
+		httpOnly: true,
+		pid:      func() int { return 0 },
+		// One connection outside the measured window, so that the
+		// informers and the pod's session start before it, as kubectl
+		// and kpf start before theirs.
+		ensure: func(ctx context.Context) error {
+			c, err := d.DialContext(ctx, "tcp", host)
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		},
+		stop: func() {
+			if err := d.Close(); err != nil {
+				r.log.Warn("close the dialer", "err", err)
+			}
+		},
+	}, nil
+}
+
+// mainHTTPPort is the main service's HTTP port.
+const mainHTTPPort = 8080
 
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
@@ -270,7 +330,7 @@ func (r *runner) latency(ctx context.Context, t *target, p50, p99 string, concur
 
 // http records the request rate through t.
 func (r *runner) http(ctx context.Context, t *target, id string, keepAlive bool) error {
-	rate, failed, err := httpRate(ctx, t.http, r.cfg.HTTPWorkers, r.cfg.HTTPDuration, keepAlive)
+	rate, failed, err := httpRate(ctx, t.dial, t.http, r.cfg.HTTPWorkers, r.cfg.HTTPDuration, keepAlive)
 	if failed > 0 {
 		r.note("%s: %d HTTP requests failed (keep-alive %t)", t.tool, failed, keepAlive)
 	}
