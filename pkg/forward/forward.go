@@ -307,7 +307,6 @@ func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Pool, remot
 				var c *tunnel.Conn
 				c, err = sess.Dial(ctx, ep.Port)
 				if err == nil {
-					r.current.Store(remote.String()+"#port", ep.Port)
 					return c, ep.String(), nil
 				}
 				if !sess.Alive() || errors.Is(err, tunnel.ErrSessionClosed) {
