@@ -203,5 +203,20 @@ func printPlan(w io.Writer, cfg *config.Config, current string) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("print plan: %w", err)
 	}
+	if p := cfg.Proxy; p != nil {
+		var listen []string
+		if p.SOCKS5 != "" {
+			listen = append(listen, "socks5 "+p.SOCKS5)
+		}
+		if p.HTTP != "" {
+			listen = append(listen, "http "+p.HTTP)
+		}
+		contexts := make([]string, len(p.Contexts))
+		for i, c := range p.Contexts {
+			contexts[i] = cmp.Or(c, current)
+		}
+		fmt.Fprintf(w, "proxy: %s → namespaces %s in contexts %s\n", strings.Join(listen, ", "),
+			strings.Join(p.Namespaces, ", "), strings.Join(contexts, ", "))
+	}
 	return nil
 }
