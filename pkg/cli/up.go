@@ -53,6 +53,7 @@ type upFlags struct {
 
 	probeInterval time.Duration
 	metricsAddr   string
+	pprof         bool
 	noTUI         bool
 }
 
@@ -67,6 +68,7 @@ func runUp(ctx context.Context, env Env, args []string) int {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&f.verbose, "v", false, "verbose: log every connection")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9091); off by default")
+	fs.BoolVar(&f.pprof, "pprof", false, "with -metrics-addr, also serve Go's /debug/pprof/ profiles there")
 	fs.DurationVar(&f.probeInterval, "probe-interval", 0, "override every forward's health check interval (default: each forward's health.interval, 10s unless set)")
 	fs.BoolVar(&f.noTUI, "no-tui", false, "on a terminal, print logs instead of the live status view")
 	fs.StringVar(&f.logFile, "log-file", "", "append logs to `PATH` (mode 0600) instead of standard error")
@@ -207,7 +209,7 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 		reg := metrics.Registry(rec.Status)
 		go func() {
 			defer close(metricsDone)
-			if err := metrics.Serve(ctlCtx, addr, reg); err != nil {
+			if err := metrics.Serve(ctlCtx, addr, reg, s.flags.pprof); err != nil {
 				s.log.Error("metrics endpoint stopped", "err", err)
 			}
 		}()
