@@ -395,7 +395,7 @@ func (d *decoder) integer(path string, raw *yaml.Node) (int64, bool) {
 	return v, true
 }
 
-// strings decodes a list of strings.
+// stringList decodes a list of strings.
 func (d *decoder) stringList(path string, raw *yaml.Node) []string {
 	n := d.value(path, raw)
 	if n == nil {
