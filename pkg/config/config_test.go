@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,14 +51,14 @@ forwards:
 			{8080, Port{Number: 8080}}, {8443, Port{Name: "https"}}, {9000, Port{Number: 9000}},
 			{15432, Port{Name: "postgres"}}, {15433, Port{Number: 5433}},
 		},
-		Address: "127.0.0.1", Enabled: true, Balance: BalanceRoundRobin, WaitForReady: 5 * time.Second,
+		Address: "localhost", Enabled: true, Balance: BalanceRoundRobin, WaitForReady: 5 * time.Second,
 		Health: Health{Port: Port{Number: 8080}, Interval: 10 * time.Second, Timeout: 5 * time.Second, Threshold: 3},
 	}
 	if !web.Equal(want) || !web.Enabled || web.Pos != (Position{"f.yaml", 8, 5}) {
 		t.Errorf("got %+v\nwant %+v", web, want)
 	}
 	if sel.Name != "app-web-tier-cache" || sel.Target.String() != "selector/app=web,tier!=cache" ||
-		sel.Context != "prod" || sel.Namespace != "other" || sel.Address != "127.0.0.1" ||
+		sel.Context != "prod" || sel.Namespace != "other" || sel.Address != "localhost" ||
 		sel.Balance != BalanceFirst || sel.WaitForReady != time.Minute || sel.Enabled {
 		t.Errorf("selector forward: %+v", sel)
 	}
@@ -259,10 +260,24 @@ func TestParseErrors(t *testing.T) {
 			[]string{"f.yaml:4:55: forwards[1].ports[0]: local address 127.0.0.2:1080 is already in use\n\thint: forwards[0] (a) binds [::]:1080 at f.yaml:3:74; pick another local port"},
 		},
 		{
+			"localhost conflicts with ::1",
+			"version: 1\nforwards:\n  - {name: a, service: a, address: '::1', ports: [1080]}\n  - {name: b, service: b, ports: [1080]}\n",
+			[]string{"f.yaml:4:35: forwards[1].ports[0]: local address localhost:1080 is already in use\n\thint: forwards[0] (a) binds [::1]:1080 at f.yaml:3:51; pick another local port"},
+		},
+		{
+			"allowNonLoopback on localhost is a warning",
+			"version: 1\nforwards:\n  - {name: a, service: a, address: localhost, allowNonLoopback: true, ports: [1080]}\n  - {name: b, service: b, ports: [1080], enabled: false}\n  - {name: c, service: c, ports: [1080], enabled: nope}\n",
+			[]string{
+				"f.yaml:3:65: warning: forwards[0].allowNonLoopback: allowNonLoopback has no effect on loopback address localhost\n\thint: remove it",
+				"f.yaml:5:35: forwards[2].ports[0]: local address localhost:1080 is already in use\n\thint: forwards[0] (a) binds localhost:1080 at f.yaml:3:79; pick another local port",
+				"f.yaml:5:51: forwards[2].enabled: expected true or false, got a string",
+			},
+		},
+		{
 			"disabled forwards do not conflict, badly disabled ones do",
 			"version: 1\nforwards:\n  - {name: a, service: a, ports: [1080]}\n  - {name: b, service: b, ports: [1080], enabled: false}\n  - {name: c, service: c, ports: [1080], enabled: nope}\n",
 			[]string{
-				"f.yaml:5:35: forwards[2].ports[0]: local address 127.0.0.1:1080 is already in use\n\thint: forwards[0] (a) binds 127.0.0.1:1080 at f.yaml:3:35; pick another local port",
+				"f.yaml:5:35: forwards[2].ports[0]: local address localhost:1080 is already in use\n\thint: forwards[0] (a) binds localhost:1080 at f.yaml:3:35; pick another local port",
 				"f.yaml:5:51: forwards[2].enabled: expected true or false, got a string",
 			},
 		},
@@ -417,5 +432,28 @@ func TestLoadTooLarge(t *testing.T) {
 	}
 	if _, _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// localhost binds both loopback addresses, as kubectl port-forward does;
+// an IP binds only itself; 127.0.0.1 and ::1 on one port do not conflict.
+func TestLocalAddrs(t *testing.T) {
+	for addr, want := range map[string]string{
+		"localhost": "[127.0.0.1 ::1]",
+		"127.0.0.1": "[127.0.0.1]",
+		"::1":       "[::1]",
+		"0.0.0.0":   "[0.0.0.0]",
+		"web":       "[]",
+	} {
+		if got := fmt.Sprint(Forward{Address: addr}.LocalAddrs()); got != want {
+			t.Errorf("LocalAddrs of %q = %s, want %s", addr, got, want)
+		}
+	}
+	cfg, _, err := Parse("f.yaml", []byte("version: 1\nforwards:\n  - {name: a, service: a, address: 127.0.0.1, ports: [1080]}\n  - {name: b, service: b, address: '::1', ports: [1080]}\n"))
+	if err != nil {
+		t.Fatalf("127.0.0.1 and ::1 on one port: %v", err)
+	}
+	if cfg.Forwards[0].Address != "127.0.0.1" || cfg.Forwards[1].Address != "::1" {
+		t.Errorf("addresses %q, %q", cfg.Forwards[0].Address, cfg.Forwards[1].Address)
 	}
 }

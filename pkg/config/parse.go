@@ -560,6 +560,9 @@ func parseListenAddr(s string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("invalid address %q: want an IP address or localhost before the port", s)
 	}
+	if h == Localhost {
+		h = "127.0.0.1" // a proxy listens on one address
+	}
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || n == 0 || !allDigits(port) {
 		return netip.AddrPort{}, fmt.Errorf("invalid address %q: port %q is not in range 1-65535", s, port)
@@ -689,10 +692,10 @@ func (d *decoder) health(path string, raw *yaml.Node, kind mappingKind, h *Healt
 }
 
 // normalizeAddress parses an IP literal or "localhost" into the canonical
-// IP string.
+// IP string, or "localhost".
 func normalizeAddress(s string) (string, error) {
-	if s == "localhost" {
-		return DefaultAddress, nil
+	if s == Localhost {
+		return Localhost, nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {

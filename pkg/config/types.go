@@ -3,11 +3,15 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
+
+// Localhost is the address value that means both loopback addresses.
+const Localhost = "localhost"
 
 // FileName is the name Find looks for.
 const FileName = "forwards.yaml"
@@ -18,8 +22,10 @@ const MaxFileSize = 1 << 20
 // Built-in defaults, used where neither a forward nor the defaults block says
 // otherwise.
 const (
-	DefaultNamespace    = "default"
-	DefaultAddress      = "127.0.0.1"
+	DefaultNamespace = "default"
+	// DefaultAddress binds both loopback addresses, 127.0.0.1 and ::1, as
+	// kubectl port-forward does; see [Forward.LocalAddrs].
+	DefaultAddress      = Localhost
 	DefaultWaitForReady = 30 * time.Second
 	DefaultBalance      = BalanceFirst
 	// MaxWaitForReady is the largest waitForReady accepted.
@@ -78,8 +84,8 @@ type Forward struct {
 	Namespace string
 	Target    Target
 	Ports     []PortMapping
-	// Address is the local bind address as a normalized IP string
-	// ("localhost" becomes "127.0.0.1").
+	// Address is the local bind address: "localhost" (both loopback
+	// addresses, the default) or a normalized IP string. See LocalAddrs.
 	Address          string
 	AllowNonLoopback bool
 	Enabled          bool
@@ -91,6 +97,26 @@ type Forward struct {
 	Health Health
 	// Pos is where the forward's mapping starts in the file.
 	Pos Position
+}
+
+// LocalAddrs returns the IP addresses the forward binds: 127.0.0.1 and ::1
+// for "localhost" (kpf listens on whichever of the two the host has, as
+// kubectl port-forward does, so that a client resolving localhost to either
+// family reaches it), else the one address. It returns nil for an address
+// that is not valid.
+func (f Forward) LocalAddrs() []netip.Addr {
+	return localAddrs(f.Address)
+}
+
+func localAddrs(address string) []netip.Addr {
+	if address == Localhost {
+		return []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+	}
+	a, err := netip.ParseAddr(address)
+	if err != nil {
+		return nil
+	}
+	return []netip.Addr{a}
 }
 
 // Equal reports whether f and g describe the same running tunnel: it

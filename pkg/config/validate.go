@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -226,8 +227,8 @@ func (v *validator) proxyClash(path string, ap netip.AddrPort) {
 		if !f.Enabled || v.bad[fp] {
 			continue
 		}
-		addr, err := netip.ParseAddr(f.Address)
-		if err != nil || addr != ap.Addr() && !addr.IsUnspecified() {
+		i := slices.IndexFunc(f.LocalAddrs(), func(a netip.Addr) bool { return a == ap.Addr() || a.IsUnspecified() })
+		if i < 0 {
 			continue
 		}
 		for j, pm := range f.Ports {
@@ -236,7 +237,7 @@ func (v *validator) proxyClash(path string, ap netip.AddrPort) {
 				continue
 			}
 			v.errorf(path, fmt.Sprintf("%s (%s) binds %s at %s; pick another port for the proxy",
-				fp, f.Name, netip.AddrPortFrom(addr, pm.Local), v.at(pp)),
+				fp, f.Name, localAddr(f.Address, pm.Local), v.at(pp)),
 				"address %s is already in use", ap)
 			return
 		}
@@ -252,7 +253,7 @@ func (v *validator) common(prefix, ns, addr string, wait time.Duration, bal Bala
 		}
 	}
 	if p := join(prefix, fAddress); v.check(p) {
-		if _, err := netip.ParseAddr(addr); err != nil {
+		if localAddrs(addr) == nil {
 			v.errorf(p, "", "invalid address %q: want an IP address or localhost", addr)
 		}
 	}
@@ -288,17 +289,18 @@ func (v *validator) forward(path string, f Forward) {
 		v.target(path, f.Target)
 	}
 
-	if addr, err := netip.ParseAddr(f.Address); err == nil {
+	if addrs := f.LocalAddrs(); addrs != nil {
 		ap := join(path, fAddress)
+		loopback := !slices.ContainsFunc(addrs, func(a netip.Addr) bool { return !a.IsLoopback() })
 		switch {
-		case !addr.IsLoopback() && !f.AllowNonLoopback:
+		case !loopback && !f.AllowNonLoopback:
 			from := ""
 			if !v.written(ap) {
 				from = " (from defaults)"
 			}
 			v.errorf(ap, "add `allowNonLoopback: true` to this forward if that is intended",
 				"address %s%s is not a loopback address: other machines could reach the forwarded ports", f.Address, from)
-		case addr.IsLoopback() && f.AllowNonLoopback:
+		case loopback && f.AllowNonLoopback:
 			v.warnf(join(path, fAllowNonLoopback), "remove it", "allowNonLoopback has no effect on loopback address %s", f.Address)
 		}
 	}
@@ -465,29 +467,40 @@ func (v *validator) conflicts() {
 		if !f.Enabled || v.bad[fmt.Sprintf("%s[%d]", fForwards, i)] {
 			continue
 		}
-		addr, err := netip.ParseAddr(f.Address)
-		if err != nil {
-			continue
-		}
+		addrs := f.LocalAddrs()
 		for j, pm := range f.Ports {
 			p := fmt.Sprintf("%s[%d].%s[%d]", fForwards, i, fPorts, j)
 			if pm.Local == 0 || v.bad[p] {
 				continue
 			}
+		check:
 			for _, b := range byPort[pm.Local] {
-				if b.fwd == i || !(b.addr == addr || b.addr.IsUnspecified() || addr.IsUnspecified()) {
+				if b.fwd == i {
 					continue
 				}
-				other := v.c.Forwards[b.fwd]
-				v.errorf(p, fmt.Sprintf("%s[%d] (%s) binds %s at %s; pick another local port",
-					fForwards, b.fwd, other.Name, netip.AddrPortFrom(b.addr, pm.Local),
-					v.at(fmt.Sprintf("%s[%d].%s[%d]", fForwards, b.fwd, fPorts, b.port))),
-					"local address %s is already in use", netip.AddrPortFrom(addr, pm.Local))
-				break
+				for _, addr := range addrs {
+					if !(b.addr == addr || b.addr.IsUnspecified() || addr.IsUnspecified()) {
+						continue
+					}
+					other := v.c.Forwards[b.fwd]
+					v.errorf(p, fmt.Sprintf("%s[%d] (%s) binds %s at %s; pick another local port",
+						fForwards, b.fwd, other.Name, localAddr(other.Address, pm.Local),
+						v.at(fmt.Sprintf("%s[%d].%s[%d]", fForwards, b.fwd, fPorts, b.port))),
+						"local address %s is already in use", localAddr(f.Address, pm.Local))
+					break check
+				}
 			}
-			byPort[pm.Local] = append(byPort[pm.Local], bind{addr: addr, fwd: i, port: j})
+			for _, addr := range addrs {
+				byPort[pm.Local] = append(byPort[pm.Local], bind{addr: addr, fwd: i, port: j})
+			}
 		}
 	}
+}
+
+// localAddr writes a forward's local address and port as kpf shows it:
+// localhost:8080, 127.0.0.1:8080 or [::1]:8080.
+func localAddr(address string, port uint16) string {
+	return net.JoinHostPort(address, strconv.Itoa(int(port)))
 }
 
 // reason shortens the first of apimachinery's validation messages to the

@@ -116,19 +116,24 @@ func (r *Runner) Run(ctx context.Context) error {
 	ns, release := cl.Watch(r.spec.Namespace, r.changed.notify)
 	defer release()
 
-	var lc net.ListenConfig
-	listeners := make([]net.Listener, 0, len(r.ports))
+	type bound struct {
+		port *portState
+		l    net.Listener
+	}
+	var listeners []bound
 	defer func() {
-		for _, l := range listeners {
-			l.Close()
+		for _, b := range listeners {
+			b.l.Close()
 		}
 	}()
 	for _, p := range r.ports {
-		l, err := lc.Listen(ctx, "tcp", p.addr)
+		ls, err := listen(ctx, r.spec, p.mapping, r.log)
 		if err != nil {
-			return err // net says "listen tcp ADDR: bind: address already in use"
+			return err
 		}
-		listeners = append(listeners, l)
+		for _, l := range ls {
+			listeners = append(listeners, bound{p, l})
+		}
 	}
 
 	pool := tunnel.NewPool(cl.Connector(), r.opts.DialTimeout)
@@ -141,20 +146,20 @@ func (r *Runner) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	errc := make(chan error, len(listeners))
-	for i, l := range listeners {
-		p := r.ports[i]
+	for _, b := range listeners {
+		p := b.port
 		srv := &tunnel.Server{
-			Listener: l,
+			Listener: b.l,
 			Dial: func(ctx context.Context) (tunnel.Upstream, string, error) {
 				return r.dial(ctx, ns, pool, p.mapping.Remote)
 			},
 			Wait:  r.spec.WaitForReady,
-			Log:   r.log.With("local", p.addr),
+			Log:   r.log.With("local", b.l.Addr().String()),
 			Stats: &p.stats,
 		}
 		wg.Go(func() {
 			if err := srv.Serve(ctx); err != nil {
-				errc <- fmt.Errorf("serve %s: %w", p.addr, err)
+				errc <- fmt.Errorf("serve %s: %w", b.l.Addr(), err)
 			}
 		})
 	}

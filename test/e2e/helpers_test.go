@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -88,14 +89,28 @@ func greeting(addr string, timeout time.Duration) (string, error) {
 	return strings.TrimSpace(line), err
 }
 
+// freePort returns a port free on 127.0.0.1 and, where the host has it, on
+// ::1: kpf's default address, localhost, binds both.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		ln6, err := net.Listen("tcp", fmt.Sprintf("[::1]:%d", port))
+		if err == nil {
+			ln6.Close()
+			return port
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return port // no IPv6 loopback here
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no port free on both 127.0.0.1 and ::1")
+	return 0
 }
 
 // newNamespace creates a namespace in c, deleted when the test ends.

@@ -168,7 +168,7 @@ func TestE2EMetrics(t *testing.T) {
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
 		body = string(b)
-		return err == nil && strings.Contains(body, fmt.Sprintf(`kpf_forward_connections_total{forward="echo",local="127.0.0.1:%d"} 3`, port)), nil
+		return err == nil && strings.Contains(body, fmt.Sprintf(`kpf_forward_connections_total{forward="echo",local="localhost:%d"} 3`, port)), nil
 	})
 	for _, want := range []string{`kpf_forward_up{forward="echo"} 1`, `kpf_forward_state{forward="echo",state="ready"} 1`, "kpf_forward_dial_duration_seconds_bucket", "go_goroutines"} {
 		if !strings.Contains(body, want) {

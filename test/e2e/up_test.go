@@ -257,7 +257,7 @@ forwards:
 	if l := p.line("missing"); !strings.Contains(l, `service "later" not found`) {
 		t.Errorf("missing forward's line: %q", l)
 	}
-	if l := p.line("busy"); !strings.Contains(l, "address already in use") {
+	if l := p.line("busy"); !strings.Contains(l, fmt.Sprintf("local port %d is already in use by another process", busy.Addr().(*net.TCPAddr).Port)) {
 		t.Errorf("busy forward's line: %q", l)
 	}
 	if l := p.line("nocontext"); !strings.Contains(l, `context "nope": context not found in kubeconfig`) {
