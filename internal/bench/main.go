@@ -29,6 +29,7 @@ Examples:
     $ go tool task bench
     $ go tool task bench -- --size 256MiB
     $ go tool task bench:smoke
+    $ go run ./cmd/kpf-bench --phases scale --scale-forwards 200 --cluster perf
 
 Flags:
 `
@@ -72,6 +73,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 	down := fs.Bool("down", false, "stop the cluster at the end")
 	out := fs.String("out", "", "results `DIR` (default: bench/results, or a temporary directory with --smoke)")
 	verbose := fs.Bool("v", false, "debug logs")
+	phases := fs.String("phases", "tunnels,reconvergence,scale", "comma-separated `LIST` of the phases to run: tunnels (throughput, latency, HTTP), reconvergence, scale")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0
@@ -105,6 +107,21 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 			return nil, 2
 		}
 	}
+	var only []string
+	for _, p := range strings.Split(*phases, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "tunnels", "reconvergence", "scale":
+			only = append(only, p)
+		case "":
+		default:
+			fmt.Fprintf(stderr, "kpf-bench: --phases: unknown phase %q (want tunnels, reconvergence or scale)\n", p)
+			return nil, 2
+		}
+	}
+	if len(only) == 0 {
+		fmt.Fprintf(stderr, "kpf-bench: --phases: name at least one phase\n")
+		return nil, 2
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
@@ -125,6 +142,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 		Size: n, Streams: *streams, Rounds: *rounds, Conns: *conns, Concurrency: *conc,
 		HTTPDuration: *httpDur, HTTPWorkers: *httpWorkers, ProbeInterval: *probe, ReconvergeWindow: *window,
 		ScaleForwards: *scaleN, ScaleNamespaces: *scaleNS, ScaleIdle: *scaleIdle, Smoke: *smoke,
+		Phases:  only,
 		OutDir:  *out,
 		Command: strings.TrimSpace("go run ./cmd/kpf-bench " + strings.Join(args, " ")),
 		Log:     log,

@@ -152,13 +152,13 @@ type kpfProc struct {
 	socket string
 }
 
-// startKpf runs `kpf up -f config --kubeconfig kubeconfig`.
-func startKpf(ctx context.Context, bin, config, kubeconfig string) (*kpfProc, error) {
+// startKpf runs `kpf up -f config --kubeconfig kubeconfig [extra...]`.
+func startKpf(ctx context.Context, bin, config, kubeconfig string, extra ...string) (*kpfProc, error) {
 	sock, err := control.SocketPath(config)
 	if err != nil {
 		return nil, fmt.Errorf("kpf status socket: %w", err)
 	}
-	p, err := startProc(ctx, "kpf up", nil, bin, "up", "-f", config, "--kubeconfig", kubeconfig)
+	p, err := startProc(ctx, "kpf up", nil, bin, append([]string{"up", "-f", config, "--kubeconfig", kubeconfig}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,9 @@ type Config struct {
 	ScaleNamespaces  int
 	ScaleIdle        time.Duration
 	Smoke            bool
+	// Phases are the phases to run (tunnels, reconvergence, scale); empty
+	// means all. The deploy phase runs when tunnels or reconvergence do.
+	Phases []string
 
 	// OutDir receives latest.md and latest.json.
 	OutDir string
@@ -143,7 +146,15 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 		{"reconvergence", r.reconvergence},
 		{"scale", r.scale},
 	}
+	want := map[string]bool{}
+	for _, p := range cfg.Phases {
+		want[p] = true
+	}
+	want["deploy"] = len(want) == 0 || want["tunnels"] || want["reconvergence"]
 	for _, p := range phases {
+		if len(cfg.Phases) > 0 && !want[p.name] {
+			continue
+		}
 		if ctx.Err() != nil {
 			r.failures = append(r.failures, fmt.Sprintf("%s: interrupted", p.name))
 			continue

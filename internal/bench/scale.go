@@ -3,8 +3,13 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,8 +74,13 @@ func (r *runner) scale(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	mport, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	metricsAddr := addr(mport[0])
 	start := time.Now()
-	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig)
+	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig, "--metrics-addr", metricsAddr)
 	if err != nil {
 		return err
 	}
@@ -109,7 +119,54 @@ func (r *runner) scale(ctx context.Context) error {
 	}
 	cpu := float64(after.CPUTicks-before.CPUTicks) / clockTicks / time.Since(idleStart).Seconds() * 100
 	r.col.add(mScaleIdle, ToolKpf, cpu)
-	r.note("scale: kpf exposes no goroutine count (no pprof or expvar endpoint), so the report shows its OS threads; RSS after the idle window: %.1f MiB", float64(after.RSSKiB)/1024)
-	r.log.Info("scale", "rssMiB", before.RSSKiB/1024, "threads", before.Threads, "idleCPU%", cpu)
+	r.col.add(mScaleRSSIdle, ToolKpf, float64(after.RSSKiB)/1024)
+	gm, err := scrapeGauges(ctx, metricsAddr, "go_goroutines", "go_memstats_heap_inuse_bytes")
+	if err != nil {
+		r.col.fail(mScaleGor, ToolKpf, err)
+		r.col.fail(mScaleHeap, ToolKpf, err)
+	} else {
+		r.col.add(mScaleGor, ToolKpf, gm["go_goroutines"])
+		r.col.add(mScaleHeap, ToolKpf, gm["go_memstats_heap_inuse_bytes"]/(1<<20))
+	}
+	r.log.Info("scale", "rssMiB", before.RSSKiB/1024, "rssIdleMiB", after.RSSKiB/1024, "threads", before.Threads,
+		"idleCPU%", cpu, "goroutines", gm["go_goroutines"], "heapInuseMiB", gm["go_memstats_heap_inuse_bytes"]/(1<<20))
 	return nil
+}
+
+// scrapeGauges reads the named unlabelled gauges from the Prometheus text
+// exposition at http://addr/metrics.
+func scrapeGauges(ctx context.Context, addr string, names ...string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape kpf metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scrape kpf metrics: %w", err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || !slices.Contains(names, name) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			return nil, fmt.Errorf("kpf metric %s: %w", name, err)
+		}
+		out[name] = v
+	}
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("kpf metrics lack %s", n)
+		}
+	}
+	return out, nil
 }

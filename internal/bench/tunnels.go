@@ -15,29 +15,32 @@ import (
 
 // Metric ids.
 const (
-	mDown1      = "download-1"
-	mUp1        = "upload-1"
-	mDownN      = "download-n"
-	mUpN        = "upload-n"
-	mCPUDown1   = "cpu-download-1"
-	mCPUUp1     = "cpu-upload-1"
-	mSeqP50     = "latency-seq-p50"
-	mSeqP99     = "latency-seq-p99"
-	mConcP50    = "latency-conc-p50"
-	mConcP99    = "latency-conc-p99"
-	mHTTPKA     = "http-keepalive"
-	mHTTPNoKA   = "http-no-keepalive"
-	mRSS1       = "rss-one-forward"
-	mCPUTotal   = "cpu-total"
-	mRecBack    = "reconverge-back"
-	mRecFailed  = "reconverge-failed"
-	mRecSwitch  = "reconverge-status"
-	mRecExit    = "reconverge-kubectl-exit"
-	mRecRestart = "reconverge-kubectl-restart"
-	mScaleReady = "scale-ready"
-	mScaleRSS   = "scale-rss"
-	mScaleThr   = "scale-threads"
-	mScaleIdle  = "scale-idle-cpu"
+	mDown1        = "download-1"
+	mUp1          = "upload-1"
+	mDownN        = "download-n"
+	mUpN          = "upload-n"
+	mCPUDown1     = "cpu-download-1"
+	mCPUUp1       = "cpu-upload-1"
+	mSeqP50       = "latency-seq-p50"
+	mSeqP99       = "latency-seq-p99"
+	mConcP50      = "latency-conc-p50"
+	mConcP99      = "latency-conc-p99"
+	mHTTPKA       = "http-keepalive"
+	mHTTPNoKA     = "http-no-keepalive"
+	mRSS1         = "rss-one-forward"
+	mCPUTotal     = "cpu-total"
+	mRecBack      = "reconverge-back"
+	mRecFailed    = "reconverge-failed"
+	mRecSwitch    = "reconverge-status"
+	mRecExit      = "reconverge-kubectl-exit"
+	mRecRestart   = "reconverge-kubectl-restart"
+	mScaleReady   = "scale-ready"
+	mScaleRSS     = "scale-rss"
+	mScaleThr     = "scale-threads"
+	mScaleIdle    = "scale-idle-cpu"
+	mScaleRSSIdle = "scale-rss-idle"
+	mScaleGor     = "scale-goroutines"
+	mScaleHeap    = "scale-heap"
 )
 
 func (r *runner) defineMetrics() {
@@ -66,8 +69,11 @@ func (r *runner) defineMetrics() {
 		{mRecRestart, "Reconvergence: delete the serving pod of 2 replicas", "restarted kubectl: start → forwarding", "ms", false},
 		{mScaleReady, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "kpf up → all ready", "s", false},
 		{mScaleRSS, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "RSS when all ready", "MiB", false},
-		{mScaleThr, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "OS threads (kpf exposes no goroutine count)", "count", false},
+		{mScaleThr, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "OS threads when all ready", "count", false},
 		{mScaleIdle, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "idle CPU over " + c.ScaleIdle.String(), "% of one core", false},
+		{mScaleRSSIdle, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "RSS after the idle window", "MiB", false},
+		{mScaleHeap, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "Go heap in use after the idle window", "MiB", false},
+		{mScaleGor, fmt.Sprintf("Scale: %d forwards in %d namespaces (kpf only)", c.ScaleForwards, c.ScaleNamespaces), "goroutines after the idle window", "count", false},
 	} {
 		r.col.define(d)
 	}
