@@ -71,6 +71,7 @@ type Dialer struct {
 	closed     bool
 	namespaces map[nsKey]*watched
 	pools      map[string]*tunnel.Pool
+	leases     map[string]*tunnel.Lease
 	rr         atomic.Uint64
 	bad        sync.Map // pod key -> time.Time until which it is avoided
 }
@@ -95,7 +96,7 @@ func NewWithClusters(clusters forward.ClusterSource, opts Options, log *slog.Log
 	if opts.Wait == 0 {
 		opts.Wait = 30 * time.Second
 	}
-	return &Dialer{opts: opts, clusters: clusters, log: log, namespaces: map[nsKey]*watched{}, pools: map[string]*tunnel.Pool{}}
+	return &Dialer{opts: opts, clusters: clusters, log: log, namespaces: map[nsKey]*watched{}, pools: map[string]*tunnel.Pool{}, leases: map[string]*tunnel.Lease{}}
 }
 
 // errNotCluster marks addresses that are not cluster names at all, which
@@ -205,7 +206,7 @@ func (d *Dialer) pick(kctx string, eps []kube.Endpoint) kube.Endpoint {
 
 // watch returns the watched namespace and the session pool of a context,
 // starting them on first use.
-func (d *Dialer) watch(kctx, namespace string) (*watched, *tunnel.Pool, error) {
+func (d *Dialer) watch(kctx, namespace string) (*watched, *tunnel.Lease, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -227,12 +228,15 @@ func (d *Dialer) watch(kctx, namespace string) (*watched, *tunnel.Pool, error) {
 		})
 		d.namespaces[key] = w
 	}
-	pool := d.pools[kctx]
-	if pool == nil {
-		pool = tunnel.NewPool(cl.Connector(), 15*time.Second)
-		d.pools[kctx] = pool
+	lease := d.leases[kctx]
+	if lease == nil {
+		// The Dialer's own pool, held whole until Close: its sessions
+		// stay warm for the next dial.
+		pool := tunnel.NewPool(cl.Connector(), 15*time.Second)
+		lease = pool.Lease()
+		d.pools[kctx], d.leases[kctx] = pool, lease
 	}
-	return w, pool, nil
+	return w, lease, nil
 }
 
 // Close closes every session (and so every connection) and stops every
@@ -247,6 +251,6 @@ func (d *Dialer) Close() error {
 	for _, w := range d.namespaces {
 		w.release()
 	}
-	d.pools, d.namespaces = map[string]*tunnel.Pool{}, map[nsKey]*watched{}
+	d.pools, d.leases, d.namespaces = map[string]*tunnel.Pool{}, map[string]*tunnel.Lease{}, map[nsKey]*watched{}
 	return nil
 }

@@ -23,13 +23,16 @@ import (
 )
 
 // Cluster is what a forward needs of its kube context: a watched namespace
-// and a way to open port-forward sessions.
+// and port-forward sessions to its pods.
 type Cluster interface {
 	// Watch starts (or shares) the namespace's informers; onChange is
 	// called after every change they see. release stops sharing.
 	Watch(namespace string, onChange func()) (Resolver, func())
 	// Connector opens port-forward sessions to the cluster's pods.
 	Connector() *tunnel.Connector
+	// Sessions is the context's pool of port-forward sessions, shared by
+	// every forward to it: forwards to the same pod share one session.
+	Sessions() *tunnel.Pool
 }
 
 // Resolver resolves a target port to ready endpoints from caches.
@@ -46,7 +49,8 @@ type Options struct {
 	// ProbeInterval, if set, overrides the health check interval of the
 	// forward's spec.
 	ProbeInterval time.Duration
-	// DialTimeout bounds opening a port-forward session; 0 means 15 s.
+	// DialTimeout bounds waiting for a port-forward session when
+	// refreshing; 0 means 15 s.
 	DialTimeout time.Duration
 }
 
@@ -59,7 +63,7 @@ type Runner struct {
 
 	changed  *notifier
 	state    atomic.Pointer[Status]
-	sessions atomic.Int64 // port-forward sessions opened, over every run
+	sessions atomic.Int64 // port-forward sessions used, over every run
 	// healthFails counts consecutive failed checks per pod; used by the
 	// Run goroutine only.
 	healthFails map[string]int
@@ -136,10 +140,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 
-	pool := tunnel.NewPool(cl.Connector(), r.opts.DialTimeout)
+	// Sessions are shared with every other forward to the same pods; the
+	// lease keeps warm the ones this forward uses.
+	pool := cl.Sessions().Lease()
 	pool.OnSession = func(s *tunnel.Session) {
 		r.sessions.Add(1)
-		r.log.Debug("port-forward session opened", "pod", s.Pod.String())
+		r.log.Debug("using port-forward session", "pod", s.Pod.String())
 	}
 	defer pool.Close()
 
@@ -217,7 +223,7 @@ func wallJump(prev, now time.Time) time.Duration {
 // pod but fails (nothing listens, HTTP error) counts towards the
 // threshold; at the threshold the pod is avoided for new connections while
 // another is ready, so the forward re-targets.
-func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Pool, probe bool) {
+func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, probe bool) {
 	ready := map[string]bool{}
 	var firstErr error
 	var pod string
@@ -267,7 +273,7 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Pool, pr
 		}
 		pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
 		defer cancel()
-		err := r.check(pctx, sess, port)
+		err := r.sharedCheck(pctx, sess, port)
 		switch {
 		case err == nil:
 			delete(r.healthFails, pod)
@@ -299,7 +305,7 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Pool, pr
 }
 
 // dial waits for a ready endpoint and opens a connection to it.
-func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Pool, remote config.Port) (tunnel.Upstream, string, error) {
+func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remote config.Port) (tunnel.Upstream, string, error) {
 	var last error
 	delay := 50 * time.Millisecond
 	for {

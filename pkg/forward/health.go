@@ -17,6 +17,20 @@ import (
 // (no stream could be opened), as opposed to the pod's port failing.
 var errTransport = errors.New("tunnel")
 
+// sharedCheck runs the health check through sess, sharing the result with
+// the other forwards on the same session that check the same port the same
+// way: at most one check of a pod port per half interval, however many
+// forwards share the session.
+func (r *Runner) sharedCheck(ctx context.Context, sess *tunnel.Session, port uint16) error {
+	h := r.spec.Health
+	interval := h.Interval
+	if r.opts.ProbeInterval > 0 {
+		interval = r.opts.ProbeInterval
+	}
+	key := fmt.Sprintf("health port=%d path=%q timeout=%s", port, h.HTTPPath, h.Timeout)
+	return sess.Shared(ctx, key, interval/2, func(ctx context.Context) error { return r.check(ctx, sess, port) })
+}
+
 // check runs the forward's health check once against port of the session's
 // pod. A failure to open the stream wraps errTransport.
 func (r *Runner) check(ctx context.Context, sess *tunnel.Session, port uint16) error {

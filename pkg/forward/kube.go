@@ -2,16 +2,17 @@ package forward
 
 import (
 	"sync"
+	"time"
 
 	"github.com/kpf-dev/kpf/pkg/kube"
 	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
 
 // KubeClusters adapts a kube.Clusters registry to a ClusterSource, with one
-// tunnel.Connector per context.
+// tunnel.Connector and one shared session pool per context.
 func KubeClusters(clusters *kube.Clusters) ClusterSource {
 	var mu sync.Mutex
-	connectors := map[string]*tunnel.Connector{}
+	tunnels := map[string]kubeCluster{}
 	return func(name string) (Cluster, error) {
 		c, err := clusters.Get(name)
 		if err != nil {
@@ -19,18 +20,23 @@ func KubeClusters(clusters *kube.Clusters) ClusterSource {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		conn, ok := connectors[c.Name]
+		kc, ok := tunnels[c.Name]
 		if !ok {
-			conn = tunnel.NewConnector(c.Config)
-			connectors[c.Name] = conn
+			conn := tunnel.NewConnector(c.Config)
+			kc = kubeCluster{c: c, conn: conn, pool: tunnel.NewPool(conn, sessionDialTimeout)}
+			tunnels[c.Name] = kc
 		}
-		return kubeCluster{c, conn}, nil
+		return kc, nil
 	}
 }
+
+// sessionDialTimeout bounds opening one port-forward session.
+const sessionDialTimeout = 15 * time.Second
 
 type kubeCluster struct {
 	c    *kube.Cluster
 	conn *tunnel.Connector
+	pool *tunnel.Pool
 }
 
 func (k kubeCluster) Watch(ns string, onChange func()) (Resolver, func()) {
@@ -38,3 +44,5 @@ func (k kubeCluster) Watch(ns string, onChange func()) (Resolver, func()) {
 }
 
 func (k kubeCluster) Connector() *tunnel.Connector { return k.conn }
+
+func (k kubeCluster) Sessions() *tunnel.Pool { return k.pool }

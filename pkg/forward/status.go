@@ -43,8 +43,9 @@ type Status struct {
 	Since   time.Time    `json:"since"`
 	Ports   []PortStatus `json:"ports"`
 	RetryAt time.Time    `json:"retryAt,omitzero"`
-	// Sessions is how many port-forward sessions the forward has opened:
-	// one at start, one more per reconnect or new pod.
+	// Sessions is how many port-forward sessions the forward has used:
+	// one at start, one more per reconnect or new pod. Forwards to the same
+	// pod share their sessions, so each of them counts a shared one.
 	Sessions int64 `json:"sessions"`
 }
 

@@ -30,7 +30,7 @@ var (
 		"The forward's state: 1 for the current one, 0 for the others.",
 		[]string{"forward", "state"}, nil)
 	sessionsDesc = prometheus.NewDesc("kpf_forward_sessions_opened_total",
-		"Port-forward sessions the forward has opened: one at start, one per reconnect or new pod.",
+		"Port-forward sessions the forward has used (forwards to the same pod share them): one at start, one per reconnect or new pod.",
 		[]string{"forward"}, nil)
 	openDesc = prometheus.NewDesc("kpf_forward_connections_open",
 		"Connections open through the local listener.",

@@ -115,6 +115,12 @@ type Session struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	lastUsed  atomic.Int64 // unix nanoseconds
+	// onIdle, if set before the session is shared, is called when the
+	// last open connection closes.
+	onIdle func()
+
+	sharedMu sync.Mutex
+	shared   map[string]*sharedRun
 }
 
 func newSession(pod Pod, conn httpstream.Connection, protocol string) *Session {
@@ -291,7 +297,9 @@ func (c *Conn) Close() error {
 		c.data.Reset()
 		c.session.conn.RemoveStreams(c.errStream, c.data)
 		c.session.lastUsed.Store(time.Now().UnixNano())
-		c.session.active.Add(-1)
+		if c.session.active.Add(-1) == 0 && c.session.onIdle != nil {
+			c.session.onIdle()
+		}
 	})
 	return nil
 }
@@ -336,4 +344,59 @@ func isClosed(err error) bool {
 	}
 	s := err.Error()
 	return strings.Contains(s, "stream reset") || strings.Contains(s, "use of closed") || strings.Contains(s, "connection reset")
+}
+
+// sharedRun is one run of Session.Shared's function.
+type sharedRun struct {
+	done  chan struct{} // closed when the run has finished
+	err   error
+	at    time.Time // when it finished
+	valid bool      // false if its caller's context ended during the run
+}
+
+// Shared runs fn for key once among all its callers on this session: a
+// caller that comes while a run is in flight waits for it, and one that
+// comes within fresh of the last run's end gets that run's result without
+// running fn. Forwards that share a session use it to share one health
+// check of a pod port rather than each probing it. A run whose ctx ended
+// before it finished is not shared: its waiters run fn themselves. Shared
+// returns ctx's error if ctx ends while waiting.
+func (s *Session) Shared(ctx context.Context, key string, fresh time.Duration, fn func(context.Context) error) error {
+	for {
+		s.sharedMu.Lock()
+		if s.shared == nil {
+			s.shared = map[string]*sharedRun{}
+		}
+		run := s.shared[key]
+		if run != nil {
+			select {
+			case <-run.done:
+				if !run.valid || time.Since(run.at) >= fresh {
+					run = nil
+				}
+			default:
+			}
+		}
+		if run == nil {
+			run = &sharedRun{done: make(chan struct{})}
+			s.shared[key] = run
+			s.sharedMu.Unlock()
+			err := fn(ctx)
+			s.sharedMu.Lock()
+			run.err, run.at, run.valid = err, time.Now(), ctx.Err() == nil
+			close(run.done)
+			s.sharedMu.Unlock()
+			return err
+		}
+		s.sharedMu.Unlock()
+		select {
+		case <-run.done:
+			if run.valid {
+				return run.err
+			}
+			// Its caller gave up: run it ourselves.
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

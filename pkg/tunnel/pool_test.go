@@ -1,0 +1,293 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/httpstream"
+)
+
+// fakeConn stands in for a port-forward connection: streams accept writes
+// and end when reset or removed, as the kubelet ends a pair once its data
+// stream goes.
+type fakeConn struct {
+	mu      sync.Mutex
+	nextID  uint32
+	closed  chan bool
+	closing sync.Once
+}
+
+func newFakeConn() *fakeConn { return &fakeConn{closed: make(chan bool)} }
+
+func (f *fakeConn) CreateStream(h http.Header) (httpstream.Stream, error) {
+	select {
+	case <-f.closed:
+		return nil, errors.New("connection closed")
+	default:
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nextID++
+	return &fakeStream{id: f.nextID, headers: h, done: make(chan struct{})}, nil
+}
+
+func (f *fakeConn) Close() error {
+	f.closing.Do(func() { close(f.closed) })
+	return nil
+}
+
+func (f *fakeConn) CloseChan() <-chan bool       { return f.closed }
+func (f *fakeConn) SetIdleTimeout(time.Duration) {}
+func (f *fakeConn) RemoveStreams(streams ...httpstream.Stream) {
+	for _, s := range streams {
+		if s != nil {
+			s.Reset()
+		}
+	}
+}
+
+func (f *fakeConn) isClosed() bool {
+	select {
+	case <-f.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+type fakeStream struct {
+	id      uint32
+	headers http.Header
+	done    chan struct{}
+	once    sync.Once
+}
+
+func (s *fakeStream) Read([]byte) (int, error) {
+	<-s.done
+	return 0, io.EOF
+}
+func (s *fakeStream) Write(p []byte) (int, error) { return len(p), nil }
+func (s *fakeStream) Close() error                { return nil }
+func (s *fakeStream) Reset() error {
+	s.once.Do(func() { close(s.done) })
+	return nil
+}
+func (s *fakeStream) Headers() http.Header { return s.headers }
+func (s *fakeStream) Identifier() uint32   { return s.id }
+
+// fakePool is a Pool whose sessions run over fakeConns; conns lists them
+// in the order they were opened.
+type fakePool struct {
+	*Pool
+	mu    sync.Mutex
+	conns []*fakeConn
+}
+
+func newFakePool() *fakePool {
+	fp := &fakePool{}
+	fp.Pool = newPool(func(_ context.Context, pod Pod) (*Session, error) {
+		c := newFakeConn()
+		fp.mu.Lock()
+		fp.conns = append(fp.conns, c)
+		fp.mu.Unlock()
+		return newSession(pod, c, "fake"), nil
+	}, time.Second)
+	return fp
+}
+
+func (fp *fakePool) opened() []*fakeConn {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return append([]*fakeConn(nil), fp.conns...)
+}
+
+var podA, podB = Pod{"ns", "a"}, Pod{"ns", "b"}
+
+func TestLeasesShareOneSessionPerPod(t *testing.T) {
+	fp := newFakePool()
+	defer fp.Close()
+	ctx := context.Background()
+	var seen1, seen2 atomic.Int64
+	l1, l2 := fp.Lease(), fp.Lease()
+	l1.OnSession = func(*Session) { seen1.Add(1) }
+	l2.OnSession = func(*Session) { seen2.Add(1) }
+	s1, err := l1.Get(ctx, podA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := l2.Get(ctx, podA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l1.Get(ctx, podA); err != nil {
+		t.Fatal(err)
+	}
+	if s1 != s2 || len(fp.opened()) != 1 {
+		t.Fatalf("two leases of one pod: sessions %p and %p, %d opened; want one shared", s1, s2, len(fp.opened()))
+	}
+	if seen1.Load() != 1 || seen2.Load() != 1 {
+		t.Errorf("OnSession calls = %d, %d; want 1 each", seen1.Load(), seen2.Load())
+	}
+	l1.Close()
+	if !s1.Alive() {
+		t.Fatal("session closed while another lease holds its pod")
+	}
+	l2.Close()
+	if s1.Alive() || !fp.opened()[0].isClosed() {
+		t.Fatal("session still open after the last lease let go")
+	}
+	if _, err := l1.Get(ctx, podA); !errors.Is(err, ErrSessionClosed) {
+		t.Errorf("Get after Close: %v, want ErrSessionClosed", err)
+	}
+}
+
+func TestSessionOutlivesLeaseWhileConnectionOpen(t *testing.T) {
+	fp := newFakePool()
+	defer fp.Close()
+	ctx := context.Background()
+	l := fp.Lease()
+	s, err := l.Get(ctx, podA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Dial(ctx, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if !s.Alive() {
+		t.Fatal("letting go of the pod cut an open connection's session")
+	}
+	c.Close()
+	if s.Alive() {
+		t.Fatal("session still open after its last connection closed with no lease holding it")
+	}
+}
+
+func TestRetainLetsGoOfDroppedPodsOnly(t *testing.T) {
+	fp := newFakePool()
+	defer fp.Close()
+	ctx := context.Background()
+	l, other := fp.Lease(), fp.Lease()
+	defer other.Close()
+	a, _ := l.Get(ctx, podA)
+	b, _ := l.Get(ctx, podB)
+	if _, err := other.Get(ctx, podB); err != nil {
+		t.Fatal(err)
+	}
+	l.Retain(func(p Pod) bool { return p == podB })
+	if a.Alive() || !b.Alive() {
+		t.Fatalf("after Retain(b): a alive %t, b alive %t; want false, true", a.Alive(), b.Alive())
+	}
+	l.Retain(func(Pod) bool { return false })
+	if !b.Alive() {
+		t.Fatal("b closed although another lease holds it")
+	}
+	l.Close()
+}
+
+func TestLeaseRedialsAnEndedSession(t *testing.T) {
+	fp := newFakePool()
+	defer fp.Close()
+	ctx := context.Background()
+	var seen atomic.Int64
+	l := fp.Lease()
+	defer l.Close()
+	l.OnSession = func(*Session) { seen.Add(1) }
+	s1, _ := l.Get(ctx, podA)
+	fp.opened()[0].Close() // the API server went away
+	<-s1.Done()
+	s2, err := l.Get(ctx, podA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2 == s1 || !s2.Alive() || seen.Load() != 2 {
+		t.Fatalf("after the session ended: same %t, alive %t, OnSession calls %d; want a new live session and 2 calls", s2 == s1, s2.Alive(), seen.Load())
+	}
+}
+
+func TestSharedRunsOncePerFreshWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSession(podA, newFakeConn(), "fake")
+		defer s.Close()
+		ctx := context.Background()
+		var runs atomic.Int64
+		release := make(chan struct{})
+		fn := func(context.Context) error {
+			runs.Add(1)
+			<-release
+			return errors.New("refused")
+		}
+		// Concurrent callers share the run in flight and its result.
+		var wg sync.WaitGroup
+		errs := make([]error, 5)
+		for i := range errs {
+			wg.Go(func() { errs[i] = s.Shared(ctx, "k", 5*time.Second, fn) })
+		}
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		for i, err := range errs {
+			if err == nil || err.Error() != "refused" {
+				t.Errorf("caller %d: %v, want the shared run's error", i, err)
+			}
+		}
+		if runs.Load() != 1 {
+			t.Fatalf("runs = %d, want 1", runs.Load())
+		}
+		// A caller within the fresh window gets the same result; another
+		// key runs on its own.
+		time.Sleep(4 * time.Second)
+		if err := s.Shared(ctx, "k", 5*time.Second, fn); err == nil || runs.Load() != 1 {
+			t.Errorf("within the window: %v, runs %d; want the cached error and no run", err, runs.Load())
+		}
+		s.Shared(ctx, "other", 5*time.Second, fn)
+		if runs.Load() != 2 {
+			t.Errorf("another key: runs = %d, want 2", runs.Load())
+		}
+		// After the window, fn runs again.
+		time.Sleep(2 * time.Second)
+		s.Shared(ctx, "k", 5*time.Second, fn)
+		if runs.Load() != 3 {
+			t.Errorf("after the window: runs = %d, want 3", runs.Load())
+		}
+	})
+}
+
+func TestSharedDoesNotShareACancelledRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSession(podA, newFakeConn(), "fake")
+		defer s.Close()
+		var runs atomic.Int64
+		cctx, cancel := context.WithCancel(context.Background())
+		first := make(chan error, 1)
+		go func() {
+			first <- s.Shared(cctx, "k", time.Minute, func(ctx context.Context) error {
+				runs.Add(1)
+				<-ctx.Done()
+				return nil // a cancelled check says nothing about the pod
+			})
+		}()
+		synctest.Wait()
+		second := make(chan error, 1)
+		go func() {
+			second <- s.Shared(context.Background(), "k", time.Minute, func(context.Context) error {
+				runs.Add(1)
+				return errors.New("refused")
+			})
+		}()
+		synctest.Wait()
+		cancel()
+		<-first
+		if err := <-second; err == nil || runs.Load() != 2 {
+			t.Fatalf("waiter of a cancelled run: %v after %d runs; want its own run's error after 2", err, runs.Load())
+		}
+	})
+}
