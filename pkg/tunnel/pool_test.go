@@ -18,6 +18,10 @@ import (
 // and end when reset or removed, as the kubelet ends a pair once its data
 // stream goes.
 type fakeConn struct {
+	// refuse, if set, makes the fake kubelet refuse every pair at once:
+	// it resets the data stream before replying and writes refuse on the
+	// error stream.
+	refuse  string
 	mu      sync.Mutex
 	nextID  uint32
 	closed  chan bool
@@ -32,10 +36,18 @@ func (f *fakeConn) CreateStream(h http.Header) (httpstream.Stream, error) {
 		return nil, errors.New("connection closed")
 	default:
 	}
+	if f.refuse != "" && h.Get("streamType") == "data" {
+		return nil, errors.New("stream reset")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nextID++
-	return &fakeStream{id: f.nextID, headers: h, done: make(chan struct{})}, nil
+	st := &fakeStream{id: f.nextID, headers: h, done: make(chan struct{})}
+	if f.refuse != "" {
+		st.msg = []byte(f.refuse)
+		st.Reset()
+	}
+	return st, nil
 }
 
 func (f *fakeConn) Close() error {
@@ -63,14 +75,20 @@ func (f *fakeConn) isClosed() bool {
 }
 
 type fakeStream struct {
+	msg     []byte // what reads return before io.EOF
 	id      uint32
 	headers http.Header
 	done    chan struct{}
 	once    sync.Once
 }
 
-func (s *fakeStream) Read([]byte) (int, error) {
+func (s *fakeStream) Read(p []byte) (int, error) {
 	<-s.done
+	if len(s.msg) > 0 {
+		n := copy(p, s.msg)
+		s.msg = s.msg[n:]
+		return n, nil
+	}
 	return 0, io.EOF
 }
 func (s *fakeStream) Write(p []byte) (int, error) { return len(p), nil }
@@ -290,4 +308,29 @@ func TestSharedDoesNotShareACancelledRun(t *testing.T) {
 			t.Fatalf("waiter of a cancelled run: %v after %d runs; want its own run's error after 2", err, runs.Load())
 		}
 	})
+}
+
+// When the kubelet resets the data stream before replying to it (it does
+// when forwarding fails at once, and the two streams are created at
+// once), Dial still returns a connection whose Read reports the kubelet's
+// reason, as a connection refused later does.
+func TestDialReportsAnImmediateRefusalThroughTheConnection(t *testing.T) {
+	fc := newFakeConn()
+	fc.refuse = "error forwarding port 81 to pod: connection refused"
+	s := newSession(podA, fc, "fake")
+	defer s.Close()
+	c, err := s.Dial(context.Background(), 81)
+	if err != nil {
+		t.Fatalf("Dial: %v, want a connection that reports the refusal", err)
+	}
+	defer c.Close()
+	if _, err := c.Read(make([]byte, 1)); err == nil || err.Error() != "ns/a: "+fc.refuse {
+		t.Errorf("Read: %v, want the kubelet's reason", err)
+	}
+	if err := c.RemoteErr(); err == nil {
+		t.Error("RemoteErr is nil after a refusal")
+	}
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Error("Write to a refused connection succeeded")
+	}
 }

@@ -185,26 +185,54 @@ func (s *Session) Dial(ctx context.Context, port uint16) (*Conn, error) {
 
 	type created struct {
 		errStream, data httpstream.Stream
+		refused         string // the kubelet's reason, when it refused the pair at once
 		err             error
 	}
+	// Create both streams at once: the kubelet pairs them by request id
+	// in whatever order they come, so the connection costs one round trip
+	// to it instead of two.
 	res := make(chan created, 1)
 	go func() {
-		errStream, err := s.conn.CreateStream(h)
-		if err != nil {
-			res <- created{err: fmt.Errorf("create error stream: %w", err)}
-			return
-		}
-		// The error stream is read-only for us.
-		errStream.Close()
+		errc := make(chan created, 1)
+		go func() {
+			st, err := s.conn.CreateStream(h)
+			errc <- created{errStream: st, err: err}
+		}()
 		dh := h.Clone()
 		dh.Set(corev1.StreamType, corev1.StreamTypeData)
-		data, err := s.conn.CreateStream(dh)
-		if err != nil {
-			s.conn.RemoveStreams(errStream)
-			res <- created{err: fmt.Errorf("create data stream: %w", err)}
-			return
+		data, derr := s.conn.CreateStream(dh)
+		e := <-errc
+		switch {
+		case e.err == nil && derr != nil:
+			// When forwarding fails at once (nothing listens on the port)
+			// the kubelet may reset the data stream before replying to
+			// it; its reason is on the error stream. Report it through
+			// the connection, as when the pair was created first.
+			e.errStream.Close()
+			if msg := readRefusal(e.errStream); msg != "" {
+				res <- created{errStream: e.errStream, data: refusedStream{}, refused: msg}
+				return
+			}
+			e.errStream.Reset()
+			s.conn.RemoveStreams(e.errStream)
+			res <- created{err: fmt.Errorf("create data stream: %w", derr)}
+		case e.err != nil || derr != nil:
+			for _, st := range []httpstream.Stream{e.errStream, data} {
+				if st != nil {
+					st.Reset()
+				}
+			}
+			s.conn.RemoveStreams(e.errStream, data)
+			err := fmt.Errorf("create error stream: %w", e.err)
+			if e.err == nil {
+				err = fmt.Errorf("create data stream: %w", derr)
+			}
+			res <- created{err: err}
+		default:
+			// The error stream is read-only for us.
+			e.errStream.Close()
+			res <- created{errStream: e.errStream, data: data}
 		}
-		res <- created{errStream: errStream, data: data}
 	}()
 	var r created
 	select {
@@ -225,9 +253,37 @@ func (s *Session) Dial(ctx context.Context, port uint16) (*Conn, error) {
 	}
 	s.active.Add(1)
 	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, remoteErr: make(chan struct{})}
+	if r.refused != "" {
+		c.errMsg = fmt.Errorf("%s: %s", s.Pod, r.refused)
+		close(c.remoteErr)
+		return c, nil
+	}
 	go c.watchErrors()
 	return c, nil
 }
+
+// readRefusal reads what the kubelet wrote on an error stream whose data
+// stream it reset, waiting at most a second for it to end.
+func readRefusal(errStream httpstream.Stream) string {
+	t := time.AfterFunc(time.Second, func() { errStream.Reset() })
+	defer t.Stop()
+	msg, _ := io.ReadAll(errStream)
+	return strings.TrimSpace(string(msg))
+}
+
+// refusedStream stands for the data stream of a pair the kubelet refused:
+// reads end at once (Conn.Read then reports the kubelet's reason) and
+// writes fail.
+type refusedStream struct{}
+
+func (refusedStream) Read([]byte) (int, error)  { return 0, io.EOF }
+func (refusedStream) Write([]byte) (int, error) { return 0, errRefused }
+func (refusedStream) Close() error              { return nil }
+func (refusedStream) Reset() error              { return nil }
+func (refusedStream) Headers() http.Header      { return http.Header{} }
+func (refusedStream) Identifier() uint32        { return 0 }
+
+var errRefused = errors.New("the kubelet refused the connection")
 
 // Conn is one forwarded TCP connection: a data stream and its error stream.
 // It implements net.Conn; deadlines are not supported by the underlying
