@@ -140,7 +140,7 @@ func (n *Namespace) ensure(kind string) cache.SharedIndexInformer {
 	}
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		n.mu.Lock()
-		n.lastErr[kind] = err
+		n.lastErr[kind] = CheckAuth(err)
 		n.mu.Unlock()
 		n.notify()
 	})
@@ -219,6 +219,9 @@ func (n *Namespace) synced(kinds ...string) (bool, error) {
 }
 
 // WaitSynced blocks until the base informers have synced or ctx is done.
+// It returns at once, with the error, when the API server rejected the
+// credentials: that needs the user, not patience (the informers keep
+// retrying, and their listeners hear when they sync).
 func (n *Namespace) WaitSynced(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
@@ -226,6 +229,9 @@ func (n *Namespace) WaitSynced(ctx context.Context) error {
 		ok, err := n.synced(kindEndpointSlices, kindServices, kindPods)
 		if ok {
 			return nil
+		}
+		if errors.Is(err, ErrUnauthorized) {
+			return fmt.Errorf("watch namespace %q: %w", n.name, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -50,6 +50,10 @@ func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoin
 		kinds = append(kinds, kindStatefulSets)
 	}
 	if ok, err := n.synced(kinds...); !ok {
+		if errors.Is(err, ErrUnauthorized) {
+			// Not a wait: the user must act. Say so first.
+			return nil, err
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrNotSynced, err)
 		}
