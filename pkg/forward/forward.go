@@ -64,6 +64,9 @@ type Runner struct {
 	changed  *notifier
 	state    atomic.Pointer[Status]
 	sessions atomic.Int64 // port-forward sessions used, over every run
+	// attempts and retryAt describe the pending retry to open a session.
+	attempts atomic.Int64
+	retryAt  atomic.Pointer[time.Time]
 	// healthFails counts consecutive failed checks per pod; used by the
 	// Run goroutine only.
 	healthFails map[string]int
@@ -146,6 +149,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	pool.OnSession = func(s *tunnel.Session) {
 		r.sessions.Add(1)
 		r.log.Debug("using port-forward session", "pod", s.Pod.String())
+		// A client's connection may have opened it while the forward was
+		// waiting to retry: look again now rather than at the retry.
+		r.changed.notify()
 	}
 	defer pool.Close()
 
@@ -183,28 +189,84 @@ func (r *Runner) Run(ctx context.Context) error {
 	clock := time.NewTicker(2 * time.Second)
 	defer clock.Stop()
 	last := time.Now()
+	// retry fires when a session that could not be opened is due for
+	// another attempt; attempts counts the failures in a row.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	attempts := 0
+	check := false
 	for {
-		r.refresh(ctx, ns, pool, false)
+		changed := r.changed.wait()
+		sess, err := r.refresh(ctx, ns, pool, check)
+		check = false
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			attempts++
+			delay := retryDelay(attempts, errors.Is(err, kube.ErrUnauthorized))
+			retry.Reset(delay)
+			r.setRetry(attempts, time.Now().Add(delay))
+			// A failure streak is logged once; repeats go to debug.
+			if attempts == 1 {
+				r.log.Warn("cannot open a port-forward session; retrying", "err", err, "in", delay.Round(time.Millisecond), "attempt", attempts)
+			} else {
+				r.log.Debug("cannot open a port-forward session; retrying", "err", err, "in", delay.Round(time.Millisecond), "attempt", attempts)
+			}
+		case attempts > 0:
+			attempts = 0
+			retry.Stop()
+			r.setRetry(0, time.Time{})
+		}
+		var ended <-chan struct{}
+		if sess != nil {
+			ended = sess.Done()
+		}
+	wait:
 		select {
 		case <-ctx.Done():
 			r.setState(StateStopped, "", "")
 			return nil
 		case err := <-errc:
 			return err
-		case <-r.changed.wait():
+		case <-changed:
+		case <-ended:
+			// The API server or the node went away, or the pod was
+			// deleted: reconnect now, not at the next probe.
+			r.log.Info("port-forward session ended; reconnecting", "pod", sess.Pod.String())
+		case <-retry.C:
 		case <-probe.C:
-			r.refresh(ctx, ns, pool, true)
+			check = true
 		case now := <-clock.C:
 			// The monotonic clock stops while the machine sleeps; the wall
 			// clock does not. A gap between them means we just woke up:
 			// the tunnel is likely dead, so probe it now.
-			if jump := wallJump(last, now); jump > 3*time.Second {
-				r.log.Info("clock jumped (the machine slept?); probing the tunnel", "jump", jump.Round(time.Second))
-				r.refresh(ctx, ns, pool, true)
-			}
+			jump := wallJump(last, now)
 			last = now
+			if jump <= 3*time.Second {
+				goto wait
+			}
+			r.log.Info("clock jumped (the machine slept?); probing the tunnel", "jump", jump.Round(time.Second))
+			check = true
 		}
 	}
+}
+
+// retryDelay is the wait before another attempt to open a session after
+// attempts failures in a row: from 250 ms, doubling, at most 1 s so that a
+// forward serves again within about a second of the API server or node
+// coming back; at most 30 s when the credentials were rejected, which only
+// the user can fix (a new client connection still tries at once).
+func retryDelay(attempts int, unauthorized bool) time.Duration {
+	limit := time.Second
+	if unauthorized {
+		limit = 30 * time.Second
+	}
+	d := 250 * time.Millisecond
+	for i := 1; i < attempts && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
 }
 
 // wallJump is how much more wall-clock time than monotonic time passed
@@ -223,7 +285,10 @@ func wallJump(prev, now time.Time) time.Duration {
 // pod but fails (nothing listens, HTTP error) counts towards the
 // threshold; at the threshold the pod is avoided for new connections while
 // another is ready, so the forward re-targets.
-func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, probe bool) {
+//
+// It returns the session it holds, and an error when a session could not
+// be opened (or a probe found it dead): the caller retries with backoff.
+func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, probe bool) (*tunnel.Session, error) {
 	ready := map[string]bool{}
 	var firstErr error
 	var pod string
@@ -253,16 +318,17 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, p
 			state = StateFailed
 		}
 		r.setState(state, firstErr.Error(), "")
-		return
+		return nil, nil
 	}
 	dctx, cancel := context.WithTimeout(ctx, r.opts.DialTimeout)
 	defer cancel()
 	sess, err := pool.Get(dctx, tunnel.Pod{Namespace: r.spec.Namespace, Name: pod})
 	if err != nil {
+		err = kube.CheckAuth(err)
 		if ctx.Err() == nil {
 			r.setState(StateFailed, err.Error(), pod)
 		}
-		return
+		return nil, err
 	}
 	if probe {
 		var port uint16
@@ -278,13 +344,12 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, p
 		case err == nil:
 			delete(r.healthFails, pod)
 		case ctx.Err() != nil:
-			return
+			return sess, nil
 		case errors.Is(err, errTransport):
 			r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
 			sess.Close()
 			r.setState(StateFailed, "probe: "+err.Error(), pod)
-			r.changed.notify()
-			return
+			return nil, fmt.Errorf("probe: %w", err)
 		default:
 			r.healthFails[pod]++
 			n := r.healthFails[pod]
@@ -298,10 +363,11 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, p
 			r.current.Delete(r.ports[0].mapping.Remote.String())
 			r.setState(StateFailed, "health: "+err.Error(), pod)
 			r.changed.notify()
-			return
+			return sess, nil
 		}
 	}
 	r.setState(StateReady, "", pod)
+	return sess, nil
 }
 
 // dial waits for a ready endpoint and opens a connection to it.
@@ -327,7 +393,7 @@ func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remo
 			if ctx.Err() == nil {
 				r.badUntil.Store(ep.Pod, time.Now().Add(2*time.Second))
 			}
-			last = err
+			last = kube.CheckAuth(err)
 		} else {
 			last = err
 		}

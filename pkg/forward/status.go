@@ -23,8 +23,10 @@ const (
 	// StateFailed: listening, but the target cannot be used (not found, a
 	// port name it lacks, a session that cannot be opened); kpf retries.
 	StateFailed State = "failed"
-	// StateRetrying: the forward stopped (see Reason) and restarts after
-	// a backoff.
+	// StateRetrying: the forward cannot serve now (see Reason) and kpf
+	// tries again at RetryAt, with backoff: either a port-forward session
+	// could not be opened (the local ports stay bound, and a new client
+	// connection tries at once), or the forward stopped and restarts.
 	StateRetrying State = "retrying"
 	// StateStopped: the forward was stopped.
 	StateStopped State = "stopped"
@@ -47,6 +49,8 @@ type Status struct {
 	// one at start, one more per reconnect or new pod. Forwards to the same
 	// pod share their sessions, so each of them counts a shared one.
 	Sessions int64 `json:"sessions"`
+	// Attempts is how many attempts in a row have failed, while retrying.
+	Attempts int64 `json:"attempts,omitempty"`
 }
 
 // PortStatus is the traffic of one local listener.
@@ -89,10 +93,23 @@ func (r *Runner) setState(state State, reason, pod string) {
 	}
 }
 
+// setRetry records the retry to open a session that is pending after
+// attempts failures in a row; 0 means none is.
+func (r *Runner) setRetry(attempts int, at time.Time) {
+	r.attempts.Store(int64(attempts))
+	r.retryAt.Store(&at)
+}
+
 // Status returns a snapshot of the forward's state and traffic.
 func (r *Runner) Status() Status {
 	s := *r.state.Load()
 	s.Sessions = r.sessions.Load()
+	if n := r.attempts.Load(); n > 0 && s.State == StateFailed {
+		s.State, s.Attempts = StateRetrying, n
+		if at := r.retryAt.Load(); at != nil {
+			s.RetryAt = *at
+		}
+	}
 	for _, p := range r.ports {
 		ps := PortStatus{
 			Local:       p.addr,
