@@ -48,6 +48,10 @@ type Component struct {
 	PID  int    `json:"pid"`
 	Port int    `json:"port"`
 	Log  string `json:"log"`
+	// Bin and Args are the command line the component was started with, so
+	// that StartComponent can start it again on the same port.
+	Bin  string   `json:"bin,omitempty"`
+	Args []string `json:"args,omitempty"`
 }
 
 // Cluster describes a running cluster; it is saved as state.json in the
@@ -143,7 +147,7 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 			return err
 		}
 		procs[name] = p
-		c.Components = append(c.Components, Component{Name: name, PID: p.cmd.Process.Pid, Port: port, Log: p.log})
+		c.Components = append(c.Components, Component{Name: name, PID: p.cmd.Process.Pid, Port: port, Log: p.log, Bin: bin, Args: args})
 		// Save after every start so that Down can clean up a partial start.
 		return c.save()
 	}
@@ -174,6 +178,9 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 		"--tls-cert-file=" + keys.APIServerCert, "--tls-private-key-file=" + keys.APIServerKey,
 		"--client-ca-file=" + keys.CACert,
 		"--token-auth-file=" + keys.TokenFile,
+		// Bootstrap tokens are Secrets: tests revoke credentials by
+		// deleting one and restore them by creating it again.
+		"--enable-bootstrap-token-auth",
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + keys.SAPublic, "--service-account-signing-key-file=" + keys.SAPrivate,
@@ -286,11 +293,10 @@ func (c *Cluster) Healthy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tok, err := os.ReadFile(filepath.Join(c.Dir, "pki", "tokens.csv"))
+	token, err := c.adminToken()
 	if err != nil {
-		return fmt.Errorf("read token: %w", err)
+		return err
 	}
-	token, _, _ := strings.Cut(string(tok), ",")
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return httpOK(ctx, client, c.Server+"/readyz", token)

@@ -13,17 +13,29 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/kpf-dev/kpf/test/cluster/localcluster"
 )
 
-const usage = `usage: kpfcluster up|down|status [flags]
+const usage = `usage: kpfcluster up|down|status|stop|start [flags]
 
   up      build (cached) and start a cluster, wait until it is usable,
           print its kubeconfig path; reports a running one instead of
           starting a second copy
   down    stop the cluster and remove its state
   status  report whether the cluster is running
+  stop    stop one component (-component) with -signal, to simulate a
+          crash (KILL) or a clean stop (TERM); the rest keeps running
+  start   start a stopped component again with the same command line and
+          port, and wait until it is ready
+
+components: etcd, kube-apiserver, kube-controller-manager, node-agent
+
+examples:
+  kpfcluster stop -name fault -component kube-apiserver -signal KILL
+  kpfcluster start -name fault -component kube-apiserver
 
 flags:
 `
@@ -53,6 +65,8 @@ func run() error {
 	fs.StringVar(&o.CacheDir, "cache", filepath.Join(cacheDefault, "kpf-cluster"), "directory for built binaries")
 	fs.StringVar(&o.ModuleDir, "module", ".", "directory of the test/cluster Go module")
 	asJSON := fs.Bool("json", false, "print the cluster description as JSON on stdout")
+	component := fs.String("component", "", "with stop and start: the component `NAME`")
+	sig := fs.String("signal", "TERM", "with stop: the signal, KILL, TERM or INT")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		return err
 	}
@@ -82,6 +96,32 @@ func run() error {
 		}
 		c.AlreadyRunning = true
 		return report(c, *asJSON)
+	case "stop", "start":
+		if *component == "" {
+			return fmt.Errorf("%s needs -component NAME", verb)
+		}
+		c, err := localcluster.Load(o.StateDir, o.Name)
+		if err != nil {
+			return fmt.Errorf("cluster %q is not running", o.Name)
+		}
+		if verb == "start" {
+			if err := c.StartComponent(ctx, *component); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "%s of cluster %q is ready (pid %d)\n", *component, o.Name, c.Component(*component).PID)
+			return nil
+		}
+		s, ok := localcluster.Signals[strings.TrimPrefix(strings.ToUpper(*sig), "SIG")]
+		if !ok {
+			return fmt.Errorf("unknown signal %q (want KILL, TERM or INT)", *sig)
+		}
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := c.StopComponent(sctx, *component, s); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "%s of cluster %q stopped (%v)\n", *component, o.Name, s)
+		return nil
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		return fmt.Errorf("unknown command %q", verb)
