@@ -317,8 +317,14 @@ func replaceConfig(t *testing.T, path, content string) {
 // its startup table (one line per forward port).
 func startKpf(t *testing.T, s *suite, config string, args ...string) *kpfProcess {
 	t.Helper()
+	return startKpfWith(t, s, s.kubeconfig, config, args...)
+}
+
+// startKpfWith is startKpf with KUBECONFIG set to kubeconfig.
+func startKpfWith(t *testing.T, s *suite, kubeconfig, config string, args ...string) *kpfProcess {
+	t.Helper()
 	cmd := exec.Command(s.kpf, append([]string{"up", "-f", config, "-v"}, args...)...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	p := &kpfProcess{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {

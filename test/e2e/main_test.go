@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,12 +37,24 @@ type cluster struct {
 
 // suite is what every test shares; TestMain fills it once.
 type suite struct {
-	root      string
-	kpf       string // built binary
-	primary   *cluster
-	secondary *cluster
+	root       string
+	kpf        string // built binary
+	kpfcluster string // built binary of test/cluster/cmd/kpfcluster
+	primary    *cluster
+	secondary  *cluster
 	// kubeconfig lists both clusters' kubeconfigs, as KUBECONFIG does.
 	kubeconfig string
+	// fault is the cluster whose components the fault tests kill; it is
+	// started by the first test that needs it (see faultCluster).
+	fault *lazyCluster
+}
+
+// lazyCluster is a cluster started on first use.
+type lazyCluster struct {
+	name    string
+	once    sync.Once
+	cluster *cluster
+	err     error
 }
 
 var shared *suite // set once by TestMain; read-only afterwards
@@ -67,7 +80,7 @@ func setup() (*suite, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &suite{root: root}
+	s := &suite{root: root, fault: &lazyCluster{name: "fault"}}
 	var cleanups []func()
 	cleanup := func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -84,14 +97,27 @@ func setup() (*suite, func(), error) {
 		cleanup()
 		return nil, nil, fmt.Errorf("build kpf: %v\n%s", err, out)
 	}
+	s.kpfcluster = filepath.Join(bin, "kpfcluster")
+	build := exec.Command("go", "build", "-o", s.kpfcluster, "./cmd/kpfcluster")
+	build.Dir = filepath.Join(root, "test/cluster")
+	if out, err := build.CombinedOutput(); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("build kpfcluster: %v\n%s", err, out)
+	}
+	// The fault cluster is stopped after the run if the run started it.
+	cleanups = append(cleanups, func() {
+		if c := s.fault.cluster; c != nil && !c.AlreadyRunning {
+			s.clusterDown(s.fault.name)
+		}
+	})
 	for _, name := range []string{"e2e", "e2e2"} {
-		c, err := clusterUp(root, name)
+		c, err := s.clusterUp(name)
 		if err != nil {
 			cleanup()
 			return nil, nil, err
 		}
 		if !c.AlreadyRunning {
-			cleanups = append(cleanups, func() { clusterDown(root, name) })
+			cleanups = append(cleanups, func() { s.clusterDown(name) })
 		}
 		if s.primary == nil {
 			s.primary = c
@@ -103,11 +129,18 @@ func setup() (*suite, func(), error) {
 	return s, cleanup, nil
 }
 
-func clusterUp(root, name string) (*cluster, error) {
+// kpfclusterCmd is a kpfcluster command on the cluster name.
+func (s *suite) kpfclusterCmd(ctx context.Context, verb, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, s.kpfcluster, append([]string{verb, "-name", name, "-dir", filepath.Join(s.root, ".cluster"),
+		"-module", filepath.Join(s.root, "test/cluster")}, args...)...)
+	cmd.Dir = filepath.Join(s.root, "test/cluster")
+	return cmd
+}
+
+func (s *suite) clusterUp(name string) (*cluster, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/kpfcluster", "up", "-name", name, "-dir", filepath.Join(root, ".cluster"), "-json")
-	cmd.Dir = filepath.Join(root, "test/cluster")
+	cmd := s.kpfclusterCmd(ctx, "up", name, "-json")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -127,10 +160,8 @@ func clusterUp(root, name string) (*cluster, error) {
 	return &c, nil
 }
 
-func clusterDown(root, name string) {
-	cmd := exec.Command("go", "run", "./cmd/kpfcluster", "down", "-name", name, "-dir", filepath.Join(root, ".cluster"))
-	cmd.Dir = filepath.Join(root, "test/cluster")
-	if out, err := cmd.CombinedOutput(); err != nil {
+func (s *suite) clusterDown(name string) {
+	if out, err := s.kpfclusterCmd(context.Background(), "down", name).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: stop cluster %s: %v\n%s", name, err, strings.TrimSpace(string(out)))
 	}
 }

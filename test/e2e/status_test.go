@@ -98,54 +98,6 @@ forwards:
 	}
 }
 
-// A paused node agent (as on a laptop that slept) makes the probe through
-// the tunnel fail; once it resumes, the forward recovers by itself.
-func TestE2EPausedNodeAgentIsDetectedAndRecovered(t *testing.T) {
-	s := needSuite(t)
-	pid := s.primary.pid("node-agent")
-	if pid == 0 {
-		t.Fatal("no node-agent pid in the cluster description")
-	}
-	ns := newNamespace(t, s.primary, "pause")
-	deployEcho(t, s.primary, ns, 1, startBackend(t, "a"))
-	port := freePort(t)
-	cfg := writeConfig(t, echoConfig(ns, port))
-	startKpf(t, s, cfg, "--probe-interval", "1s")
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if _, err := greeting(addr, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	resume := func() {
-		if !resumed {
-			syscall.Kill(pid, syscall.SIGCONT)
-			resumed = true
-		}
-	}
-	defer resume()
-	paused := time.Now()
-	var unhealthy forward.Status
-	waitUntil(t, 30*time.Second, "status to show the forward unhealthy", func(context.Context) (bool, error) {
-		snap, _ := kpfStatus(t, s, cfg)
-		unhealthy = statusOf(snap, "echo")
-		return unhealthy.State != forward.StateReady && strings.Contains(unhealthy.Reason, "probe"), nil
-	})
-	t.Logf("unhealthy %s after the pause: %s: %s", time.Since(paused).Round(100*time.Millisecond), unhealthy.State, unhealthy.Reason)
-	resume()
-	resumedAt := time.Now()
-	waitUntil(t, 60*time.Second, "the forward to recover", func(context.Context) (bool, error) {
-		snap, _ := kpfStatus(t, s, cfg)
-		return statusOf(snap, "echo").State == forward.StateReady, nil
-	})
-	t.Logf("ready again %s after SIGCONT", time.Since(resumedAt).Round(100*time.Millisecond))
-	if g, err := greeting(addr, 10*time.Second); err != nil || g != "hello from a" {
-		t.Fatalf("after recovery: %q, %v", g, err)
-	}
-}
-
 // --metrics-addr serves Prometheus metrics that promtool accepts and that
 // count the traffic.
 func TestE2EMetrics(t *testing.T) {
