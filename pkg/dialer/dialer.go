@@ -5,8 +5,9 @@
 // service over a port-forward session, and plugs into http.Transport,
 // gRPC's WithContextDialer and database drivers that accept a dialer.
 //
-// Sessions are shared: one port-forward connection per pod carries every
-// connection to that pod. Each dial resolves the service's ready endpoints
+// Sessions are shared: one port-forward connection per pod carries the
+// connections to that pod, and up to tunnel.MaxSessionsPerPod while
+// several run at once. Each dial resolves the service's ready endpoints
 // afresh from informer caches, so a deleted or unready pod is never picked
 // and a dial made while none is ready waits for one (bounded by the
 // context). A Dialer is safe for concurrent use; Close releases every
@@ -164,14 +165,10 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		eps, err := w.ns.Resolve(target, t.Port)
 		if err == nil {
 			ep := d.pick(kctx, eps)
-			var sess *tunnel.Session
-			sess, err = pool.Get(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod})
-			if err == nil {
-				var c *tunnel.Conn
-				if c, err = sess.Dial(ctx, ep.Port); err == nil {
-					d.log.Debug("dialled through port-forward", "addr", addr, "pod", ep.String())
-					return c, nil
-				}
+			var c *tunnel.Conn
+			if c, err = pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port); err == nil {
+				d.log.Debug("dialled through port-forward", "addr", addr, "pod", ep.String())
+				return c, nil
 			}
 			if ctx.Err() == nil {
 				d.bad.Store(kctx+"/"+ep.Namespace+"/"+ep.Pod, time.Now().Add(2*time.Second))

@@ -379,16 +379,12 @@ func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remo
 		eps, err := ns.Resolve(r.spec.Target, remote)
 		if err == nil {
 			ep := r.pick(remote, eps, true)
-			sess, err := pool.Get(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod})
+			c, err := pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
 			if err == nil {
-				var c *tunnel.Conn
-				c, err = sess.Dial(ctx, ep.Port)
-				if err == nil {
-					return c, ep.String(), nil
-				}
-				if !sess.Alive() || errors.Is(err, tunnel.ErrSessionClosed) {
-					delay = 0 // the pool reconnects at once
-				}
+				return c, ep.String(), nil
+			}
+			if errors.Is(err, tunnel.ErrSessionClosed) {
+				delay = 0 // the pool reconnects at once
 			}
 			if ctx.Err() == nil {
 				r.badUntil.Store(ep.Pod, time.Now().Add(2*time.Second))

@@ -2,30 +2,71 @@ package tunnel
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
 
-// Pool keeps at most one live session per pod and shares it among its
-// users, so that every connection to a pod, from any forward, goes through
-// one port-forward connection. Users take a Lease and hold the pods they
-// want kept warm; a session is closed once no lease holds its pod and no
-// connection goes through it. Concurrent Gets for a pod share one dial. It
-// is safe for concurrent use.
+// Pool keeps one main session per pod and shares it among its users, so
+// that every forward to a pod uses one port-forward connection. Users take
+// a Lease and hold the pods they want kept warm; a session is closed once
+// no lease holds its pod and no connection goes through it. Concurrent
+// Gets for a pod share one dial.
+//
+// Connections opened with Lease.Dial are spread over up to
+// MaxSessionsPerPod sessions to the pod: a connection that would share a
+// busy session gets a session of its own while there are fewer. One
+// multiplexed connection carries every stream through one reader in each
+// process on the path (kpf, API server, kubelet), and a stream whose
+// reader falls behind holds up the others; parallel transfers go faster
+// and cost less CPU over several. Extra sessions close after
+// ExtraSessionIdle without connections. A Pool is safe for concurrent
+// use.
 type Pool struct {
 	connect     func(context.Context, Pod) (*Session, error)
 	dialTimeout time.Duration
 
 	mu       sync.Mutex
-	sessions map[Pod]*poolEntry
-	holds    map[Pod]int // leases holding each pod
+	sessions map[Pod]*poolEntry   // the main session per pod
+	extra    map[Pod][]*poolEntry // extra sessions for parallel connections
+	noSpread map[Pod]time.Time    // until when not to open extra sessions (one failed)
+	holds    map[Pod]int          // leases holding each pod
 	closed   bool
 }
+
+// MaxSessionsPerPod bounds the sessions Lease.Dial spreads connections to
+// one pod over.
+const MaxSessionsPerPod = 4
+
+// ExtraSessionIdle is how long an extra session stays open without a
+// connection while its pod is held.
+const ExtraSessionIdle = 30 * time.Second
 
 type poolEntry struct {
 	ready   chan struct{} // closed when the dial has finished
 	session *Session
 	err     error
+	waiters int         // connections waiting for this dial (extra sessions)
+	timer   *time.Timer // closes an idle extra session
+}
+
+func (e *poolEntry) live() bool {
+	select {
+	case <-e.ready:
+		return e.err == nil && e.session.Alive()
+	default:
+		return false
+	}
+}
+
+func (e *poolEntry) dialing() bool {
+	select {
+	case <-e.ready:
+		return false
+	default:
+		return true
+	}
 }
 
 // NewPool returns an empty pool that connects with connector; a dial that
@@ -35,7 +76,8 @@ func NewPool(connector *Connector, dialTimeout time.Duration) *Pool {
 }
 
 func newPool(connect func(context.Context, Pod) (*Session, error), dialTimeout time.Duration) *Pool {
-	return &Pool{connect: connect, dialTimeout: dialTimeout, sessions: map[Pod]*poolEntry{}, holds: map[Pod]int{}}
+	return &Pool{connect: connect, dialTimeout: dialTimeout, sessions: map[Pod]*poolEntry{}, extra: map[Pod][]*poolEntry{},
+		noSpread: map[Pod]time.Time{}, holds: map[Pod]int{}}
 }
 
 // Lease returns a new, empty hold on the pool's sessions for one user.
@@ -102,30 +144,139 @@ func (p *Pool) dial(pod Pod, e *poolEntry) {
 	p.sweep(pod)
 }
 
-// sweep closes the session to pod if no lease holds the pod and no
-// connection goes through it.
+// sweep closes the sessions to pod that no connection goes through if no
+// lease holds the pod, and its extra sessions that have been idle for
+// ExtraSessionIdle.
 func (p *Pool) sweep(pod Pod) {
+	var closing []*Session
 	p.mu.Lock()
-	e := p.sessions[pod]
-	if e == nil || p.holds[pod] > 0 {
+	held := p.holds[pod] > 0
+	if e := p.sessions[pod]; e != nil && !held && !e.dialing() {
+		// A dial in flight sweeps when it finishes; the last
+		// connection's Close sweeps again.
+		if !e.live() || e.session.Active() == 0 {
+			delete(p.sessions, pod)
+			if e.session != nil {
+				closing = append(closing, e.session)
+			}
+		}
+	}
+	kept := p.extra[pod][:0]
+	for _, e := range p.extra[pod] {
+		switch {
+		case e.dialing():
+			kept = append(kept, e)
+			continue
+		case !e.live():
+		case e.session.Active() > 0:
+			kept = append(kept, e)
+			continue
+		case held:
+			if wait := ExtraSessionIdle - time.Since(e.session.IdleSince()); wait > 0 {
+				if e.timer == nil {
+					e.timer = time.AfterFunc(wait, func() {
+						p.mu.Lock()
+						e.timer = nil
+						p.mu.Unlock()
+						p.sweep(pod)
+					})
+				}
+				kept = append(kept, e)
+				continue
+			}
+		}
+		if e.timer != nil {
+			e.timer.Stop()
+			e.timer = nil
+		}
+		if e.session != nil {
+			closing = append(closing, e.session)
+		}
+	}
+	if len(kept) == 0 {
+		delete(p.extra, pod)
+	} else {
+		p.extra[pod] = kept
+	}
+	p.mu.Unlock()
+	for _, s := range closing {
+		s.Close()
+	}
+}
+
+// pick chooses the session for a new connection to pod, given its live
+// main session, and counts the connection in its Active: the session with
+// the fewest connections, or a new extra session if every one is busy and
+// there are fewer than MaxSessionsPerPod.
+func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrSessionClosed
+		}
+		best, load, n := (*poolEntry)(nil), main.Active(), 1
+		for _, e := range p.extra[pod] {
+			l := int64(e.waiters)
+			switch {
+			case e.live():
+				l = e.session.Active()
+			case !e.dialing():
+				continue // failed or ended; sweep removes it
+			}
+			n++
+			if l < load {
+				best, load = e, l
+			}
+		}
+		if load > 0 && n < MaxSessionsPerPod && time.Now().After(p.noSpread[pod]) {
+			best = &poolEntry{ready: make(chan struct{})}
+			p.extra[pod] = append(p.extra[pod], best)
+			go p.dialExtra(pod, best)
+		}
+		if best == nil {
+			main.active.Add(1)
+			p.mu.Unlock()
+			return main, nil
+		}
+		if best.live() {
+			best.session.active.Add(1)
+			p.mu.Unlock()
+			return best.session, nil
+		}
+		best.waiters++
 		p.mu.Unlock()
+		select {
+		case <-best.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		// Choose again: the new session if it came up, else (it failed,
+		// and spreading is off for a while) another.
+	}
+}
+
+// dialExtra opens an extra session to pod for entry e of p.extra.
+func (p *Pool) dialExtra(pod Pod, e *poolEntry) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.dialTimeout)
+	defer cancel()
+	s, err := p.connect(ctx, pod)
+	if err == nil {
+		s.onIdle = func() { p.sweep(pod) }
+	}
+	p.mu.Lock()
+	e.session, e.err = s, err
+	close(e.ready)
+	if err != nil {
+		p.noSpread[pod] = time.Now().Add(10 * time.Second)
+	}
+	closed := p.closed
+	p.mu.Unlock()
+	if closed && s != nil {
+		s.Close()
 		return
 	}
-	select {
-	case <-e.ready:
-	default:
-		p.mu.Unlock()
-		return // dial sweeps when it finishes
-	}
-	if e.err == nil && e.session.Alive() && e.session.Active() > 0 {
-		p.mu.Unlock()
-		return // the last connection's Close sweeps again
-	}
-	delete(p.sessions, pod)
-	p.mu.Unlock()
-	if e.session != nil {
-		e.session.Close()
-	}
+	p.sweep(pod)
 }
 
 // hold adds (n > 0) or removes (n < 0) a lease's hold on pod.
@@ -175,6 +326,17 @@ func (p *Pool) Close() {
 		}
 		delete(p.sessions, pod)
 	}
+	for pod, es := range p.extra {
+		for _, e := range es {
+			if e.timer != nil {
+				e.timer.Stop()
+			}
+			if !e.dialing() && e.session != nil {
+				open = append(open, e.session)
+			}
+		}
+		delete(p.extra, pod)
+	}
 	p.mu.Unlock()
 	for _, s := range open {
 		s.Close()
@@ -223,6 +385,25 @@ func (l *Lease) Get(ctx context.Context, pod Pod) (*Session, error) {
 		l.OnSession(s)
 	}
 	return s, nil
+}
+
+// Dial opens a connection to port of pod through one of the pod's
+// sessions (see Pool), connecting if needed, and holds pod like Get. An
+// error because the session ended wraps ErrSessionClosed.
+func (l *Lease) Dial(ctx context.Context, pod Pod, port uint16) (*Conn, error) {
+	main, err := l.Get(ctx, pod)
+	if err != nil {
+		return nil, err
+	}
+	s, err := l.pool.pick(ctx, pod, main)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.dialReserved(ctx, port)
+	if err != nil && !s.Alive() && !errors.Is(err, ErrSessionClosed) {
+		err = fmt.Errorf("%w: %w", ErrSessionClosed, err)
+	}
+	return c, err
 }
 
 // Retain lets go of the pods for which keep returns false. Their sessions

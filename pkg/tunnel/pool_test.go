@@ -334,3 +334,91 @@ func TestDialReportsAnImmediateRefusalThroughTheConnection(t *testing.T) {
 		t.Error("Write to a refused connection succeeded")
 	}
 }
+
+func TestDialSpreadsConcurrentConnectionsOverSessions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePool()
+		defer fp.Close()
+		ctx := context.Background()
+		l := fp.Lease()
+		// Connections one after another share the main session.
+		for range 3 {
+			c, err := l.Dial(ctx, podA, 80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+		if n := len(fp.opened()); n != 1 {
+			t.Fatalf("sequential connections opened %d sessions, want 1", n)
+		}
+		// Open ones spread over MaxSessionsPerPod sessions.
+		var conns []*Conn
+		perSession := map[*Session]int{}
+		for range 2 * MaxSessionsPerPod {
+			c, err := l.Dial(ctx, podA, 80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+			perSession[c.session]++
+		}
+		if n := len(fp.opened()); n != MaxSessionsPerPod || len(perSession) != MaxSessionsPerPod {
+			t.Fatalf("%d open connections: %d sessions opened, %d used; want %d", len(conns), n, len(perSession), MaxSessionsPerPod)
+		}
+		for s, n := range perSession {
+			if n != 2 {
+				t.Errorf("session %p carries %d connections, want 2", s, n)
+			}
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		// Idle extra sessions close after ExtraSessionIdle; the main one
+		// stays while the pod is held.
+		time.Sleep(ExtraSessionIdle / 2)
+		synctest.Wait()
+		if open := countOpen(fp.opened()); open != MaxSessionsPerPod {
+			t.Fatalf("%d sessions open half-way through the idle time, want %d", open, MaxSessionsPerPod)
+		}
+		time.Sleep(ExtraSessionIdle)
+		synctest.Wait()
+		if open := countOpen(fp.opened()); open != 1 {
+			t.Fatalf("%d sessions open after the idle time, want only the main one", open)
+		}
+		l.Close()
+		if open := countOpen(fp.opened()); open != 0 {
+			t.Fatalf("%d sessions open after the lease let go, want 0", open)
+		}
+	})
+}
+
+func TestLeaseCloseClosesIdleExtraSessionsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePool()
+		defer fp.Close()
+		ctx := context.Background()
+		l := fp.Lease()
+		a, _ := l.Dial(ctx, podA, 80)
+		b, _ := l.Dial(ctx, podA, 80)
+		if a.session == b.session {
+			t.Fatal("two open connections share a session")
+		}
+		a.Close()
+		b.Close()
+		l.Close()
+		if open := countOpen(fp.opened()); open != 0 {
+			t.Fatalf("%d sessions open after the lease let go, want 0", open)
+		}
+	})
+}
+
+func countOpen(conns []*fakeConn) int {
+	n := 0
+	for _, c := range conns {
+		if !c.isClosed() {
+			n++
+		}
+	}
+	return n
+}

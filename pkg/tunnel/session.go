@@ -153,7 +153,8 @@ func (s *Session) Alive() bool {
 	}
 }
 
-// Active is the number of connections open through the session.
+// Active is the number of connections open or being opened through the
+// session.
 func (s *Session) Active() int64 { return s.active.Load() }
 
 // IdleSince is when the last connection through the session closed, or
@@ -174,6 +175,30 @@ var ErrSessionClosed = errors.New("port-forward session closed")
 // (for example "connection refused" inside the pod) from Read, and closing
 // it releases its streams. ctx bounds stream creation only.
 func (s *Session) Dial(ctx context.Context, port uint16) (*Conn, error) {
+	s.active.Add(1)
+	return s.dialReserved(ctx, port)
+}
+
+// release undoes a reservation made by Pool.pick or Dial, or accounts for
+// a closed connection.
+func (s *Session) release() {
+	s.lastUsed.Store(time.Now().UnixNano())
+	if s.active.Add(-1) == 0 && s.onIdle != nil {
+		s.onIdle()
+	}
+}
+
+// dialReserved is Dial for a connection already counted in active; a
+// failure releases it.
+func (s *Session) dialReserved(ctx context.Context, port uint16) (*Conn, error) {
+	c, err := s.dial(ctx, port)
+	if err != nil {
+		s.release()
+	}
+	return c, err
+}
+
+func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
 	if !s.Alive() {
 		return nil, ErrSessionClosed
 	}
@@ -251,7 +276,6 @@ func (s *Session) Dial(ctx context.Context, port uint16) (*Conn, error) {
 	if r.err != nil {
 		return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err)
 	}
-	s.active.Add(1)
 	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, remoteErr: make(chan struct{})}
 	if r.refused != "" {
 		c.errMsg = fmt.Errorf("%s: %s", s.Pod, r.refused)
@@ -352,10 +376,7 @@ func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.data.Reset()
 		c.session.conn.RemoveStreams(c.errStream, c.data)
-		c.session.lastUsed.Store(time.Now().UnixNano())
-		if c.session.active.Add(-1) == 0 && c.session.onIdle != nil {
-			c.session.onIdle()
-		}
+		c.session.release()
 	})
 	return nil
 }
