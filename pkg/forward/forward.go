@@ -339,12 +339,18 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, p
 		}
 		pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
 		defer cancel()
+		started := time.Now()
 		err := r.sharedCheck(pctx, sess, port)
 		switch {
 		case err == nil:
 			delete(r.healthFails, pod)
 		case ctx.Err() != nil:
 			return sess, nil
+		case errors.Is(err, errTransport) && sess.Busy(started):
+			// Data kept moving while the check waited for its stream:
+			// the session is slow, not dead. Closing it would cut every
+			// connection it carries.
+			r.log.Debug("probe could not open a stream in time on a busy session; keeping it", "pod", pod, "err", err)
 		case errors.Is(err, errTransport):
 			r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
 			sess.Close()

@@ -115,7 +115,7 @@ func newFakePool() *fakePool {
 		fp.mu.Lock()
 		fp.conns = append(fp.conns, c)
 		fp.mu.Unlock()
-		return newSession(pod, c, "fake"), nil
+		return newSession(pod, c, "fake", nil), nil
 	}, time.Second)
 	return fp
 }
@@ -233,7 +233,7 @@ func TestLeaseRedialsAnEndedSession(t *testing.T) {
 
 func TestSharedRunsOncePerFreshWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := newSession(podA, newFakeConn(), "fake")
+		s := newSession(podA, newFakeConn(), "fake", nil)
 		defer s.Close()
 		ctx := context.Background()
 		var runs atomic.Int64
@@ -281,7 +281,7 @@ func TestSharedRunsOncePerFreshWindow(t *testing.T) {
 
 func TestSharedDoesNotShareACancelledRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := newSession(podA, newFakeConn(), "fake")
+		s := newSession(podA, newFakeConn(), "fake", nil)
 		defer s.Close()
 		var runs atomic.Int64
 		cctx, cancel := context.WithCancel(context.Background())
@@ -317,7 +317,7 @@ func TestSharedDoesNotShareACancelledRun(t *testing.T) {
 func TestDialReportsAnImmediateRefusalThroughTheConnection(t *testing.T) {
 	fc := newFakeConn()
 	fc.refuse = "error forwarding port 81 to pod: connection refused"
-	s := newSession(podA, fc, "fake")
+	s := newSession(podA, fc, "fake", nil)
 	defer s.Close()
 	c, err := s.Dial(context.Background(), 81)
 	if err != nil {

@@ -28,9 +28,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/util/httpstream/spdy"
+	pfconst "k8s.io/apimachinery/pkg/util/portforward"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
-	"k8s.io/client-go/transport/spdy"
+	spdytransport "k8s.io/client-go/transport/spdy"
+	"k8s.io/client-go/transport/websocket"
 )
 
 // Pod names the pod a session forwards to.
@@ -61,46 +64,82 @@ func (c *Connector) Connect(ctx context.Context, pod Pod) (*Session, error) {
 		return nil, fmt.Errorf("parse API server address: %w", err)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/portforward", pod.Namespace, pod.Name)
-	rt, upgrader, err := spdy.RoundTripperFor(c.config)
-	if err != nil {
-		return nil, fmt.Errorf("spdy round tripper: %w", err)
-	}
-	var dialer httpstream.Dialer = spdy.NewDialer(upgrader, &http.Client{Transport: rt}, http.MethodPost, u)
-	if c.websocket {
-		ws, err := portforward.NewSPDYOverWebsocketDialer(u, c.config)
-		if err != nil {
-			return nil, fmt.Errorf("websocket dialer: %w", err)
-		}
-		dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
-			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-		})
-	}
 	type result struct {
-		conn     httpstream.Connection
-		protocol string
-		err      error
+		conn      httpstream.Connection
+		protocol  string
+		transport io.Closer
+		err       error
 	}
-	// httpstream.Dialer has no context: dial in the background and, if ctx
+	// Neither dial takes a context: dial in the background and, if ctx
 	// ends first, close whatever arrives later.
 	done := make(chan result, 1)
 	go func() {
-		conn, proto, err := dialer.Dial(portforward.PortForwardProtocolV1Name)
-		done <- result{conn, proto, err}
+		var r result
+		if c.websocket {
+			r.conn, r.protocol, r.transport, r.err = c.dialWebSocket(u)
+			if r.err == nil || !(httpstream.IsUpgradeFailure(r.err) || httpstream.IsHTTPSProxyError(r.err)) {
+				done <- r
+				return
+			}
+		}
+		r = result{}
+		r.conn, r.protocol, r.err = c.dialSPDY(u)
+		done <- r
 	}()
 	select {
 	case r := <-done:
 		if r.err != nil {
 			return nil, fmt.Errorf("port-forward to pod %s: %w", pod, r.err)
 		}
-		return newSession(pod, r.conn, r.protocol), nil
+		return newSession(pod, r.conn, r.protocol, r.transport), nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-done; r.conn != nil {
+				if r.transport != nil {
+					r.transport.Close()
+				}
 				r.conn.Close()
 			}
 		}()
 		return nil, fmt.Errorf("port-forward to pod %s: %w", pod, ctx.Err())
 	}
+}
+
+// dialWebSocket opens a port-forward session tunnelled over WebSocket, as
+// client-go's SPDY-over-WebSocket dialer does, but keeps the tunnel so that
+// Session.Close can close it first (see there).
+func (c *Connector) dialWebSocket(u *url.URL) (httpstream.Connection, string, io.Closer, error) {
+	rt, holder, err := websocket.RoundTripperFor(c.config)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("websocket round tripper: %w", err)
+	}
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ws, err := websocket.Negotiate(rt, holder, req, pfconst.WebsocketsSPDYTunnelingPortForwardV1)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if ws == nil {
+		return nil, "", nil, errors.New("websocket negotiation returned no connection")
+	}
+	tunnel := portforward.NewTunnelingConnection("client", ws)
+	conn, err := spdy.NewClientConnectionWithPings(tunnel, portforward.PingPeriod)
+	if err != nil {
+		tunnel.Close()
+		return nil, "", nil, err
+	}
+	return conn, strings.TrimPrefix(ws.Subprotocol(), pfconst.WebsocketsSPDYTunnelingPrefix), tunnel, nil
+}
+
+// dialSPDY opens a port-forward session over an HTTP upgrade to SPDY.
+func (c *Connector) dialSPDY(u *url.URL) (httpstream.Connection, string, error) {
+	rt, upgrader, err := spdytransport.RoundTripperFor(c.config)
+	if err != nil {
+		return nil, "", fmt.Errorf("spdy round tripper: %w", err)
+	}
+	return spdytransport.NewDialer(upgrader, &http.Client{Transport: rt}, http.MethodPost, u).Dial(portforward.PortForwardProtocolV1Name)
 }
 
 // Session is one port-forward connection to a pod, multiplexing any number
@@ -109,12 +148,19 @@ type Session struct {
 	Pod      Pod
 	Protocol string
 
-	conn      httpstream.Connection
+	conn httpstream.Connection
+	// transport, if known, is what carries conn (the WebSocket tunnel).
+	transport io.Closer
 	requestID atomic.Int64
 	active    atomic.Int64
 	done      chan struct{}
 	closeOnce sync.Once
 	lastUsed  atomic.Int64 // unix nanoseconds
+	// Traffic, for Busy: when a connection last read data or finished a
+	// write (unix nanoseconds), and how many writes are in progress.
+	lastMoved atomic.Int64
+	lastWrote atomic.Int64
+	writing   atomic.Int64
 	// onIdle, if set before the session is shared, is called when the
 	// last open connection closes.
 	onIdle func()
@@ -123,8 +169,8 @@ type Session struct {
 	shared   map[string]*sharedRun
 }
 
-func newSession(pod Pod, conn httpstream.Connection, protocol string) *Session {
-	s := &Session{Pod: pod, Protocol: protocol, conn: conn, done: make(chan struct{})}
+func newSession(pod Pod, conn httpstream.Connection, protocol string, transport io.Closer) *Session {
+	s := &Session{Pod: pod, Protocol: protocol, conn: conn, transport: transport, done: make(chan struct{})}
 	s.lastUsed.Store(time.Now().UnixNano())
 	go func() {
 		select {
@@ -132,7 +178,7 @@ func newSession(pod Pod, conn httpstream.Connection, protocol string) *Session {
 			s.closeOnce.Do(func() { close(s.done) })
 			// The far end went away; closing our side as well releases the
 			// connection's goroutines and streams.
-			conn.Close()
+			s.closeConn()
 		case <-s.done:
 		}
 	}()
@@ -161,10 +207,44 @@ func (s *Session) Active() int64 { return s.active.Load() }
 // when it opened, if it has none now.
 func (s *Session) IdleSince() time.Time { return time.Unix(0, s.lastUsed.Load()) }
 
-// Close ends the session and every connection open through it.
+// Busy reports whether the session has carried data since t with no write
+// stuck since then. A health check that could not open a stream in time on
+// a busy session met a queue (a thousand streams ahead of it), not a dead
+// connection. A session is not busy when a write has been blocked since
+// before t with none finishing since: a pod that stopped reading one
+// connection holds spdystream's frame-write lock, and no other stream can
+// send, nor a new one open, until the session is closed.
+func (s *Session) Busy(t time.Time) bool {
+	since := t.UnixNano()
+	if s.writing.Load() > 0 && s.lastWrote.Load() < since {
+		return false
+	}
+	return s.lastMoved.Load() >= since
+}
+
+// Close ends the session and every connection open through it. It does
+// not wait for a peer that has stopped reading.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() { close(s.done) })
-	return s.conn.Close()
+	return s.closeConn()
+}
+
+// closeConn closes the connection. A stream write blocked because the far
+// end stopped reading (a pod that accepts and never reads fills every
+// buffer on the way) holds spdystream's frame-write lock, and closing the
+// connection writes a reset frame per stream under that lock: it would
+// wait for as long as the pod does not read. Closing the transport first
+// makes the blocked write fail. (Over the SPDY fallback the transport is
+// not at hand, and such a close still waits.)
+func (s *Session) closeConn() error {
+	var err error
+	if s.transport != nil {
+		err = s.transport.Close()
+	}
+	if cerr := s.conn.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // ErrSessionClosed is returned by Dial on a session that has ended.
@@ -344,6 +424,9 @@ func (c *Conn) watchErrors() {
 // reported, Read returns that error instead of io.EOF.
 func (c *Conn) Read(p []byte) (int, error) {
 	n, err := c.data.Read(p)
+	if n > 0 {
+		c.session.lastMoved.Store(time.Now().UnixNano())
+	}
 	if err != nil && n == 0 {
 		// The kubelet writes any error before closing the data stream,
 		// and closes the error stream right after.
@@ -362,7 +445,17 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // Write writes to the pod.
-func (c *Conn) Write(p []byte) (int, error) { return c.data.Write(p) }
+func (c *Conn) Write(p []byte) (int, error) {
+	c.session.writing.Add(1)
+	n, err := c.data.Write(p)
+	c.session.writing.Add(-1)
+	if err == nil {
+		now := time.Now().UnixNano()
+		c.session.lastWrote.Store(now)
+		c.session.lastMoved.Store(now)
+	}
+	return n, err
+}
 
 // CloseWrite tells the pod that nothing more will be sent; reading goes on.
 func (c *Conn) CloseWrite() error {
