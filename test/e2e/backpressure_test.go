@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startSinkBackend accepts connections and never reads from them (a
+// half-open upstream: the process is alive but stuck); they are closed
+// when the test ends.
+func startSinkBackend(t *testing.T) backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return backend{name: "sink", port: ln.Addr().(*net.TCPAddr).Port}
+}
+
+// stallWrite writes to c as fast as it accepts until limit bytes went in,
+// or no byte went in for stall, or max passed. It returns how many bytes
+// were accepted and whether the writes stalled.
+func stallWrite(c net.Conn, limit int64, stall, maxDur time.Duration) (int64, bool, error) {
+	buf := make([]byte, 64<<10)
+	var total int64
+	start, progress := time.Now(), time.Now()
+	for total < limit && time.Since(start) < maxDur {
+		c.SetWriteDeadline(time.Now().Add(250 * time.Millisecond))
+		n, err := c.Write(buf)
+		total += int64(n)
+		if n > 0 {
+			progress = time.Now()
+		}
+		var ne net.Error
+		switch {
+		case err == nil:
+		case errors.As(err, &ne) && ne.Timeout():
+			if time.Since(progress) >= stall {
+				return total, true, nil
+			}
+		default:
+			return total, false, err
+		}
+	}
+	return total, false, nil
+}
+
+// A backend that accepts and never reads: the client's writes stall after a
+// bounded amount (kernel socket buffers along the path, no unbounded
+// buffering in kpf), kpf's memory stays bounded, and once the stuck
+// connection is closed, other connections through the same forward and pod
+// work again.
+//
+// It also measures head-of-line blocking: whether a connection to another
+// port of the same pod works while the stuck stream is full. Within one
+// port-forward session it cannot: spdystream has no per-stream flow
+// control, and the stuck stream's blocked write holds the session's
+// frame-write lock, so no other frame (not even a new stream's SYN) goes
+// out until kpf's health probe, unable to open a stream, closes the
+// session. kpf spreads a connection that would share a busy session over
+// another (up to four per pod), so the second connection gets through.
+// Closing the wedged session must not itself wait on that lock
+// (tunnel.Session.Close closes the WebSocket tunnel first); before that
+// fix, the forward's loop hung in Close and the stuck connection's
+// goroutines never ended, which the settle check at the end catches.
+func TestE2EHalfOpenUpstream(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "halfopen")
+	echo, sink := startBackend(t, "echo"), startSinkBackend(t)
+	tmpl := podTemplate("halfopen", echo)
+	tmpl.Annotations["test.kpf.dev/forward-9090"] = strconv.Itoa(sink.port)
+	createDeploymentFrom(t, s.primary, ns, "halfopen", 1, tmpl)
+	echoPort, sinkPort := freePort(t), freePort(t)
+	echoAddr, sinkAddr := fmt.Sprintf("127.0.0.1:%d", echoPort), fmt.Sprintf("127.0.0.1:%d", sinkPort)
+	cfg := writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: halfopen
+    context: e2e
+    namespace: %s
+    deployment: halfopen
+    ports: ["%d:8080", "%d:9090"]
+`, ns, echoPort, sinkPort))
+	p, m := startKpfWithMetrics(t, s, cfg)
+	waitUntil(t, 60*time.Second, "the echo port to answer", func(context.Context) (bool, error) {
+		_, _, err := echoExchange(echoAddr, 1024, 1, 10*time.Second)
+		return err == nil, nil
+	})
+	base := m.baseline(t)
+	t.Logf("baseline: %s", base)
+
+	sampler := m.startSampler(200 * time.Millisecond)
+	defer sampler.finish()
+	stuck, err := net.DialTimeout("tcp", sinkAddr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	start := time.Now()
+	total, stalled, err := stallWrite(stuck, 1<<30, 3*time.Second, 30*time.Second)
+	if err != nil {
+		t.Fatalf("writing to the stuck upstream: %d bytes, then %v", total, err)
+	}
+	t.Logf("the client's writes to the stuck upstream: %s accepted in %s, stalled=%v", mib(float64(total)), time.Since(start).Round(time.Millisecond), stalled)
+	if !stalled {
+		t.Fatalf("%s went into a backend that reads nothing without the writes stalling: unbounded buffering", mib(float64(total)))
+	}
+	// What can be in flight is the sum of the socket buffers on the path
+	// (client, kpf, API server and node agent hops; loopback autotuning
+	// lets each grow to several MiB) and spdystream's frame queue in the
+	// node agent. 256 MiB is far above that and far below "unbounded".
+	if total > 256<<20 {
+		t.Errorf("%s accepted before the writes stalled: want at most 256 MiB", mib(float64(total)))
+	}
+	during := m.mustSample(t)
+	t.Logf("kpf while stuck: %s", during)
+
+	// Head-of-line: the other port of the same pod, same session.
+	holStart := time.Now()
+	t.Logf("head-of-line check starts at %s", holStart.UTC().Format("15:04:05.000"))
+	_, _, holErr := echoExchange(echoAddr, 64<<10, 2, 10*time.Second)
+	if holErr != nil {
+		t.Logf("HEAD-OF-LINE BLOCKING: while one stream of the session is stuck, a new connection to another port of the same pod failed after %s: %v", time.Since(holStart).Round(time.Millisecond), holErr)
+	} else {
+		t.Logf("no head-of-line blocking: another connection through the same session echoed 64 KiB in %s", time.Since(holStart).Round(time.Millisecond))
+	}
+
+	stuck.Close()
+	closed := time.Now()
+	t.Logf("stuck connection closed at %s", closed.UTC().Format("15:04:05.000"))
+	var recovered time.Duration
+	waitUntil(t, 90*time.Second, "a connection to the echo port to work after the stuck one closed", func(context.Context) (bool, error) {
+		_, _, err := echoExchange(echoAddr, 64<<10, 3, 5*time.Second)
+		recovered = time.Since(closed)
+		return err == nil, nil
+	})
+	t.Logf("after closing the stuck connection, the echo port worked again within %s", recovered.Round(time.Millisecond))
+	for i := range 5 {
+		if _, _, err := echoExchange(echoAddr, 256<<10, uint64(10+i), 30*time.Second); err != nil {
+			t.Fatalf("connection %d after recovery: %v", i, err)
+		}
+	}
+	peak, _ := sampler.finish()
+	t.Logf("kpf peak: %s", peak)
+	for _, l := range strings.Split(p.stderr.String(), "\n") {
+		if strings.Contains(l, "probe") || strings.Contains(l, "session opened") {
+			t.Logf("kpf: %s", l)
+		}
+	}
+	// kpf holds at most two 64 KiB copy buffers per connection; the stuck
+	// data must sit in socket buffers, not in kpf's heap.
+	if peak.heapInuse > base.heapInuse+32<<20 {
+		t.Errorf("kpf's in-use heap peaked at %s (baseline %s): the stuck stream is buffered in kpf", mib(peak.heapInuse), mib(base.heapInuse))
+	}
+	if peak.rss > base.rss+64<<20 {
+		t.Errorf("kpf's RSS peaked at %s (baseline %s)", mib(peak.rss), mib(base.rss))
+	}
+	// The stuck connection is gone from kpf too: its goroutines ended and
+	// the forward's own loop is not wedged behind it.
+	after := m.settle(t, base, 5, 2, 16<<20, 60*time.Second)
+	t.Logf("kpf after: %s", after)
+}
