@@ -35,8 +35,7 @@ func runRestart(ctx context.Context, env Env, args []string) int {
 		return code
 	}
 	if _, err := control.Fetch(ctx, sock); err != nil {
-		fmt.Fprintf(env.Stderr, "kpf restart: no kpf up is running %s\n", path)
-		return ExitNotRunning
+		return unreachable(env, "restart", path, sock, err)
 	}
 	code = ExitOK
 	for _, name := range fs.Args() {

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,8 +25,9 @@ Show the forwards of the kpf up running FILE (forwards.yaml found from the
 current directory up, by default): state, serving pod, connections, bytes
 and the last error. It asks kpf up over its control socket.
 
-Exit status: 0 when every forward is ready, 1 when some are not, 3 when no
-kpf up runs the file.
+Exit status: 0 when every forward is ready, 1 when some are not (or the
+kpf up running the file belongs to another user), 3 when no kpf up runs
+the file.
 
 Examples:
     $ kpf status
@@ -48,8 +51,7 @@ func runStatus(ctx context.Context, env Env, args []string) int {
 	}
 	snap, err := control.Fetch(ctx, sock)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "kpf status: no kpf up is running %s\n\thint: start it with kpf up -f %s\n", path, path)
-		return ExitNotRunning
+		return unreachable(env, "status", path, sock, err)
 	}
 	if *output == "json" {
 		enc := json.NewEncoder(env.Stdout)
@@ -114,6 +116,23 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// unreachable reports why the control socket sock of the kpf up running
+// path did not answer cmd, and returns the exit code.
+func unreachable(env Env, cmd, path, sock string, err error) int {
+	switch {
+	case errors.Is(err, control.ErrRefused):
+		fmt.Fprintf(env.Stderr, "kpf %s: %v\n\thint: run kpf %s as the user who runs kpf up\n", cmd, err, cmd)
+		return ExitInvalid
+	case errors.Is(err, fs.ErrPermission):
+		fmt.Fprintf(env.Stderr, "kpf %s: permission denied on the control socket %s: the kpf up running %s belongs to another user\n\thint: run kpf %s as that user\n",
+			cmd, sock, path, cmd)
+		return ExitInvalid
+	default:
+		fmt.Fprintf(env.Stderr, "kpf %s: no kpf up is running %s\n\thint: start it with kpf up -f %s\n", cmd, path, path)
+		return ExitNotRunning
+	}
 }
 
 // controlSocket finds the config file (file, or forwards.yaml from the

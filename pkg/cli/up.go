@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -324,7 +325,7 @@ func (s *supervisor) apply(ctx context.Context, rec *reconcile.Reconciler, path 
 			forwards[i].Context = s.flags.kube.context
 		}
 		if !isLoopback(forwards[i].Address) {
-			s.log.Warn("!!! forward listens on a non-loopback address: anyone who can reach this machine can use it", "forward", forwards[i].Name, "address", forwards[i].Address)
+			s.announceOpen(path, forwards[i])
 		}
 	}
 	if !first {
@@ -342,6 +343,24 @@ func (s *supervisor) apply(ctx context.Context, rec *reconcile.Reconciler, path 
 	s.disabled = disabled
 	s.mu.Unlock()
 	return -1
+}
+
+// announceOpen warns, as loudly as a log can, that f listens where other
+// machines reach it. Validation already made the file opt in with
+// allowNonLoopback; this makes sure the person running kpf up sees it.
+// When the logs go to a file only, the warning is printed on standard
+// error too.
+func (s *supervisor) announceOpen(path string, f config.Forward) {
+	var locals []string
+	for _, m := range f.Ports {
+		locals = append(locals, net.JoinHostPort(f.Address, strconv.Itoa(int(m.Local))))
+	}
+	msg := fmt.Sprintf("!!! NOT LOOPBACK: forward %q listens on %s: any machine that can reach this one can connect to %s through it (allowNonLoopback: true in %s)",
+		f.Name, strings.Join(locals, ", "), forward.TargetOf(f), path)
+	s.log.Warn(msg, "forward", f.Name, "address", f.Address)
+	if s.flags.logFile != "" && s.live == nil {
+		fmt.Fprintln(s.env.Stderr, "kpf up: "+msg)
+	}
 }
 
 func isLoopback(addr string) bool {

@@ -142,17 +142,31 @@ func Handler(api API) http.Handler {
 	return mux
 }
 
-// Serve serves h on ln until ctx is done, refusing connections from other
-// users, then closes ln and removes the socket file.
+// ErrRefused is what Fetch and Restart report when kpf up refuses the
+// caller because it runs as another user.
+var ErrRefused = errors.New("refused by kpf up")
+
+// peerKey is the context key of a connection's peer check.
+type peerKey struct{}
+
+// Serve serves h on ln until ctx is done, then closes ln and removes the
+// socket file. Requests from a peer that is neither this process's user
+// nor root (SO_PEERCRED) never reach h: they get 403 with a message saying
+// why. The socket's file mode already keeps other users out; this holds
+// even if someone loosens it.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if p, _ := r.Context().Value(peerKey{}).(peer); !p.allowed {
+				w.Header().Set("Connection", "close")
+				http.Error(w, p.refusal(), http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if !sameUser(c) {
-				c.Close()
-			}
-			return ctx
+			return context.WithValue(ctx, peerKey{}, peerOf(c))
 		},
 	}
 	path := ln.Addr().String()
@@ -169,25 +183,39 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	return nil
 }
 
-// sameUser reports whether the peer of a Unix connection runs as this
-// process's user (root may always connect).
-func sameUser(c net.Conn) bool {
+// peer is who is on the other end of a control connection.
+type peer struct {
+	uid     int // -1 if unknown
+	allowed bool
+}
+
+func (p peer) refusal() string {
+	who := "a peer whose user could not be told"
+	if p.uid >= 0 {
+		who = "uid " + strconv.Itoa(p.uid)
+	}
+	return fmt.Sprintf("kpf up refuses %s: it runs as uid %d, and its control socket serves only that user and root", who, os.Getuid())
+}
+
+// peerOf checks the peer of a Unix connection: it is allowed if it runs as
+// this process's user or as root.
+func peerOf(c net.Conn) peer {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return false
+		return peer{uid: -1}
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return false
+		return peer{uid: -1}
 	}
 	var cred *syscall.Ucred
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	}); err != nil || cerr != nil {
-		return false
+		return peer{uid: -1}
 	}
-	return cred.Uid == uint32(os.Getuid()) || cred.Uid == 0
+	return peer{uid: int(cred.Uid), allowed: cred.Uid == uint32(os.Getuid()) || cred.Uid == 0}
 }
 
 // Client returns an HTTP client that talks to the socket at path; use it
@@ -217,7 +245,7 @@ func Fetch(ctx context.Context, path string) (Snapshot, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return s, fmt.Errorf("status: %s", resp.Status)
+		return s, responseError(resp)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		return s, fmt.Errorf("decode status: %w", err)
@@ -236,13 +264,23 @@ func Restart(ctx context.Context, path, name string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	switch resp.StatusCode {
 	case http.StatusNoContent:
 		return nil
 	case http.StatusNotFound:
 		return fmt.Errorf("%q: %w", name, ErrUnknownForward)
 	default:
-		return fmt.Errorf("restart %q: %s: %s", name, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("restart %q: %w", name, responseError(resp))
 	}
+}
+
+// responseError describes an unexpected answer, wrapping ErrRefused for a
+// 403.
+func responseError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	msg := strings.TrimSpace(string(body))
+	if resp.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("%w: %s", ErrRefused, msg)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, msg)
 }

@@ -325,6 +325,14 @@ func startKpfWith(t *testing.T, s *suite, kubeconfig, config string, args ...str
 	t.Helper()
 	cmd := exec.Command(s.kpf, append([]string{"up", "-f", config, "-v"}, args...)...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	return startKpfCmd(t, cmd)
+}
+
+// startKpfCmd starts cmd, a kpf up prepared by the caller (as another user,
+// in another network namespace...), interrupts it when the test ends, and
+// waits until it has printed its startup table.
+func startKpfCmd(t *testing.T, cmd *exec.Cmd) *kpfProcess {
+	t.Helper()
 	p := &kpfProcess{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {

@@ -92,6 +92,12 @@ func setup() (*suite, func(), error) {
 		return nil, nil, err
 	}
 	cleanups = append(cleanups, func() { os.RemoveAll(bin) })
+	// Tests run kpf as another user too (nobody): it must be able to run
+	// the binary.
+	if err := os.Chmod(bin, 0o755); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
 	s.kpf = filepath.Join(bin, "kpf")
 	if out, err := exec.Command("go", "build", "-o", s.kpf, filepath.Join(root, "cmd/kpf")).CombinedOutput(); err != nil {
 		cleanup()
