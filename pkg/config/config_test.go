@@ -430,8 +430,9 @@ func TestLoadTooLarge(t *testing.T) {
 	if err := os.WriteFile(path, []byte("version: 1\n"+strings.Repeat("#", MaxFileSize)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Fatalf("got %v", err)
+	want := path + ":1:1: file is larger than the limit of 1048576 bytes (1 MiB); kpf did not parse it"
+	if _, _, err := Load(path); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want %q", err, want)
 	}
 }
 

@@ -18,8 +18,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// maxVisits bounds how many nodes the parser visits while expanding aliases
-// and merge keys, so that an alias bomb fails fast instead of eating memory.
+// maxVisits bounds how many nodes the parser visits beyond the nodes the
+// document holds, that is while expanding aliases and merge keys, so that
+// an alias bomb fails fast instead of eating time and memory. A document
+// without aliases never reaches it, however large.
 const maxVisits = 100_000
 
 // maxMergeDepth bounds how deeply << merge keys may nest.
@@ -72,8 +74,10 @@ func Parse(file string, data []byte) (*Config, []Diagnostic, error) {
 type decoder struct {
 	file  string
 	diags []Diagnostic
-	// visits counts nodes visited; see maxVisits.
+	// visits counts nodes visited; budget is the document's own node
+	// count plus maxVisits.
 	visits    int
+	budget    int
 	exhausted bool
 	// pos records where each value path was written.
 	pos map[string]Position
@@ -125,7 +129,8 @@ func (d *decoder) document(data []byte) *Config {
 	if len(data) > MaxFileSize {
 		d.diags = append(d.diags, Diagnostic{
 			Pos:     Position{File: d.file, Line: 1, Col: 1},
-			Message: fmt.Sprintf("file is larger than %d bytes", MaxFileSize),
+			Message: fmt.Sprintf("file is larger than the limit of %d bytes (1 MiB); kpf did not parse it", MaxFileSize),
+			Hint:    "a forwards.yaml of a thousand forwards is about 150 KiB: is this the right file?",
 		})
 		return nil
 	}
@@ -154,7 +159,22 @@ func (d *decoder) document(data []byte) *Config {
 		d.report(&extra, "", "more than one YAML document", "keep everything in one document (remove the `---` line)")
 		return nil
 	}
+	d.budget = countNodes(&doc) + maxVisits
 	return d.top(doc.Content[0])
+}
+
+// countNodes counts the nodes of a document as written, without following
+// aliases.
+func countNodes(root *yaml.Node) int {
+	n := 0
+	stack := []*yaml.Node{root}
+	for len(stack) > 0 {
+		top := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		n++
+		stack = append(stack, top.Content...)
+	}
+	return n
 }
 
 // deref follows aliases, counting every node visited; it returns nil once
@@ -165,10 +185,10 @@ func (d *decoder) deref(n *yaml.Node) *yaml.Node {
 			return nil
 		}
 		d.visits++
-		if d.visits > maxVisits {
+		if d.visits > d.budget {
 			d.exhausted = true
-			d.report(n, "", fmt.Sprintf("document too complex: expanding aliases visits more than %d nodes", maxVisits),
-				"use fewer nested aliases")
+			d.report(n, "", fmt.Sprintf("document too complex: following its aliases and merge keys visits more than %d values", maxVisits),
+				"a forwards.yaml needs a few anchors at most; nested aliases that multiply like these make an alias bomb")
 			return nil
 		}
 		if n.Kind != yaml.AliasNode || n.Alias == nil {
@@ -263,13 +283,13 @@ func (d *decoder) collect(path string, n *yaml.Node, kind mappingKind, out map[s
 			continue // extension fields, a place for anchors
 		}
 		if !slices.Contains(allowed, name) {
-			hint := ""
-			if s := suggest(name, allowed); s != "" {
-				hint = fmt.Sprintf("did you mean %q?", s)
-			} else if kind == kindDefaultsHealth && name == fPort {
-				hint = "the probed port is per forward: set health.port on the forwards that need it"
-			} else if name == "kubeconfig" || name == "exec" || name == "command" {
-				hint = "forwards.yaml cannot name files or commands; use --kubeconfig or $KUBECONFIG"
+			hint := forbiddenHint(name)
+			if hint == "" {
+				if s := suggest(name, allowed); s != "" {
+					hint = fmt.Sprintf("did you mean %q?", s)
+				} else if kind == kindDefaultsHealth && name == fPort {
+					hint = "the probed port is per forward: set health.port on the forwards that need it"
+				}
 			}
 			d.report(k, join(path, name), fmt.Sprintf("unknown field %q", name), hint)
 			continue
@@ -306,6 +326,30 @@ func (d *decoder) collect(path string, n *yaml.Node, kind mappingKind, out map[s
 			d.report(m, path, "expected a mapping or a list of mappings to merge, got "+describe(m), "")
 		}
 	}
+}
+
+// forbiddenHint explains why a field that would let the file choose files,
+// commands or credentials does not exist, or returns "" for other names.
+// A forwards.yaml is untrusted input: running kpf up with one must never
+// run a command, read a file or use credentials it supplies.
+func forbiddenHint(name string) string {
+	switch strings.ToLower(strings.NewReplacer("_", "-").Replace(name)) {
+	case "kubeconfig", "exec", "command", "cmd", "args", "env", "script", "shell", "run",
+		"file", "path", "include", "import":
+		return "forwards.yaml cannot name files or commands; use --kubeconfig or $KUBECONFIG"
+	case "token", "token-file", "tokenfile", "client-certificate", "client-certificate-data", "clientcertificate",
+		"client-key", "client-key-data", "clientkey", "certificate-authority", "certificate-authority-data",
+		"username", "password", "auth-provider", "authprovider", "user", "cluster", "server",
+		"insecure-skip-tls-verify", "as", "impersonate", "credentials":
+		return "forwards.yaml names a context only; servers and credentials come from your kubeconfig"
+	}
+	return ""
+}
+
+// looksLikePath reports whether a context name is written like a file path.
+func looksLikePath(s string) bool {
+	return strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../") ||
+		strings.HasPrefix(s, "~") || strings.HasPrefix(s, `\`) || len(s) > 2 && s[1] == ':' && (s[2] == '\\' || s[2] == '/')
 }
 
 // suggest returns the candidate closest to name, if it is close enough to
@@ -578,6 +622,9 @@ func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string
 		if s, ok := d.str(p, f.val); ok {
 			if s == "" {
 				d.reportAt(p, "context must not be empty", "leave context out to use the kubeconfig's current-context")
+			} else if looksLikePath(s) {
+				d.reportAt(p, fmt.Sprintf("context %q is a file path: forwards.yaml names a context of your kubeconfig, never a file", s),
+					"choose the kubeconfig with --kubeconfig or $KUBECONFIG, and name one of its contexts here")
 			} else {
 				*ctx = s
 			}

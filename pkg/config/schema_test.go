@@ -25,6 +25,7 @@ var semanticOnly = []string{
 	"health-bad-interval.yaml",
 	"health-timeout.yaml",
 	"health-unknown-port.yaml",
+	"non-loopback-defaults.yaml",
 	"non-loopback.yaml",
 	"port-conflict-localhost.yaml",
 	"port-conflict-wildcard.yaml",

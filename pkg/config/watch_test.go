@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,6 +110,19 @@ func TestWatch(t *testing.T) {
 		}
 		write(t, path, config("fixed", "18081"))
 		wantForward(t, next(t, updates), "fixed")
+	})
+
+	t.Run("too large then valid", func(t *testing.T) {
+		// A huge edit is rejected before parsing, naming the file and the
+		// limit; the watcher goes on.
+		write(t, path, config("huge", "18082")+strings.Repeat("# padding\n", MaxFileSize/10+1))
+		u := next(t, updates)
+		want := path + ":1:1: file is larger than the limit of 1048576 bytes (1 MiB); kpf did not parse it"
+		if u.Config != nil || u.Err == nil || !strings.Contains(u.Err.Error(), want) {
+			t.Fatalf("got %+v, want an error containing %q", u, want)
+		}
+		write(t, path, config("small", "18082"))
+		wantForward(t, next(t, updates), "small")
 	})
 
 	cancel()
