@@ -1,14 +1,24 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // kpf never logs credentials: with verbose JSON logs through start-up,
@@ -76,4 +86,98 @@ forwards:
 			t.Errorf("kpf output contains the %s", name)
 		}
 	}
+}
+
+// kpf's error paths do not log credentials either: with a token the API
+// server rejects (401) and with a CA that does not match the server's
+// certificate (a failing TLS handshake), in verbose JSON and text logs,
+// the output shows the failure but neither the token, nor the CA, nor an
+// Authorization header.
+func TestE2EErrorLogsCarryNoCredentials(t *testing.T) {
+	s := needSuite(t)
+	kc, err := clientcmd.LoadFromFile(s.primary.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var realToken string
+	for _, u := range kc.AuthInfos {
+		realToken = u.Token
+	}
+	const bogusToken = "kpf-e2e-bogus-token-4f9c2a7d1e8b6035"
+	otherCA := selfSignedCA(t)
+
+	unauthorized := kc.DeepCopy()
+	for _, u := range unauthorized.AuthInfos {
+		u.Token = bogusToken
+	}
+	wrongCA := kc.DeepCopy()
+	for _, c := range wrongCA.Clusters {
+		c.CertificateAuthorityData = otherCA
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: echo
+    context: e2e
+    service: echo
+    ports: ["%d:80"]
+`, freePort(t)))
+	for _, tt := range []struct {
+		name    string
+		kc      *clientcmdapi.Config
+		secrets map[string]string
+		shows   []string // evidence that the error path ran
+	}{
+		{"unauthorized", unauthorized, map[string]string{"bogus token": bogusToken, "real token": realToken}, []string{"Unauthorized"}},
+		{"wrong CA", wrongCA, map[string]string{"token": realToken, "CA": base64.StdEncoding.EncodeToString(otherCA)[:40], "CA PEM": string(otherCA[30:70])}, []string{"certificate"}},
+	} {
+		for _, format := range []string{"json", "text"} {
+			t.Run(tt.name+"/"+format, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "kubeconfig")
+				if err := clientcmd.WriteToFile(*tt.kc, path); err != nil {
+					t.Fatal(err)
+				}
+				cmd := exec.Command(s.kpf, "up", "-f", cfg, "-v", "--log-format", format, "--once", "--timeout", "8s")
+				cmd.Env = environ("KUBECONFIG=" + path)
+				out, err := cmd.CombinedOutput()
+				if err == nil {
+					t.Fatalf("kpf up --once succeeded with a broken kubeconfig:\n%s", out)
+				}
+				for _, want := range tt.shows {
+					if !strings.Contains(string(out), want) {
+						t.Fatalf("output does not show the failure (%q); the check would prove nothing:\n%s", want, tail(string(out), 20))
+					}
+				}
+				tt.secrets["Authorization header"] = "Bearer "
+				for name, secret := range tt.secrets {
+					if strings.Contains(string(out), secret) {
+						t.Errorf("kpf output contains the %s:\n%s", name, tail(string(out), 20))
+					}
+				}
+			})
+		}
+	}
+}
+
+// selfSignedCA returns a PEM CA certificate that signed nothing the test
+// cluster uses.
+func selfSignedCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "not the cluster's CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
