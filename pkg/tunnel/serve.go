@@ -92,7 +92,10 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
 	stop := context.AfterFunc(ctx, func() { local.Close() })
 	defer stop()
 	defer local.Close()
-	log := s.Log.With("client", local.RemoteAddr().String())
+	// Per-connection attributes are formatted only when logged: most
+	// connections log nothing.
+	log := s.Log
+	debug := log.Enabled(ctx, slog.LevelDebug)
 
 	dctx, cancel := context.WithTimeout(ctx, s.Wait)
 	up, target, err := s.Dial(dctx)
@@ -103,15 +106,17 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
 		msg := err.Error()
 		s.Stats.LastError.Store(&msg)
 		if ctx.Err() == nil {
-			log.Warn("connection closed: no upstream", "err", err, "waited", time.Since(start).Round(time.Millisecond))
+			log.Warn("connection closed: no upstream", "client", local.RemoteAddr().String(), "err", err, "waited", time.Since(start).Round(time.Millisecond))
 		}
 		return
 	}
 	stopUp := context.AfterFunc(ctx, func() { up.Close() })
 	defer stopUp()
 	defer up.Close()
-	log = log.With("pod", target)
-	log.Debug("connection opened", "dial", time.Since(start).Round(time.Microsecond))
+	if debug {
+		log = log.With("client", local.RemoteAddr().String(), "pod", target)
+		log.Debug("connection opened", "dial", time.Since(start).Round(time.Microsecond))
+	}
 
 	var in, out int64
 	var upErr error
@@ -140,6 +145,9 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
 		reason = upErr.Error()
 		msg := reason
 		s.Stats.LastError.Store(&msg)
+	}
+	if !debug {
+		return
 	}
 	log.Debug("connection closed", "bytes_in", in, "bytes_out", out, "duration", time.Since(start).Round(time.Millisecond), "reason", reason)
 }

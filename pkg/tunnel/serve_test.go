@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // echoServer is a loopback TCP echo server; connections to it stand in
 // for streams to a pod, for testing Serve's copying and bookkeeping.
-func echoServer(t *testing.T) DialFunc {
+func echoServer(t testing.TB) DialFunc {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,7 +51,7 @@ func echoServer(t *testing.T) DialFunc {
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func serve(t *testing.T, dial DialFunc, wait time.Duration) (addr string, stats *Stats, stop func()) {
+func serve(t testing.TB, dial DialFunc, wait time.Duration) (addr string, stats *Stats, stop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -165,4 +166,91 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// BenchmarkServeConnection is one short connection through Serve (to a
+// loopback echo server standing in for the pod): accept, dial, a round
+// trip, close. Its allocations include the client's and the echo
+// server's.
+func BenchmarkServeConnection(b *testing.B) {
+	addr, _, stop := serve(b, echoServer(b), time.Second)
+	defer stop()
+	buf := make([]byte, 5)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Write([]byte("PING\n")); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+// At debug level every connection logs its opening and closing with the
+// client and the pod; at info level it logs nothing (and formats nothing).
+func TestServeLogsConnectionsAtDebug(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		var logs syncBuffer
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{Listener: ln, Dial: echoServer(t), Wait: time.Second, Stats: &Stats{},
+			Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(ctx) }()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		io.ReadFull(c, make([]byte, 1))
+		client := c.LocalAddr().String()
+		c.Close()
+		waitFor(t, func() bool { return s.Stats.Active.Load() == 0 })
+		cancel()
+		<-done
+		got := logs.String()
+		if level == slog.LevelInfo {
+			if got != "" {
+				t.Errorf("info level logged:\n%s", got)
+			}
+			continue
+		}
+		for _, msg := range []string{`msg="connection opened"`, `msg="connection closed"`} {
+			line := ""
+			for _, l := range strings.Split(got, "\n") {
+				if strings.Contains(l, msg) {
+					line = l
+				}
+			}
+			if !strings.Contains(line, "client="+client) || !strings.Contains(line, "pod=ns/pod:80") {
+				t.Errorf("%s: want client=%s and pod=ns/pod:80 in %q\nall logs:\n%s", msg, client, line, got)
+			}
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
