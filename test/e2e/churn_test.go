@@ -1,0 +1,280 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// podTracker watches the pods of a namespace: it makes each new pod of the
+// "live" tier ready readyAfter after it appears (by flipping its
+// test.kpf.dev/ready annotation, which the node agent follows), and records
+// when it did so and when each pod's deletion was first seen.
+type podTracker struct {
+	mu        sync.Mutex
+	readyAt   map[string]time.Time // pod -> just before the readiness patch was sent
+	deletedAt map[string]time.Time // pod -> deletion first seen
+	pending   map[string]bool
+	wg        sync.WaitGroup
+}
+
+func trackPods(t *testing.T, c *cluster, ns string, readyAfter time.Duration) *podTracker {
+	t.Helper()
+	pt := &podTracker{readyAt: map[string]time.Time{}, deletedAt: map[string]time.Time{}, pending: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := c.client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); w.Stop(); <-done; pt.wg.Wait() })
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			pt.mu.Lock()
+			if (ev.Type == watch.Deleted || pod.DeletionTimestamp != nil) && pt.deletedAt[pod.Name].IsZero() {
+				pt.deletedAt[pod.Name] = time.Now()
+			}
+			flip := ev.Type != watch.Deleted && pod.DeletionTimestamp == nil && pod.Labels["tier"] == "live" &&
+				pod.Annotations["test.kpf.dev/ready"] == "false" && !pt.pending[pod.Name]
+			if flip {
+				pt.pending[pod.Name] = true
+			}
+			pt.mu.Unlock()
+			if flip {
+				name := pod.Name
+				pt.wg.Go(func() {
+					select {
+					case <-time.After(readyAfter):
+					case <-ctx.Done():
+						return
+					}
+					pt.mu.Lock()
+					pt.readyAt[name] = time.Now()
+					pt.mu.Unlock()
+					c.client.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType,
+						[]byte(`{"metadata":{"annotations":{"test.kpf.dev/ready":"true"}}}`), metav1.PatchOptions{})
+				})
+			}
+		}
+	}()
+	return pt
+}
+
+func (pt *podTracker) times(pod string) (ready, deleted time.Time) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	return pt.readyAt[pod], pt.deletedAt[pod]
+}
+
+// clientResult is one client connection of a load generator.
+type clientResult struct {
+	start, end time.Time
+	local      string
+	greeting   string
+	err        error
+}
+
+// clientLoop runs n clients, each opening one connection after another to
+// addr (greeting, then a 1 KiB echo) until stop is closed.
+func clientLoop(addr string, n int, stop <-chan struct{}) func() []clientResult {
+	var mu sync.Mutex
+	var results []clientResult
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			for seq := uint64(0); ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := clientResult{start: time.Now()}
+				r.greeting, r.local, r.err = echoExchange(addr, 1024, uint64(i)<<32|seq, 45*time.Second)
+				r.end = time.Now()
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			}
+		})
+	}
+	return func() []clientResult {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return results
+	}
+}
+
+// The Service's EndpointSlices churn (a Deployment scaled up and down 20
+// times in 30 s, twice a cycle down to no ready pod at all) while clients
+// connect continuously. The Service also selects the pods of a second
+// Deployment that are never ready, and every new pod of the first one
+// stays not ready for 300 ms after it appears, so that "a connection sent
+// to a pod that was not ready at dial time" can be seen: the never-ready
+// backend must receive no connection, and kpf must open no connection to a
+// pod before the test made it ready.
+//
+// Every client connection must succeed, except one that had reached a pod
+// which was then deleted while the connection was open: the node agent, as
+// a kubelet whose container exits, ends a deleted pod's streams at once,
+// and kpf cannot carry an open TCP connection over to another pod. Each
+// such failure is matched to kpf's log (the pod it used) and to the pod's
+// deletion. A connection kpf gave up on (no ready pod within waitForReady)
+// or any other failure fails the test. Afterwards kpf's goroutines and
+// open fds return to where they were before the churn.
+func TestE2EEndpointChurn(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "churn")
+	live, never := startCountingBackend(t, "live"), startCountingBackend(t, "never")
+	pt := trackPods(t, s.primary, ns, 300*time.Millisecond)
+
+	liveTmpl := podTemplate("churn", live.backend)
+	liveTmpl.Labels["tier"] = "live"
+	liveTmpl.Annotations["test.kpf.dev/ready"] = "false"
+	createDeploymentFrom(t, s.primary, ns, "live", 1, liveTmpl)
+	neverTmpl := podTemplate("churn", never.backend)
+	neverTmpl.Labels["tier"] = "never"
+	neverTmpl.Annotations["test.kpf.dev/ready"] = "false"
+	createDeploymentFrom(t, s.primary, ns, "never", 2, neverTmpl)
+	createService(t, s.primary, ns, "churn", "churn")
+	waitEndpoints(t, s.primary, ns, "churn", 1)
+
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p, m := startKpfWithMetrics(t, s, writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: churn
+    context: e2e
+    namespace: %s
+    service: churn
+    ports: ["%d:80"]
+    balance: round-robin
+    waitForReady: 40s
+`, ns, port)))
+	for i := range 5 {
+		if g, _, err := echoExchange(addr, 1024, uint64(i), 30*time.Second); err != nil || g != "hello from live" {
+			t.Fatalf("warm-up: %q, %v", g, err)
+		}
+	}
+	base := m.baseline(t)
+	t.Logf("baseline: %s", base)
+
+	stop := make(chan struct{})
+	collect := clientLoop(addr, 4, stop)
+	ctx := context.Background()
+	churnStart := time.Now()
+	for cycle := range 20 {
+		if err := scaleDeployment(ctx, s.primary, ns, "live", 3); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(750 * time.Millisecond)
+		down := int32(1)
+		if cycle%10 == 9 {
+			down = 0 // no ready pod at all for a while
+		}
+		if err := scaleDeployment(ctx, s.primary, ns, "live", down); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(750 * time.Millisecond)
+	}
+	churnTime := time.Since(churnStart)
+	if err := scaleDeployment(ctx, s.primary, ns, "live", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitEndpoints(t, s.primary, ns, "churn", 1)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	results := collect()
+
+	// Account for every connection.
+	events := connEvents(p.stderr.String())
+	opened := map[string][]connEvent{} // client address -> its "connection opened" events
+	gaveUp := map[string][]connEvent{}
+	livePods := map[string]bool{}
+	for _, ev := range events {
+		switch ev.msg {
+		case "connection opened":
+			opened[ev.client] = append(opened[ev.client], ev)
+			livePods[podName(ev.pod)] = true
+		case "connection closed: no upstream":
+			gaveUp[ev.client] = append(gaveUp[ev.client], ev)
+		}
+	}
+	within := func(evs []connEvent, r clientResult) *connEvent {
+		for i := range evs {
+			if !evs[i].at.Before(r.start.Add(-time.Second)) && !evs[i].at.After(r.end.Add(time.Second)) {
+				return &evs[i]
+			}
+		}
+		return nil
+	}
+	var ok, cut int
+	var maxWait time.Duration
+	for _, r := range results {
+		if r.err == nil {
+			if r.greeting != "hello from live" {
+				t.Errorf("connection from %s was answered by %q", r.local, r.greeting)
+			}
+			ok++
+			maxWait = max(maxWait, r.end.Sub(r.start))
+			continue
+		}
+		if ev := within(gaveUp[r.local], r); ev != nil {
+			t.Errorf("kpf gave up on the connection from %s (%s): %v\n  %s", r.local, r.start.Format("15:04:05.000"), r.err, ev.line)
+			continue
+		}
+		ev := within(opened[r.local], r)
+		if ev == nil {
+			t.Errorf("connection from %s (%s-%s) failed with no trace in kpf's log: %v", r.local, r.start.Format("15:04:05.000"), r.end.Format("15:04:05.000"), r.err)
+			continue
+		}
+		if _, deleted := pt.times(podName(ev.pod)); deleted.IsZero() || deleted.After(r.end.Add(5*time.Second)) {
+			t.Errorf("connection from %s to %s failed though its pod was not deleted: %v", r.local, ev.pod, r.err)
+			continue
+		}
+		cut++
+	}
+	if never.accepted.Load() != 0 {
+		t.Errorf("the never-ready pods' backend received %d connections", never.accepted.Load())
+	}
+	// No connection opened to a pod before it was made ready.
+	early := 0
+	for pod := range livePods {
+		ready, _ := pt.times(pod)
+		for _, evs := range opened {
+			for _, ev := range evs {
+				if podName(ev.pod) != pod {
+					continue
+				}
+				if ready.IsZero() || ev.at.Before(ready.Truncate(time.Millisecond)) {
+					early++
+					if early <= 5 {
+						t.Errorf("kpf opened a connection to %s before it was ready (made ready at %s): %s", pod, ready.Format("15:04:05.000"), ev.line)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("churn: 20 scale cycles in %s; %d client connections: %d ok, %d cut because their pod was deleted while they were open, %d other failures; longest successful connection %s; %d pods served connections; never-ready backend: %d connections; live backend: %d",
+		churnTime.Round(time.Millisecond), len(results), ok, cut, len(results)-ok-cut, maxWait.Round(time.Millisecond), len(livePods), never.accepted.Load(), live.accepted.Load())
+	if ok < len(results)/2 {
+		t.Errorf("only %d of %d connections succeeded", ok, len(results))
+	}
+
+	// Back to the baseline once the informers and sessions settle (extra
+	// sessions close after 30 s idle).
+	after := m.settle(t, base, 5, 2, 16<<20, 90*time.Second)
+	t.Logf("after: %s", after)
+}
