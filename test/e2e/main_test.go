@@ -31,6 +31,7 @@ type cluster struct {
 	Components     []struct {
 		Name string `json:"name"`
 		PID  int    `json:"pid"`
+		Port int    `json:"port"`
 	} `json:"components"`
 	client kubernetes.Interface
 }
