@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	spdytransport "k8s.io/client-go/transport/spdy"
 	"k8s.io/client-go/transport/websocket"
+	streamhttp "k8s.io/streaming/pkg/httpstream"
 )
 
 // Pod names the pod a session forwards to.
@@ -77,7 +78,7 @@ func (c *Connector) Connect(ctx context.Context, pod Pod) (*Session, error) {
 		var r result
 		if c.websocket {
 			r.conn, r.protocol, r.transport, r.err = c.dialWebSocket(u)
-			if r.err == nil || !(httpstream.IsUpgradeFailure(r.err) || httpstream.IsHTTPSProxyError(r.err)) {
+			if r.err == nil || !fallBack(r.err) {
 				done <- r
 				return
 			}
@@ -103,6 +104,15 @@ func (c *Connector) Connect(ctx context.Context, pod Pod) (*Session, error) {
 		}()
 		return nil, fmt.Errorf("port-forward to pod %s: %w", pod, ctx.Err())
 	}
+}
+
+// fallBack reports whether a failed WebSocket dial should be tried again
+// over SPDY, as kubectl does. client-go's WebSocket transport reports a
+// failed upgrade with k8s.io/streaming's error type, not apimachinery's:
+// checking only the latter never fell back.
+func fallBack(err error) bool {
+	return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err) ||
+		streamhttp.IsUpgradeFailure(err) || streamhttp.IsHTTPSProxyError(err)
 }
 
 // dialWebSocket opens a port-forward session tunnelled over WebSocket, as
