@@ -39,6 +39,8 @@ const (
 	etcd      = "etcd"
 	apiServer = "kube-apiserver"
 	nodeAgent = "node-agent"
+
+	controllerManager = "kube-controller-manager"
 )
 
 // faultCluster returns the cluster "fault", starting it on first use; the
@@ -63,6 +65,19 @@ func stopComponent(t *testing.T, s *suite, c *cluster, component, signal string)
 		out, err := s.kpfclusterCmd(context.Background(), "start", c.Name, "-component", component).CombinedOutput()
 		if err != nil && !strings.Contains(string(out), "already running") {
 			t.Errorf("start %s again: %v\n%s", component, err, out)
+		}
+		if component != apiServer {
+			return
+		}
+		// kube-controller-manager's watches retry a lost API server with
+		// client-go's backoff, up to a minute apart: the next test's
+		// namespace would wait that long for its default ServiceAccount.
+		// A fresh controller manager serves at once.
+		for _, verb := range [][]string{{"stop", "-signal", "TERM"}, {"start"}} {
+			args := append([]string{"-component", controllerManager}, verb[1:]...)
+			if out, err := s.kpfclusterCmd(context.Background(), verb[0], c.Name, args...).CombinedOutput(); err != nil {
+				t.Errorf("kpfcluster %s %s: %v\n%s", verb[0], controllerManager, err, out)
+			}
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -95,13 +110,13 @@ func startComponent(t *testing.T, s *suite, c *cluster, component string) time.T
 	if out, err := s.kpfclusterCmd(ctx, "start", c.Name, "-component", component).CombinedOutput(); err != nil {
 		t.Fatalf("kpfcluster start %s: %v\n%s", component, err, out)
 	}
+	var at time.Time
 	select {
-	case at := <-readyc:
-		return at
+	case at = <-readyc:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("kpfcluster started %s but it does not answer its readiness check", component)
-		return time.Time{}
 	}
+	return at
 }
 
 // readiness returns a check that succeeds once the component serves: etcd
@@ -260,12 +275,17 @@ func servedAfter(t *testing.T, served <-chan time.Time, ready time.Time) time.Du
 // kpf once the forward is ready.
 func faultForward(t *testing.T, s *suite, c *cluster, prefix string, b backend, args ...string) (string, string, *kpfProcess) {
 	t.Helper()
+	start := time.Now()
 	ns := newNamespace(t, c, prefix)
+	created := time.Now()
 	deployEcho(t, c, ns, 1, b)
+	deployed := time.Now()
 	port := freePort(t)
 	cfg := writeConfig(t, faultConfig(ns, port))
 	p := startKpfWith(t, s, c.Kubeconfig, cfg, args...)
 	waitStatus(t, s, cfg, 60*time.Second, "the forward to be ready", isReady)
+	t.Logf("setup: namespace %s, pod ready %s, forward ready %s", created.Sub(start).Round(time.Millisecond),
+		deployed.Sub(created).Round(time.Millisecond), time.Since(deployed).Round(time.Millisecond))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if g, err := greeting(addr, 10*time.Second); err != nil || g != "hello from "+b.name {
 		t.Fatalf("before the fault: %q, %v", g, err)
