@@ -39,6 +39,10 @@ type Pool struct {
 // one pod over.
 const MaxSessionsPerPod = 4
 
+// ExtraSessionWait is how long a connection waits for an extra session to
+// open before it shares the main one instead.
+const ExtraSessionWait = time.Second
+
 // ExtraSessionIdle is how long an extra session stays open without a
 // connection while its pod is held.
 const ExtraSessionIdle = 30 * time.Second
@@ -250,6 +254,15 @@ func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, erro
 		case <-best.ready:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-time.After(ExtraSessionWait):
+			// The API server is slow to open sessions (or cannot, as
+			// while etcd is down): share the live main session rather
+			// than keep the client waiting.
+			p.mu.Lock()
+			best.waiters--
+			main.active.Add(1)
+			p.mu.Unlock()
+			return main, nil
 		}
 		// Choose again: the new session if it came up, else (it failed,
 		// and spreading is off for a while) another.

@@ -422,3 +422,42 @@ func countOpen(conns []*fakeConn) int {
 	}
 	return n
 }
+
+// When an extra session cannot be opened quickly (the API server cannot
+// reach etcd, say), a connection shares the live main session after
+// ExtraSessionWait instead of waiting for the dial to time out.
+func TestDialSharesTheMainSessionWhenAnExtraOneIsSlow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		p := newPool(func(ctx context.Context, pod Pod) (*Session, error) {
+			if calls.Add(1) > 1 {
+				<-ctx.Done() // the API server never answers
+				return nil, ctx.Err()
+			}
+			return newSession(pod, newFakeConn(), "fake", nil), nil
+		}, 15*time.Second)
+		defer p.Close()
+		l := p.Lease()
+		defer l.Close()
+		ctx := context.Background()
+		first, err := l.Dial(ctx, podA, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer first.Close()
+		start := time.Now()
+		second, err := l.Dial(ctx, podA, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer second.Close()
+		if waited := time.Since(start); waited != ExtraSessionWait {
+			t.Errorf("the second connection waited %s, want %s", waited, ExtraSessionWait)
+		}
+		if second.session != first.session {
+			t.Errorf("the second connection did not share the main session")
+		}
+		time.Sleep(15 * time.Second) // the extra dial times out
+		synctest.Wait()
+	})
+}
