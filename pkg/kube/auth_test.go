@@ -28,6 +28,9 @@ func TestCheckAuth(t *testing.T) {
 			"unauthorized: the API server rejected the credentials (revoked or expired?): port-forward to pod ns/p: unable to upgrade streaming request: Unauthorized", true},
 		{"websocket upgrade 401", fmt.Errorf("port-forward to pod ns/p: %w", &streamhttp.UpgradeFailureError{Cause: apierrors.NewUnauthorized("Unauthorized")}),
 			"unauthorized: the API server rejected the credentials (revoked or expired?): port-forward to pod ns/p: unable to upgrade streaming request: Unauthorized", true},
+		{"spdy upgrade 401", errors.New("port-forward to pod ns/p: unable to upgrade connection: Unauthorized"),
+			"unauthorized: the API server rejected the credentials (revoked or expired?): port-forward to pod ns/p: unable to upgrade connection: Unauthorized", true},
+		{"spdy upgrade 404", errors.New(`port-forward to pod ns/p: unable to upgrade connection: pods "p" not found`), "port-forward", false},
 		{"upgrade other", &httpstream.UpgradeFailureError{Cause: errors.New("bad handshake")}, "unable to upgrade", false},
 		{"401", unauth, "unauthorized: the API server rejected the credentials (revoked or expired?): port-forward to pod ns/p: Unauthorized", true},
 	} {

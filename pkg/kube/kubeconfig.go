@@ -8,6 +8,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -119,5 +120,9 @@ func isUnauthorized(err error) bool {
 		return true
 	}
 	var sup *streamhttp.UpgradeFailureError
-	return errors.As(err, &sup) && sup.Cause != nil && isUnauthorized(sup.Cause)
+	if errors.As(err, &sup) && sup.Cause != nil && isUnauthorized(sup.Cause) {
+		return true
+	}
+	// client-go's SPDY dialer keeps only the message of a failed upgrade.
+	return strings.HasSuffix(err.Error(), "unable to upgrade connection: Unauthorized")
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	streamhttp "k8s.io/streaming/pkg/httpstream"
 )
@@ -17,6 +19,9 @@ func TestFallBack(t *testing.T) {
 	}{
 		{"apimachinery upgrade failure", &httpstream.UpgradeFailureError{Cause: errors.New("bad handshake")}, true},
 		{"streaming upgrade failure", fmt.Errorf("dial: %w", &streamhttp.UpgradeFailureError{Cause: errors.New("bad handshake")}), true},
+		{"401 on the WebSocket upgrade", &streamhttp.UpgradeFailureError{Cause: apierrors.NewUnauthorized("Unauthorized")}, false},
+		{"403 on the WebSocket upgrade (RBAC may allow only SPDY's create)", &streamhttp.UpgradeFailureError{
+			Cause: apierrors.NewForbidden(schema.GroupResource{Resource: "pods/portforward"}, "p", errors.New("no get"))}, true},
 		{"connection refused", errors.New("dial tcp 127.0.0.1:6443: connect: connection refused"), false},
 	} {
 		if got := fallBack(tc.err); got != tc.want {

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/httpstream/spdy"
 	pfconst "k8s.io/apimachinery/pkg/util/portforward"
@@ -110,7 +111,14 @@ func (c *Connector) Connect(ctx context.Context, pod Pod) (*Session, error) {
 // over SPDY, as kubectl does. client-go's WebSocket transport reports a
 // failed upgrade with k8s.io/streaming's error type, not apimachinery's:
 // checking only the latter never fell back.
+//
+// A 401 is not retried: credentials are rejected whatever the protocol,
+// and SPDY's error would lose the status that says so.
 func fallBack(err error) bool {
+	var up *streamhttp.UpgradeFailureError
+	if errors.As(err, &up) && apierrors.IsUnauthorized(up.Cause) {
+		return false
+	}
 	return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err) ||
 		streamhttp.IsUpgradeFailure(err) || streamhttp.IsHTTPSProxyError(err)
 }
