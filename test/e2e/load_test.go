@@ -135,10 +135,10 @@ func thousandEchoes(t *testing.T, p *kpfProcess, m *kpfMetrics, addr string, bas
 		round, strings.Count(p.stderr.String(), "on a busy session"))
 	// Back to the baseline: every goroutine and fd of a connection is
 	// gone (a small margin for the runtime's and HTTP server's own), and
-	// the heap is back within 16 MiB once collected. The peak was two
-	// 64 KiB copy buffers per connection and direction plus frames in
-	// flight; what stays is a few MiB of maps sized for 1,000 streams
-	// (Go maps do not shrink), the same after each round.
+	// the live heap is back within 16 MiB once collected. The peak was
+	// two 64 KiB copy buffers per connection and direction plus frames in
+	// flight; what may stay is a few MiB of maps sized for 1,000 streams
+	// (Go maps do not shrink).
 	settleStart := time.Now()
 	after := m.settle(t, base, 5, 2, 16<<20, 90*time.Second)
 	t.Logf("round %d: after (settled in %s): %s", round, time.Since(settleStart).Round(time.Millisecond), after)
