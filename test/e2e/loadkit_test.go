@@ -214,6 +214,7 @@ func (m *kpfMetrics) startSampler(interval time.Duration) *peakSampler {
 				ps.peak.goroutines = max(ps.peak.goroutines, s.goroutines)
 				ps.peak.fds = max(ps.peak.fds, s.fds)
 				ps.peak.heapInuse = max(ps.peak.heapInuse, s.heapInuse)
+				ps.peak.heapAlloc = max(ps.peak.heapAlloc, s.heapAlloc)
 				ps.peak.rss = max(ps.peak.rss, s.rss)
 				ps.mu.Unlock()
 			}
