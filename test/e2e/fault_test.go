@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -327,52 +326,19 @@ func TestE2EFaultAPIServerKilledWhileIdle(t *testing.T) {
 // then sends data until the connection ends, about 6 MB/s.
 func startStreamBackend(t *testing.T, name string) backend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
+	port := serveLoopback(t, func(c net.Conn) {
+		if _, err := fmt.Fprintf(c, "hello from %s\n", name); err != nil {
+			return
 		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
+		chunk := make([]byte, 64<<10)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := c.Write(chunk); err != nil {
 				return
 			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Go(func() {
-				defer func() {
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				if _, err := fmt.Fprintf(c, "hello from %s\n", name); err != nil {
-					return
-				}
-				chunk := make([]byte, 64<<10)
-				for {
-					if _, err := c.Write(chunk); err != nil {
-						return
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-			})
+			time.Sleep(10 * time.Millisecond)
 		}
 	})
-	return backend{name: name, port: ln.Addr().(*net.TCPAddr).Port}
+	return backend{name: name, port: port}
 }
 
 // The API server is killed during a long transfer: the client sees its

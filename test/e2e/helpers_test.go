@@ -37,6 +37,19 @@ type backend struct {
 
 func startBackend(t *testing.T, name string) backend {
 	t.Helper()
+	port := serveLoopback(t, func(c net.Conn) {
+		fmt.Fprintf(c, "hello from %s\n", name)
+		io.Copy(c, c)
+	})
+	return backend{name: name, port: port}
+}
+
+// serveLoopback listens on a free loopback port and runs handle for each
+// connection in its own goroutine, closing the connection when handle
+// returns. At the end of the test it closes the listener and every open
+// connection and waits for the handlers. It returns the port.
+func serveLoopback(t *testing.T, handle func(net.Conn)) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -69,12 +82,11 @@ func startBackend(t *testing.T, name string) backend {
 					mu.Unlock()
 					c.Close()
 				}()
-				fmt.Fprintf(c, "hello from %s\n", name)
-				io.Copy(c, c)
+				handle(c)
 			})
 		}
 	})
-	return backend{name: name, port: ln.Addr().(*net.TCPAddr).Port}
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // greeting dials addr and returns the first line the far end sends.

@@ -352,46 +352,13 @@ type countingBackend struct {
 
 func startCountingBackend(t *testing.T, name string) countingBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb := countingBackend{backend: backend{name: name, port: ln.Addr().(*net.TCPAddr).Port}, accepted: new(atomic.Int64)}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+	accepted := new(atomic.Int64)
+	port := serveLoopback(t, func(c net.Conn) {
+		accepted.Add(1)
+		fmt.Fprintf(c, "hello from %s\n", name)
+		io.Copy(c, c)
 	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			cb.accepted.Add(1)
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Go(func() {
-				defer func() {
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				fmt.Fprintf(c, "hello from %s\n", name)
-				io.Copy(c, c)
-			})
-		}
-	})
-	return cb
+	return countingBackend{backend: backend{name: name, port: port}, accepted: accepted}
 }
 
 // connEvent is one of kpf's -v log lines about a local connection.
