@@ -550,7 +550,29 @@ forwards:
 // closedBackend is a backend whose port nothing listens on.
 func closedBackend(t *testing.T) backend {
 	t.Helper()
-	return backend{name: "closed", port: freePort(t)}
+	return backend{name: "closed", port: refusedPort(t)}
+}
+
+// refusedPort returns a loopback port that refuses every connection until
+// the test ends. It holds the port with a socket that is bound but never
+// listens: connecting to it gets a reset, and no other process can take the
+// port meanwhile. (Closing a listener and hoping its port stays free lets a
+// parallel test's server take it, and then the "closed" backend answers.)
+func refusedPort(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind 127.0.0.1:0: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("getsockname: %v", err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
 
 // startHTTPBackend serves GET /healthz with status code and GET / with

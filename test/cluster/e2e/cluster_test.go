@@ -206,10 +206,15 @@ func TestE2EForwardWithoutBackendFailsLikeAKubelet(t *testing.T) {
 		return len(pods) == 1, err
 	})
 	pf := startPortForward(t, e, ns, "svc/echo", 80, false)
-	if got, err := greeting(pf.addr); err == nil && got != "" {
+	got, gerr := greeting(pf.addr)
+	if gerr == nil && got != "" {
 		t.Fatalf("got %q through a forward to a port nothing listens on", got)
 	}
-	waitUntil(t, 10*time.Second, "kubectl to report the failed forward", func(context.Context) (bool, error) {
-		return strings.Contains(pf.stderr.String(), "failed to connect to localhost:8080"), nil
-	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(pf.stderr.String(), "failed to connect to localhost:8080") {
+		if time.Now().After(deadline) {
+			t.Fatalf("kubectl did not report the failed forward within 10s (client saw %q, %v); kubectl stderr:\n%s", got, gerr, pf.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

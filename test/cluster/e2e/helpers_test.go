@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,15 +249,31 @@ func (s *syncBuffer) String() string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// closedBackend returns a backend whose port nothing listens on: a port
-// that was free a moment ago, so connecting to it is refused.
+// closedBackend returns a backend whose port nothing listens on, so
+// connecting to it is refused.
 func closedBackend(t *testing.T) backend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return backend{name: "closed", port: refusedPort(t)}
+}
+
+// refusedPort returns a loopback port that refuses every connection until
+// the test ends. It holds the port with a socket that is bound but never
+// listens: connecting to it gets a reset, and no other process can take the
+// port meanwhile. (Closing a listener and hoping its port stays free lets a
+// parallel test's server take it, and then the "closed" backend answers.)
+func refusedPort(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("socket: %v", err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	return backend{name: "closed", port: port}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind 127.0.0.1:0: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("getsockname: %v", err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
