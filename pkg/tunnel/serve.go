@@ -133,9 +133,17 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
 	out, upErr = io.CopyBuffer(writerOnly{local}, readerOnly{up}, *buf)
 	bufs.Put(buf)
 	s.Stats.BytesOut.Add(out)
-	// The pod has finished answering: like kubectl, end the connection.
-	if tc, ok := local.(interface{ CloseWrite() error }); ok {
-		tc.CloseWrite()
+	if upErr == nil {
+		// The pod has finished answering: like kubectl, end the connection.
+		if tc, ok := local.(interface{ CloseWrite() error }); ok {
+			tc.CloseWrite()
+		}
+	} else if tc, ok := local.(interface{ SetLinger(int) error }); ok {
+		// The upstream failed (the session was lost mid-answer, or the
+		// kubelet reported an error): reset the connection rather than
+		// close it, so that the client sees a failure, not an answer
+		// that merely ended early. kubectl closes normally here.
+		tc.SetLinger(0)
 	}
 	local.Close()
 	up.Close()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -253,4 +254,73 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// scriptedUpstream waits for the client's request, sends data, then ends
+// its reads with end (io.EOF for a pod that finished its answer, another
+// error for a lost session).
+type scriptedUpstream struct {
+	data      []byte
+	end       error
+	requested chan struct{}
+	reqOnce   sync.Once
+}
+
+func (u *scriptedUpstream) Read(p []byte) (int, error) {
+	<-u.requested
+	if len(u.data) > 0 {
+		n := copy(p, u.data)
+		u.data = u.data[n:]
+		return n, nil
+	}
+	return 0, u.end
+}
+func (u *scriptedUpstream) Write(p []byte) (int, error) {
+	u.reqOnce.Do(func() { close(u.requested) })
+	return len(p), nil
+}
+func (u *scriptedUpstream) CloseWrite() error { return nil }
+func (u *scriptedUpstream) Close() error      { u.reqOnce.Do(func() { close(u.requested) }); return nil }
+
+// A pod that finished its answer ends the client's connection with a FIN
+// (EOF after every byte); an upstream that failed mid-answer resets it,
+// so that the client cannot take a truncated answer for a complete one.
+func TestServeEndsCleanlyOnlyWhenThePodFinished(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		end       error
+		wantReset bool
+	}{
+		{"pod finished", io.EOF, false},
+		{"session lost", ErrSessionClosed, true},
+		{"kubelet error", errors.New("ns/pod: error forwarding port 80: connection refused"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			answer := []byte("partial answer")
+			addr, _, stop := serve(t, func(context.Context) (Upstream, string, error) {
+				return &scriptedUpstream{data: answer, end: tc.end, requested: make(chan struct{})}, "ns/pod:80", nil
+			}, time.Second)
+			defer stop()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte("GET\n")); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(c)
+			if !bytes.Equal(got, answer) {
+				t.Errorf("read %q, want %q before the end", got, answer)
+			}
+			reset := errors.Is(err, syscall.ECONNRESET)
+			switch {
+			case tc.wantReset && !reset:
+				t.Errorf("read ended with %v, want connection reset", err)
+			case !tc.wantReset && err != nil:
+				t.Errorf("read ended with %v, want a clean end (EOF)", err)
+			}
+		})
+	}
 }

@@ -217,6 +217,20 @@ func (s *Session) Alive() bool {
 	}
 }
 
+// ended is Alive's opposite, and also true from the moment the underlying
+// connection closes, before the goroutine that closes done has run: a
+// stream read that ended because its connection did must see it.
+func (s *Session) ended() bool {
+	select {
+	case <-s.done:
+		return true
+	case <-s.conn.CloseChan():
+		return true
+	default:
+		return false
+	}
+}
+
 // Active is the number of connections open or being opened through the
 // session.
 func (s *Session) Active() int64 { return s.active.Load() }
@@ -456,6 +470,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 		if isClosed(err) {
+			if c.session.ended() {
+				// The data stream did not end: the connection carrying it
+				// did (API server or kubelet gone, or the session closed).
+				// Whatever the pod was sending was cut short, and the
+				// client must not take the end for a complete answer.
+				return 0, fmt.Errorf("%w before %s:%d finished", ErrSessionClosed, c.session.Pod, c.port)
+			}
 			return 0, io.EOF
 		}
 	}

@@ -366,6 +366,12 @@ func TestE2EFaultAPIServerKilledDuringTransfer(t *testing.T) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatalf("the transfer hung: no end %s after the API server was killed (%d more bytes)", ended.Round(time.Millisecond), n)
 	}
+	// The stream never ends by itself: its end can only be the fault,
+	// and the client must be told so with a reset, not a clean EOF that
+	// a client could take for the end of a complete answer.
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the cut transfer ended with %s %s after the kill; want connection reset", errOrEOF(err), ended.Round(time.Millisecond))
+	}
 	t.Logf("FIGURE apiserver-transfer: the client saw the end (%v) %s after the kill, %d bytes after it",
 		errOrEOF(err), ended.Round(time.Millisecond), n)
 	ready := startComponent(t, s, c, apiServer)

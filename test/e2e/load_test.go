@@ -67,14 +67,14 @@ func TestE2ELoadThousandConnections(t *testing.T) {
 
 	// Twice: a leak shows as growth from one round to the next as well.
 	for round := 1; round <= 2; round++ {
-		thousandEchoes(t, p, m, addr, base, round, conns, size)
+		thousandEchoes(t, p, m, s.primary, addr, base, round, conns, size)
 	}
 }
 
 // thousandEchoes opens conns connections to addr, waits until each has
 // its greeting (so that all are open at once), echoes size bytes on each,
 // and checks that kpf returns to base afterwards.
-func thousandEchoes(t *testing.T, p *kpfProcess, m *kpfMetrics, addr string, base procSample, round, conns int, size int64) {
+func thousandEchoes(t *testing.T, p *kpfProcess, m *kpfMetrics, c *cluster, addr string, base procSample, round, conns int, size int64) {
 	t.Helper()
 	sampler := m.startSampler(200 * time.Millisecond)
 	start := time.Now()
@@ -113,11 +113,24 @@ func thousandEchoes(t *testing.T, p *kpfProcess, m *kpfMetrics, addr string, bas
 			errs[i] = echoData(c, br, size, uint64(round*conns+i))
 		}()
 	}
-	greeted.Wait()
+	// Both phases normally take well under these times (greeting 1–4 s,
+	// echo 12–48 s); past them, save every process's stacks while the
+	// connections are still stuck, to show where.
+	waitOrDump := func(wg *sync.WaitGroup, limit time.Duration, what string) {
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(limit):
+			dumpStacks(t, m, c, fmt.Sprintf("round %d: %s not done %s after the start", round, what, limit))
+			<-done
+		}
+	}
+	waitOrDump(&greeted, 20*time.Second, "greetings")
 	opened := time.Since(start)
 	atOnce := m.mustSample(t)
 	close(begin)
-	finished.Wait()
+	waitOrDump(&finished, 150*time.Second, "echoes")
 	elapsed := time.Since(start)
 	peak, _ := sampler.finish()
 

@@ -32,6 +32,7 @@ type cluster struct {
 		Name string `json:"name"`
 		PID  int    `json:"pid"`
 		Port int    `json:"port"`
+		Log  string `json:"log"`
 	} `json:"components"`
 	client kubernetes.Interface
 }

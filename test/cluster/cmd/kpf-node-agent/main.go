@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"k8s.io/client-go/kubernetes"
@@ -38,6 +39,7 @@ func run() error {
 	klog.SetSlogLogger(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go dumpGoroutinesOnSignal(ctx)
 
 	rest, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
@@ -58,4 +60,23 @@ func run() error {
 		TLS:        &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		Log:        log,
 	})
+}
+
+// dumpGoroutinesOnSignal writes every goroutine's stack to stderr (the
+// agent's log) on each SIGUSR1, so that a test that finds a port-forward
+// stuck can see where the agent is without stopping it.
+func dumpGoroutinesOnSignal(ctx context.Context) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+			fmt.Fprintln(os.Stderr, "=== goroutine dump (SIGUSR1)")
+			pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+			fmt.Fprintln(os.Stderr, "=== end of goroutine dump")
+		}
+	}
 }
