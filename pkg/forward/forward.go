@@ -389,6 +389,9 @@ func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remo
 			if err == nil {
 				return c, ep.String(), nil
 			}
+			if errors.Is(err, tunnel.ErrSessionStalled) {
+				r.log.Warn("port-forward session stalled; closed it, reconnecting", "pod", ep.Namespace+"/"+ep.Pod, "err", err)
+			}
 			if errors.Is(err, tunnel.ErrSessionClosed) {
 				delay = 0 // the pool reconnects at once
 			}

@@ -21,7 +21,10 @@ type fakeConn struct {
 	// refuse, if set, makes the fake kubelet refuse every pair at once:
 	// it resets the data stream before replying and writes refuse on the
 	// error stream.
-	refuse  string
+	refuse string
+	// stall, if set, makes stream creation wait until the connection
+	// closes, as on a connection that nothing reads any more.
+	stall   bool
 	mu      sync.Mutex
 	nextID  uint32
 	closed  chan bool
@@ -31,6 +34,9 @@ type fakeConn struct {
 func newFakeConn() *fakeConn { return &fakeConn{closed: make(chan bool)} }
 
 func (f *fakeConn) CreateStream(h http.Header) (httpstream.Stream, error) {
+	if f.stall {
+		<-f.closed
+	}
 	select {
 	case <-f.closed:
 		return nil, errors.New("connection closed")

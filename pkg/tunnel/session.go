@@ -179,6 +179,9 @@ type Session struct {
 	lastMoved atomic.Int64
 	lastWrote atomic.Int64
 	writing   atomic.Int64
+	// lastOpened is when a stream pair was last acknowledged (unix
+	// nanoseconds), for Dial's stall check.
+	lastOpened atomic.Int64
 	// onIdle, if set before the session is shared, is called when the
 	// last open connection closes.
 	onIdle func()
@@ -254,6 +257,12 @@ func (s *Session) Busy(t time.Time) bool {
 	return s.lastMoved.Load() >= since
 }
 
+// progressed reports whether, since t, a stream was acknowledged on the
+// session or it was busy carrying data (see Busy).
+func (s *Session) progressed(t time.Time) bool {
+	return s.lastOpened.Load() >= t.UnixNano() || s.Busy(t)
+}
+
 // Close ends the session and every connection open through it. It does
 // not wait for a peer that has stopped reading.
 func (s *Session) Close() error {
@@ -281,6 +290,19 @@ func (s *Session) closeConn() error {
 
 // ErrSessionClosed is returned by Dial on a session that has ended.
 var ErrSessionClosed = errors.New("port-forward session closed")
+
+// ErrSessionStalled is returned, wrapped with ErrSessionClosed, by the Dial
+// that found its session stalled and closed it (see StreamOpenStall).
+var ErrSessionStalled = errors.New("port-forward session stalled")
+
+// StreamOpenStall is how long Dial waits for its streams on a session on
+// which, meanwhile, no other stream opened and no data moved. Past it the
+// session is taken for wedged and closed, so that the caller reconnects
+// rather than wait out its whole deadline on it. A stream is normally
+// acknowledged within a round trip to the kubelet (which replies before it
+// dials the pod); a connection whose every reader has stopped
+// acknowledges nothing, and neither will its other streams.
+const StreamOpenStall = 10 * time.Second
 
 // Dial opens a connection to port of the session's pod. The returned
 // net.Conn reports an error that the kubelet sends for this connection
@@ -371,19 +393,43 @@ func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
 			res <- created{errStream: e.errStream, data: data}
 		}
 	}()
-	var r created
-	select {
-	case r = <-res:
-	case <-ctx.Done():
+	abandon := func() {
 		go func() {
 			if r := <-res; r.err == nil {
 				r.data.Reset()
 				s.conn.RemoveStreams(r.errStream, r.data)
 			}
 		}()
-		return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, ctx.Err())
-	case <-s.done:
-		return nil, ErrSessionClosed
+	}
+	since := time.Now()
+	stall := time.NewTimer(StreamOpenStall)
+	defer stall.Stop()
+	var r created
+wait:
+	for {
+		select {
+		case r = <-res:
+			break wait
+		case <-ctx.Done():
+			abandon()
+			return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, ctx.Err())
+		case <-s.done:
+			return nil, ErrSessionClosed
+		case <-stall.C:
+			if s.progressed(since) {
+				// Slow, not stuck: a queue of streams ahead of ours.
+				since = time.Now()
+				stall.Reset(StreamOpenStall)
+				continue
+			}
+			abandon()
+			s.Close()
+			return nil, fmt.Errorf("dial %s:%d: %w: %w: no stream opened and no data moved on it for %s; closed it",
+				s.Pod, port, ErrSessionClosed, ErrSessionStalled, StreamOpenStall)
+		}
+	}
+	if r.err == nil {
+		s.lastOpened.Store(time.Now().UnixNano())
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err)

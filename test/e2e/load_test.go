@@ -153,8 +153,9 @@ func thousandEchoes(t *testing.T, p *kpfProcess, m *kpfMetrics, c *cluster, addr
 	if atOnce.goroutines < base.goroutines+conns {
 		t.Errorf("with %d connections open kpf ran %d goroutines (baseline %d): were they really concurrent?", conns, atOnce.goroutines, base.goroutines)
 	}
-	t.Logf("round %d: probes that could not open a stream in time on the busy session (kept, not closed) so far: %d",
-		round, strings.Count(p.stderr.String(), "on a busy session"))
+	logs := p.stderr.String()
+	t.Logf("round %d, so far: probes that could not open a stream in time on the busy session (kept, not closed): %d; sessions ended: %d; probes failed: %d",
+		round, strings.Count(logs, "on a busy session"), strings.Count(logs, "port-forward session ended"), strings.Count(logs, "probe through the tunnel failed"))
 	// Back to the baseline: every goroutine and fd of a connection is
 	// gone (a small margin for the runtime's and HTTP server's own), and
 	// the live heap is back within 16 MiB once collected. The peak was
