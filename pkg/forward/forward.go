@@ -371,9 +371,50 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, p
 			r.changed.notify()
 			return sess, nil
 		}
+		r.probeInUse(ctx, pool, sess, healthEps)
 	}
 	r.setState(StateReady, "", pod)
 	return sess, nil
+}
+
+// probeInUse runs the transport part of the health check through every
+// other session that carries connections of the forward's pods: the extra
+// sessions Lease.Dial spreads connections over, and the sessions to pods
+// other than the one probed (round-robin). A session on which the check
+// cannot open a stream in time while no data moves is wedged (a pod that
+// stopped reading holds every write of its session): it is closed, which
+// resets its connections, rather than leave them hanging. Pod-side
+// failures are left to the main check.
+func (r *Runner) probeInUse(ctx context.Context, pool *tunnel.Lease, probed *tunnel.Session, eps []kube.Endpoint) {
+	var wg sync.WaitGroup
+	for pod, sessions := range pool.InUse() {
+		var port uint16
+		for _, ep := range eps {
+			if ep.Pod == pod.Name {
+				port = ep.Port
+			}
+		}
+		if port == 0 {
+			continue
+		}
+		for _, s := range sessions {
+			if s == probed {
+				continue
+			}
+			wg.Go(func() {
+				pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
+				defer cancel()
+				started := time.Now()
+				err := r.sharedCheck(pctx, s, port)
+				if ctx.Err() != nil || !errors.Is(err, errTransport) || s.Busy(started) {
+					return
+				}
+				r.log.Warn("probe through a session in use failed; closing it", "pod", pod.String(), "connections", s.Active(), "err", err)
+				s.Close()
+			})
+		}
+	}
+	wg.Wait()
 }
 
 // dial waits for a ready endpoint and opens a connection to it.

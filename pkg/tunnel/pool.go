@@ -305,6 +305,21 @@ func (p *Pool) hold(pod Pod, n int) {
 	}
 }
 
+// busySessions returns the live sessions, main and extra, to pod that
+// carry at least one connection.
+func (p *Pool) busySessions(pod Pod) []*Session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*Session
+	entries := append([]*poolEntry{p.sessions[pod]}, p.extra[pod]...)
+	for _, e := range entries {
+		if e != nil && e.live() && e.session.Active() > 0 {
+			out = append(out, e.session)
+		}
+	}
+	return out
+}
+
 // Sessions returns the live sessions.
 func (p *Pool) Sessions() []*Session {
 	p.mu.Lock()
@@ -417,6 +432,24 @@ func (l *Lease) Dial(ctx context.Context, pod Pod, port uint16) (*Conn, error) {
 		err = fmt.Errorf("%w: %w", ErrSessionClosed, err)
 	}
 	return c, err
+}
+
+// InUse returns the live sessions, main and extra, to the pods the lease
+// holds that carry at least one connection (of any lease), by pod.
+func (l *Lease) InUse() map[Pod][]*Session {
+	l.mu.Lock()
+	pods := make([]Pod, 0, len(l.held))
+	for pod := range l.held {
+		pods = append(pods, pod)
+	}
+	l.mu.Unlock()
+	out := map[Pod][]*Session{}
+	for _, pod := range pods {
+		if ss := l.pool.busySessions(pod); len(ss) > 0 {
+			out[pod] = ss
+		}
+	}
+	return out
 }
 
 // Retain lets go of the pods for which keep returns false. Their sessions

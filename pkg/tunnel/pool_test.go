@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -465,5 +466,49 @@ func TestDialSharesTheMainSessionWhenAnExtraOneIsSlow(t *testing.T) {
 		}
 		time.Sleep(15 * time.Second) // the extra dial times out
 		synctest.Wait()
+	})
+}
+
+// InUse lists the sessions, main and extra, that carry connections to the
+// lease's pods, and drops each as its last connection closes.
+func TestInUseListsSessionsCarryingConnections(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePool()
+		defer fp.Close()
+		ctx := context.Background()
+		l := fp.Lease()
+		defer l.Close()
+		if _, err := l.Get(ctx, podB); err != nil { // held, no connection
+			t.Fatal(err)
+		}
+		if got := l.InUse(); len(got) != 0 {
+			t.Fatalf("InUse with no connection = %v, want none", got)
+		}
+		var conns []*Conn
+		for range 3 {
+			c, err := l.Dial(ctx, podA, 80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		got := l.InUse()
+		if len(got) != 1 || len(got[podA]) != 3 {
+			t.Fatalf("InUse with 3 connections spread over 3 sessions to %s = %v", podA, got)
+		}
+		for _, c := range conns {
+			if !slices.Contains(got[podA], c.session) {
+				t.Errorf("a connection's session is missing from InUse")
+			}
+		}
+		conns[0].Close()
+		if n := len(l.InUse()[podA]); n != 2 {
+			t.Errorf("after one connection closed, InUse lists %d sessions, want 2", n)
+		}
+		conns[1].Close()
+		conns[2].Close()
+		if got := l.InUse(); len(got) != 0 {
+			t.Errorf("after every connection closed, InUse = %v, want none", got)
+		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -189,4 +190,78 @@ forwards:
 	// the forward's own loop is not wedged behind it.
 	after := m.settle(t, base, 5, 2, 16<<20, 60*time.Second)
 	t.Logf("kpf after: %s", after)
+}
+
+// A pod that stops reading one connection wedges the session carrying it
+// (its blocked write holds the session's frame-write lock). When that is
+// an extra session, not the one the forward's health check runs on, the
+// check of every session in use finds it: it cannot open a stream there
+// while nothing moves, so kpf closes that session and the stuck client
+// gets a connection reset instead of hanging for as long as the pod does.
+// A connection on the forward's main session is not touched.
+func TestE2EStuckStreamOnAnExtraSessionIsCut(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "stuckextra")
+	echo, sink := startBackend(t, "echo"), startSinkBackend(t)
+	tmpl := podTemplate("stuckextra", echo)
+	tmpl.Annotations["test.kpf.dev/forward-9090"] = strconv.Itoa(sink.port)
+	createDeploymentFrom(t, s.primary, ns, "stuckextra", 1, tmpl)
+	echoPort, sinkPort := freePort(t), freePort(t)
+	echoAddr, sinkAddr := fmt.Sprintf("127.0.0.1:%d", echoPort), fmt.Sprintf("127.0.0.1:%d", sinkPort)
+	cfg := writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: stuckextra
+    context: e2e
+    namespace: %s
+    deployment: stuckextra
+    ports: ["%d:8080", "%d:9090"]
+    health: {timeout: 2s}
+`, ns, echoPort, sinkPort))
+	p := startKpf(t, s, cfg, "--probe-interval", "1s")
+	waitUntil(t, 60*time.Second, "the echo port to answer", func(context.Context) (bool, error) {
+		_, _, err := echoExchange(echoAddr, 1024, 1, 10*time.Second)
+		return err == nil, nil
+	})
+
+	// An idle connection holds the main session, so that the next one
+	// is spread over an extra session.
+	idle, err := net.DialTimeout("tcp", echoAddr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idle.SetDeadline(time.Now().Add(2 * time.Minute))
+	g, idleReader, err := readGreeting(idle)
+	if err != nil || g != "hello from echo" {
+		t.Fatalf("idle connection: greeting %q, %v", g, err)
+	}
+
+	stuck, err := net.DialTimeout("tcp", sinkAddr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	total, stalled, err := stallWrite(stuck, 1<<30, 3*time.Second, 30*time.Second)
+	if err != nil || !stalled {
+		t.Fatalf("writing to the stuck upstream: %d bytes, stalled=%v, %v", total, stalled, err)
+	}
+	wedged := time.Now()
+	stuck.SetReadDeadline(time.Now().Add(60 * time.Second))
+	_, err = stuck.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the stuck connection was still open 60s after its writes stalled; kpf's log:\n%s", p.stderr.String())
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the stuck connection ended with %v, want a connection reset", err)
+	}
+	if !strings.Contains(p.stderr.String(), "probe through a session in use failed; closing it") {
+		t.Errorf("kpf did not log why it cut the connection; its log:\n%s", p.stderr.String())
+	}
+	t.Logf("FIGURE stuck-extra: the stuck client was reset %s after its writes stalled (3 s of stall detection in the test included)", time.Since(wedged).Round(time.Millisecond))
+
+	// The main session and its connection were left alone.
+	if err := echoData(idle, idleReader, 64<<10, 7); err != nil {
+		t.Fatalf("the idle connection on the main session after the extra one was closed: %v", err)
+	}
 }
