@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"io"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -70,6 +71,46 @@ func TestDialClosesAStalledSessionOnly(t *testing.T) {
 					t.Errorf("Active = %d after the failed dial", got)
 				}
 				synctest.Wait()
+			})
+		})
+	}
+}
+
+// A connection's read ends with io.EOF when its pod finished (the data
+// stream ended on a live session), and with an error wrapping
+// ErrSessionClosed when the stream ended because the session did: the
+// answer was cut short, and Serve must reset the client, not close it
+// cleanly.
+func TestReadTellsACutFromAFinish(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		sessionEnds bool
+	}{
+		{name: "pod finished"},
+		{name: "session lost", sessionEnds: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				conn := newFakeConn()
+				s := newSession(Pod{"ns", "a"}, conn, "fake", nil)
+				defer s.Close()
+				c, err := s.Dial(context.Background(), 80)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if tc.sessionEnds {
+					conn.Close()
+				}
+				c.data.Reset() // the fake's end of stream
+				_, err = c.Read(make([]byte, 1))
+				if tc.sessionEnds {
+					if !errors.Is(err, ErrSessionClosed) {
+						t.Fatalf("Read after the session ended: %v, want ErrSessionClosed", err)
+					}
+				} else if err != io.EOF {
+					t.Fatalf("Read after the pod finished: %v, want io.EOF", err)
+				}
 			})
 		})
 	}
