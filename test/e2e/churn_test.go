@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 )
 
 // podTracker watches the pods of a namespace: it makes each new pod of the
@@ -29,7 +32,18 @@ func trackPods(t *testing.T, c *cluster, ns string, readyAfter time.Duration) *p
 	t.Helper()
 	pt := &podTracker{readyAt: map[string]time.Time{}, deletedAt: map[string]time.Time{}, pending: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	w, err := c.client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	// A plain watch ends when the API server's request timeout (30–60
+	// min) closes it, and a tracker that stopped then counted the cuts of
+	// a 1-hour soak's second half as unexplained failures: resume it.
+	list, err := c.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return c.client.CoreV1().Pods(ns).Watch(ctx, o)
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +54,9 @@ func trackPods(t *testing.T, c *cluster, ns string, readyAfter time.Duration) *p
 		for ev := range w.ResultChan() {
 			pod, ok := ev.Object.(*corev1.Pod)
 			if !ok {
+				if ev.Type == watch.Error && ctx.Err() == nil {
+					t.Errorf("pod tracker: the watch of %s failed: %v", ns, ev.Object)
+				}
 				continue
 			}
 			pt.mu.Lock()
@@ -205,6 +222,7 @@ func accountConnections(t *testing.T, p *kpfProcess, pt *podTracker, results []c
 	acc := accounting{pods: map[string]bool{}}
 	opened := map[string][]connEvent{} // client address -> its "connection opened" events
 	gaveUp := map[string][]connEvent{}
+	closed := map[string][]connEvent{}
 	for _, ev := range connEvents(p.stderr.String()) {
 		switch ev.msg {
 		case "connection opened":
@@ -213,7 +231,31 @@ func accountConnections(t *testing.T, p *kpfProcess, pt *podTracker, results []c
 			acc.pods[podName(ev.pod)] = true
 		case "connection closed: no upstream":
 			gaveUp[ev.client] = append(gaveUp[ev.client], ev)
+		case "connection closed":
+			closed[ev.client] = append(closed[ev.client], ev)
 		}
+	}
+	warnings := strings.Split(p.warnings(), "\n")
+	// why finds what kpf logged about a failed connection: its closing
+	// line (with the reason) and kpf's warnings within 2 s of it.
+	why := func(r clientResult) string {
+		var b strings.Builder
+		for _, ev := range closed[r.local] {
+			if !ev.at.Before(r.start.Add(-time.Second)) && !ev.at.After(r.end.Add(time.Second)) {
+				fmt.Fprintf(&b, "\n  kpf: %s", ev.line)
+			}
+		}
+		for _, l := range warnings {
+			tm := logTimeRE.FindStringSubmatch(l)
+			if tm == nil {
+				continue
+			}
+			at, _ := time.Parse(time.RFC3339Nano, tm[1])
+			if !at.Before(r.start.Add(-2*time.Second)) && !at.After(r.end.Add(2*time.Second)) {
+				fmt.Fprintf(&b, "\n  kpf warning: %s", l)
+			}
+		}
+		return b.String()
 	}
 	within := func(evs []connEvent, r clientResult) *connEvent {
 		for i := range evs {
@@ -250,7 +292,8 @@ func accountConnections(t *testing.T, p *kpfProcess, pt *podTracker, results []c
 			continue
 		}
 		if _, deleted := pt.times(podName(ev.pod)); deleted.IsZero() || deleted.After(r.end.Add(5*time.Second)) {
-			fail("connection from %s to %s failed though its pod was not deleted: %v", r.local, ev.pod, r.err)
+			fail("connection from %s to %s (%s-%s) failed though its pod was not deleted: %v%s", r.local, ev.pod,
+				r.start.Format("15:04:05.000"), r.end.Format("15:04:05.000"), r.err, why(r))
 			continue
 		}
 		acc.cut++
