@@ -77,6 +77,29 @@ func stallWrite(c net.Conn, limit int64, stall, maxDur time.Duration) (int64, bo
 	return total, false, nil
 }
 
+// echoAndSinkForward deploys a pod named after name whose port 8080 is a
+// greeting echo server and whose port 9090 a sink that never reads, and
+// writes a config with one forward of both ports (plus extra, YAML lines
+// of the forward). It returns the config and the two local addresses.
+func echoAndSinkForward(t *testing.T, s *suite, name, extra string) (cfg, echoAddr, sinkAddr string) {
+	t.Helper()
+	ns := newNamespace(t, s.primary, name)
+	echo, sink := startBackend(t, "echo"), startSinkBackend(t)
+	tmpl := podTemplate(name, echo)
+	tmpl.Annotations["test.kpf.dev/forward-9090"] = strconv.Itoa(sink.port)
+	createDeploymentFrom(t, s.primary, ns, name, 1, tmpl)
+	echoPort, sinkPort := freePort(t), freePort(t)
+	cfg = writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: %s
+    context: e2e
+    namespace: %s
+    deployment: %s
+    ports: ["%d:8080", "%d:9090"]
+%s`, name, ns, name, echoPort, sinkPort, extra))
+	return cfg, fmt.Sprintf("127.0.0.1:%d", echoPort), fmt.Sprintf("127.0.0.1:%d", sinkPort)
+}
+
 // A backend that accepts and never reads: the client's writes stall after a
 // bounded amount (kernel socket buffers along the path, no unbounded
 // buffering in kpf), kpf's memory stays bounded, and once the stuck
@@ -97,21 +120,7 @@ func stallWrite(c net.Conn, limit int64, stall, maxDur time.Duration) (int64, bo
 // goroutines never ended, which the settle check at the end catches.
 func TestE2EHalfOpenUpstream(t *testing.T) {
 	s := needSuite(t)
-	ns := newNamespace(t, s.primary, "halfopen")
-	echo, sink := startBackend(t, "echo"), startSinkBackend(t)
-	tmpl := podTemplate("halfopen", echo)
-	tmpl.Annotations["test.kpf.dev/forward-9090"] = strconv.Itoa(sink.port)
-	createDeploymentFrom(t, s.primary, ns, "halfopen", 1, tmpl)
-	echoPort, sinkPort := freePort(t), freePort(t)
-	echoAddr, sinkAddr := fmt.Sprintf("127.0.0.1:%d", echoPort), fmt.Sprintf("127.0.0.1:%d", sinkPort)
-	cfg := writeConfig(t, fmt.Sprintf(`version: 1
-forwards:
-  - name: halfopen
-    context: e2e
-    namespace: %s
-    deployment: halfopen
-    ports: ["%d:8080", "%d:9090"]
-`, ns, echoPort, sinkPort))
+	cfg, echoAddr, sinkAddr := echoAndSinkForward(t, s, "halfopen", "")
 	p, m := startKpfWithMetrics(t, s, cfg)
 	waitUntil(t, 60*time.Second, "the echo port to answer", func(context.Context) (bool, error) {
 		_, _, err := echoExchange(echoAddr, 1024, 1, 10*time.Second)
@@ -201,22 +210,7 @@ forwards:
 // A connection on the forward's main session is not touched.
 func TestE2EStuckStreamOnAnExtraSessionIsCut(t *testing.T) {
 	s := needSuite(t)
-	ns := newNamespace(t, s.primary, "stuckextra")
-	echo, sink := startBackend(t, "echo"), startSinkBackend(t)
-	tmpl := podTemplate("stuckextra", echo)
-	tmpl.Annotations["test.kpf.dev/forward-9090"] = strconv.Itoa(sink.port)
-	createDeploymentFrom(t, s.primary, ns, "stuckextra", 1, tmpl)
-	echoPort, sinkPort := freePort(t), freePort(t)
-	echoAddr, sinkAddr := fmt.Sprintf("127.0.0.1:%d", echoPort), fmt.Sprintf("127.0.0.1:%d", sinkPort)
-	cfg := writeConfig(t, fmt.Sprintf(`version: 1
-forwards:
-  - name: stuckextra
-    context: e2e
-    namespace: %s
-    deployment: stuckextra
-    ports: ["%d:8080", "%d:9090"]
-    health: {timeout: 2s}
-`, ns, echoPort, sinkPort))
+	cfg, echoAddr, sinkAddr := echoAndSinkForward(t, s, "stuckextra", "    health: {timeout: 2s}\n")
 	p := startKpf(t, s, cfg, "--probe-interval", "1s")
 	waitUntil(t, 60*time.Second, "the echo port to answer", func(context.Context) (bool, error) {
 		_, _, err := echoExchange(echoAddr, 1024, 1, 10*time.Second)
@@ -258,7 +252,7 @@ forwards:
 	if !strings.Contains(p.stderr.String(), "probe through a session in use failed; closing it") {
 		t.Errorf("kpf did not log why it cut the connection; its log:\n%s", p.stderr.String())
 	}
-	t.Logf("FIGURE stuck-extra: the stuck client was reset %s after its writes stalled (3 s of stall detection in the test included)", time.Since(wedged).Round(time.Millisecond))
+	t.Logf("FIGURE stuck-extra: the stuck client was reset %s after the test had seen its writes stall for 3 s", time.Since(wedged).Round(time.Millisecond))
 
 	// The main session and its connection were left alone.
 	if err := echoData(idle, idleReader, 64<<10, 7); err != nil {
