@@ -143,7 +143,7 @@ func (c *Connector) dialWebSocket(u *url.URL) (httpstream.Connection, string, io
 		return nil, "", nil, errors.New("websocket negotiation returned no connection")
 	}
 	tunnel := portforward.NewTunnelingConnection("client", ws)
-	conn, err := spdy.NewClientConnectionWithPings(tunnel, portforward.PingPeriod)
+	conn, err := spdy.NewClientConnectionWithPings(newFrameConn(tunnel), portforward.PingPeriod)
 	if err != nil {
 		tunnel.Close()
 		return nil, "", nil, err
@@ -153,7 +153,7 @@ func (c *Connector) dialWebSocket(u *url.URL) (httpstream.Connection, string, io
 
 // dialSPDY opens a port-forward session over an HTTP upgrade to SPDY.
 func (c *Connector) dialSPDY(u *url.URL) (httpstream.Connection, string, error) {
-	rt, upgrader, err := spdytransport.RoundTripperFor(c.config)
+	rt, upgrader, err := spdyRoundTripperFor(c.config)
 	if err != nil {
 		return nil, "", fmt.Errorf("spdy round tripper: %w", err)
 	}
