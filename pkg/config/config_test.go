@@ -26,6 +26,7 @@ defaults:
   namespace: apps
   waitForReady: 5s
   balance: round-robin
+  spare: 1
 forwards:
   - service: web
     ports: ["8080", "8443:https", 9000, {local: 15432, remote: postgres}, {local: 15433, remote: "5433"}]
@@ -35,6 +36,7 @@ forwards:
     address: localhost
     balance: first
     waitForReady: 1m
+    spare: 0
     enabled: false
     groups: [g]
     ports: ["18080:http"]
@@ -51,21 +53,21 @@ forwards:
 			{8080, Port{Number: 8080}}, {8443, Port{Name: "https"}}, {9000, Port{Number: 9000}},
 			{15432, Port{Name: "postgres"}}, {15433, Port{Number: 5433}},
 		},
-		Address: "localhost", Enabled: true, Balance: BalanceRoundRobin, WaitForReady: 5 * time.Second,
+		Address: "localhost", Enabled: true, Balance: BalanceRoundRobin, WaitForReady: 5 * time.Second, Spare: 1,
 		Health: Health{Port: Port{Number: 8080}, Interval: 10 * time.Second, Timeout: 5 * time.Second, Threshold: 3},
 	}
-	if !web.Equal(want) || !web.Enabled || web.Pos != (Position{"f.yaml", 8, 5}) {
+	if !web.Equal(want) || !web.Enabled || web.Pos != (Position{"f.yaml", 9, 5}) {
 		t.Errorf("got %+v\nwant %+v", web, want)
 	}
 	if sel.Name != "app-web-tier-cache" || sel.Target.String() != "selector/app=web,tier!=cache" ||
 		sel.Context != "prod" || sel.Namespace != "other" || sel.Address != "localhost" ||
-		sel.Balance != BalanceFirst || sel.WaitForReady != time.Minute || sel.Enabled {
+		sel.Balance != BalanceFirst || sel.WaitForReady != time.Minute || sel.Spare != 0 || sel.Enabled {
 		t.Errorf("selector forward: %+v", sel)
 	}
 	if v6.Address != "::1" || v6.Target.String() != "pod/web-0" || v6.Context != "dev" {
 		t.Errorf("v6 forward: %+v", v6)
 	}
-	if p, ok := cfg.Position("forwards[1].context"); !ok || p.Line != 11 {
+	if p, ok := cfg.Position("forwards[1].context"); !ok || p.Line != 12 {
 		t.Errorf("Position(forwards[1].context) = %v, %v", p, ok)
 	}
 	if _, ok := cfg.Position("forwards[0].context"); ok {
@@ -376,6 +378,7 @@ func TestForwardEqual(t *testing.T) {
 		"address": func(f *Forward) { f.Address = "::1" },
 		"balance": func(f *Forward) { f.Balance = BalanceRoundRobin },
 		"wait":    func(f *Forward) { f.WaitForReady = time.Minute },
+		"spare":   func(f *Forward) { f.Spare = 2 },
 		"health":  func(f *Forward) { f.Health.HTTPPath = "/healthz" },
 	} {
 		other := base

@@ -16,6 +16,7 @@ const (
 	fAllowNonLoopback = "allowNonLoopback"
 	fWaitForReady     = "waitForReady"
 	fBalance          = "balance"
+	fSpare            = "spare"
 	fPorts            = "ports"
 	fGroups           = "groups"
 	fEnabled          = "enabled"
@@ -77,12 +78,12 @@ func fieldsOf(k mappingKind) []string {
 	case kindTop:
 		return []string{fVersion, fDefaults, fForwards, fProxy}
 	case kindDefaults:
-		return []string{fContext, fNamespace, fAddress, fWaitForReady, fBalance, fHealth}
+		return []string{fContext, fNamespace, fAddress, fWaitForReady, fBalance, fSpare, fHealth}
 	case kindForward:
 		return []string{
 			fName, fContext, fNamespace,
 			fService, fPod, fDeployment, fStatefulSet, fSelector,
-			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance, fHealth,
+			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance, fSpare, fHealth,
 		}
 	case kindPort:
 		return []string{fLocal, fRemote}

@@ -511,7 +511,7 @@ func (d *decoder) top(n *yaml.Node) *Config {
 			} else {
 				df := d.fields(fDefaults, m, kindDefaults)
 				d.common(fDefaults, df, &cfg.Defaults.Context, &cfg.Defaults.Namespace,
-					&cfg.Defaults.Address, &cfg.Defaults.WaitForReady, &cfg.Defaults.Balance)
+					&cfg.Defaults.Address, &cfg.Defaults.WaitForReady, &cfg.Defaults.Balance, &cfg.Defaults.Spare)
 				if hf, ok := df[fHealth]; ok {
 					d.health(join(fDefaults, fHealth), hf.val, kindDefaultsHealth, &cfg.Defaults.Health)
 				}
@@ -616,7 +616,7 @@ func parseListenAddr(s string) (netip.AddrPort, error) {
 
 // common decodes the fields shared by defaults and forwards into the given
 // places, leaving them alone when a field is absent or bad.
-func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string, wait *time.Duration, bal *Balance) {
+func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string, wait *time.Duration, bal *Balance, spare *int) {
 	if f, ok := fs[fContext]; ok {
 		p := join(path, fContext)
 		if s, ok := d.str(p, f.val); ok {
@@ -654,6 +654,11 @@ func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string
 	if f, ok := fs[fBalance]; ok {
 		if s, ok := d.str(join(path, fBalance), f.val); ok {
 			*bal = Balance(s)
+		}
+	}
+	if f, ok := fs[fSpare]; ok {
+		if v, ok := d.integer(join(path, fSpare), f.val); ok {
+			*spare = int(max(min(v, 1<<31), -1<<31))
 		}
 	}
 }
@@ -763,6 +768,7 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 		Address:      defs.Address,
 		Balance:      defs.Balance,
 		WaitForReady: defs.WaitForReady,
+		Spare:        defs.Spare,
 		Health:       defs.Health,
 		Enabled:      true,
 	}
@@ -776,7 +782,7 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 		return f
 	}
 	fs := d.fields(path, n, kindForward)
-	d.common(path, fs, &f.Context, &f.Namespace, &f.Address, &f.WaitForReady, &f.Balance)
+	d.common(path, fs, &f.Context, &f.Namespace, &f.Address, &f.WaitForReady, &f.Balance, &f.Spare)
 
 	var first field
 	for _, t := range targetFields {

@@ -28,6 +28,9 @@ const (
 	DefaultAddress      = Localhost
 	DefaultWaitForReady = 30 * time.Second
 	DefaultBalance      = BalanceFirst
+	// MaxSpare is the largest spare accepted: spare connections are idle
+	// connections to the pod, and more than a few save nothing.
+	MaxSpare = 8
 	// MaxWaitForReady is the largest waitForReady accepted.
 	MaxWaitForReady = 10 * time.Minute
 
@@ -66,6 +69,7 @@ type Defaults struct {
 	Address      string
 	WaitForReady time.Duration
 	Balance      Balance
+	Spare        int
 	// Health is the defaults block's health check; its Port is always zero
 	// (the probed port is per forward).
 	Health Health
@@ -92,6 +96,10 @@ type Forward struct {
 	Groups           []string
 	Balance          Balance
 	WaitForReady     time.Duration
+	// Spare is how many connections per port mapping kpf keeps open to
+	// the pod ahead of clients (0 to MaxSpare): a client then skips the
+	// stream set-up round trip through the API server.
+	Spare int
 	// Health is always filled in by Parse, from the forward's health field,
 	// the defaults block and the built-in defaults, in that order.
 	Health Health
@@ -132,6 +140,7 @@ func (f Forward) Equal(g Forward) bool {
 		f.AllowNonLoopback == g.AllowNonLoopback &&
 		f.Balance == g.Balance &&
 		f.WaitForReady == g.WaitForReady &&
+		f.Spare == g.Spare &&
 		f.Health == g.Health
 }
 

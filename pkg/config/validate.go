@@ -110,7 +110,7 @@ func (v *validator) run() {
 	}
 	if c.pos != nil {
 		d := c.Defaults
-		v.common(fDefaults, d.Namespace, d.Address, d.WaitForReady, d.Balance)
+		v.common(fDefaults, d.Namespace, d.Address, d.WaitForReady, d.Balance, d.Spare)
 		v.health(join(fDefaults, fHealth), d.Health, nil)
 	}
 	if len(c.Forwards) == 0 {
@@ -246,7 +246,7 @@ func (v *validator) proxyClash(path string, ap netip.AddrPort) {
 
 // common checks the fields forwards and defaults share. Values that were
 // not written under prefix (inherited or built in) are not checked again.
-func (v *validator) common(prefix, ns, addr string, wait time.Duration, bal Balance) {
+func (v *validator) common(prefix, ns, addr string, wait time.Duration, bal Balance, spare int) {
 	if p := join(prefix, fNamespace); v.check(p) {
 		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 			v.errorf(p, "", "invalid namespace %q: %s", ns, reason(errs))
@@ -272,10 +272,13 @@ func (v *validator) common(prefix, ns, addr string, wait time.Duration, bal Bala
 		}
 		v.errorf(p, hint, "unknown balance %q", bal)
 	}
+	if p := join(prefix, fSpare); v.check(p) && (spare < 0 || spare > MaxSpare) {
+		v.errorf(p, "0 keeps none; 1 or 2 cover a client that connects one connection at a time", "spare %d is out of range 0-%d", spare, MaxSpare)
+	}
 }
 
 func (v *validator) forward(path string, f Forward) {
-	v.common(path, f.Namespace, f.Address, f.WaitForReady, f.Balance)
+	v.common(path, f.Namespace, f.Address, f.WaitForReady, f.Balance, f.Spare)
 
 	if np := join(path, fName); !v.bad[np] && !namePattern.MatchString(f.Name) {
 		if v.written(np) {

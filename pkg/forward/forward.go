@@ -80,6 +80,8 @@ type portState struct {
 	mapping config.PortMapping
 	addr    string
 	stats   tunnel.Stats
+	// spares holds the mapping's spare connections; nil without spares.
+	spares *spareSet
 }
 
 // New returns a Runner for spec.
@@ -99,7 +101,11 @@ func New(spec config.Forward, clusters ClusterSource, opts Options, log *slog.Lo
 	}
 	r := &Runner{spec: spec, clusters: clusters, opts: opts, log: log, changed: newNotifier(), healthFails: map[string]int{}}
 	for _, m := range spec.Ports {
-		r.ports = append(r.ports, &portState{mapping: m, addr: net.JoinHostPort(spec.Address, strconv.Itoa(int(m.Local)))})
+		p := &portState{mapping: m, addr: net.JoinHostPort(spec.Address, strconv.Itoa(int(m.Local)))}
+		if spec.Spare > 0 {
+			p.spares = newSpareSet(spec.Spare)
+		}
+		r.ports = append(r.ports, p)
 	}
 	r.setState(StateStarting, "", "")
 	return r
@@ -156,13 +162,21 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer pool.Close()
 
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Everything started below ends with ctx: cancel it before waiting,
+	// also when Run returns because a listener failed.
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	errc := make(chan error, len(listeners))
 	for _, b := range listeners {
 		p := b.port
 		srv := &tunnel.Server{
 			Listener: b.l,
 			Dial: func(ctx context.Context) (tunnel.Upstream, string, error) {
+				if up, label, ok := r.takeSpare(ns, p); ok {
+					return up, label, nil
+				}
 				return r.dial(ctx, ns, pool, p.mapping.Remote)
 			},
 			Wait:  r.spec.WaitForReady,
@@ -174,6 +188,11 @@ func (r *Runner) Run(ctx context.Context) error {
 				errc <- fmt.Errorf("serve %s: %w", b.l.Addr(), err)
 			}
 		})
+	}
+	for _, p := range r.ports {
+		if p.spares != nil {
+			wg.Go(func() { r.keepSpares(ctx, ns, pool, p) })
+		}
 	}
 	r.setState(StateWaiting, "waiting for the namespace's caches to sync", "")
 	if err := ns.WaitSynced(ctx); err != nil && ctx.Err() == nil {

@@ -63,6 +63,10 @@ type PortStatus struct {
 	BytesIn     int64  `json:"bytesIn"`
 	BytesOut    int64  `json:"bytesOut"`
 	LastError   string `json:"lastError,omitempty"`
+	// Spares is how many spare connections are open now, ready for the
+	// next clients; SparesTaken how many clients were given one.
+	Spares      int   `json:"spares,omitempty"`
+	SparesTaken int64 `json:"sparesTaken,omitempty"`
 	// Dial is the distribution of how long connections waited for their
 	// upstream; exported as metrics, not in JSON.
 	Dial tunnel.HistogramSnapshot `json:"-"`
@@ -123,6 +127,10 @@ func (r *Runner) Status() Status {
 		}
 		if e := p.stats.LastError.Load(); e != nil {
 			ps.LastError = *e
+		}
+		if p.spares != nil {
+			ps.Spares = p.spares.len()
+			ps.SparesTaken = p.spares.takes.Load()
 		}
 		s.Ports = append(s.Ports, ps)
 	}

@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,24 +340,6 @@ func echoExchange(addr string, n int64, seed uint64, timeout time.Duration) (gre
 		return "", local, err
 	}
 	return g, local, echoData(c, br, n, seed)
-}
-
-// countingBackend is startBackend's greeting echo server that also counts
-// the connections it accepted.
-type countingBackend struct {
-	backend
-	accepted *atomic.Int64
-}
-
-func startCountingBackend(t *testing.T, name string) countingBackend {
-	t.Helper()
-	accepted := new(atomic.Int64)
-	port := serveLoopback(t, func(c net.Conn) {
-		accepted.Add(1)
-		fmt.Fprintf(c, "hello from %s\n", name)
-		io.Copy(c, c)
-	})
-	return countingBackend{backend: backend{name: name, port: port}, accepted: accepted}
 }
 
 // connEvent is one of kpf's -v log lines about a local connection.
