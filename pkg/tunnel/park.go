@@ -34,6 +34,8 @@ type Parked struct {
 	Since time.Time
 	onEnd func()
 
+	unparkOnce sync.Once
+
 	mu      sync.Mutex
 	buf     []byte
 	err     error // why it ended before it was taken
@@ -51,8 +53,20 @@ type readResult struct {
 // called when the connection ends before it is taken or closed.
 func Park(up Upstream, label string, onEnd func()) *Parked {
 	p := &Parked{up: up, Label: label, Since: time.Now(), onEnd: onEnd, handoff: make(chan readResult, 1), ended: make(chan struct{})}
+	if c, ok := up.(*Conn); ok {
+		c.setParked(true)
+	}
 	go p.pump()
 	return p
+}
+
+// unpark stops counting the connection among its session's spares.
+func (p *Parked) unpark() {
+	p.unparkOnce.Do(func() {
+		if c, ok := p.up.(*Conn); ok {
+			c.setParked(false)
+		}
+	})
 }
 
 func (p *Parked) pump() {
@@ -75,6 +89,7 @@ func (p *Parked) pump() {
 			p.err = err
 			close(p.ended)
 			p.mu.Unlock()
+			p.unpark()
 			p.up.Close()
 			if p.onEnd != nil {
 				p.onEnd()
@@ -106,6 +121,7 @@ func (p *Parked) Take() (Upstream, bool) {
 		return nil, false
 	}
 	p.taken = true
+	p.unpark()
 	return &takenConn{Upstream: p.up, buf: p.buf, handoff: p.handoff}, true
 }
 
@@ -119,6 +135,7 @@ func (p *Parked) Close() {
 	p.taken = true
 	p.err = ErrParkedClosed
 	p.mu.Unlock()
+	p.unpark()
 	p.up.Close() // ends the read in flight; pump hands it over and stops
 }
 

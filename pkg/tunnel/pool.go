@@ -219,12 +219,13 @@ func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, erro
 			p.mu.Unlock()
 			return nil, ErrSessionClosed
 		}
-		best, load, n := (*poolEntry)(nil), main.Active(), 1
+		// Spares are idle: they do not make a session busy.
+		best, load, n := (*poolEntry)(nil), main.load(), 1
 		for _, e := range p.extra[pod] {
 			l := int64(e.waiters)
 			switch {
 			case e.live():
-				l = e.session.Active()
+				l = e.session.load()
 			case !e.dialing():
 				continue // failed or ended; sweep removes it
 			}

@@ -512,3 +512,53 @@ func TestInUseListsSessionsCarryingConnections(t *testing.T) {
 		}
 	})
 }
+
+func TestSparesDoNotMakeASessionBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePool()
+		defer fp.Close()
+		ctx := context.Background()
+		l := fp.Lease()
+		main, err := l.Get(ctx, podA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spares []*Parked
+		for range 2 {
+			c, err := main.Dial(ctx, 80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spares = append(spares, Park(c, "a:80", nil))
+		}
+		// Two idle spares on the main session: a client's connection
+		// still goes there, with no extra session.
+		c, err := l.Dial(ctx, podA, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.session != main || len(fp.opened()) != 1 {
+			t.Fatalf("with only spares on the main session a connection opened %d sessions", len(fp.opened()))
+		}
+		c.Close()
+		// A taken spare is a client's connection: the next one spreads.
+		up, ok := spares[0].Take()
+		if !ok {
+			t.Fatal("Take failed")
+		}
+		c, err = l.Dial(ctx, podA, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.session == main {
+			t.Fatal("a connection shared the main session with a client's connection instead of spreading")
+		}
+		c.Close()
+		up.Close()
+		spares[1].Close()
+		if n := main.parked.Load(); n != 0 {
+			t.Fatalf("%d connections still counted as parked", n)
+		}
+		l.Close()
+	})
+}

@@ -171,6 +171,8 @@ type Session struct {
 	transport io.Closer
 	requestID atomic.Int64
 	active    atomic.Int64
+	// parked counts the connections of active that are spares (Park).
+	parked    atomic.Int64
 	done      chan struct{}
 	closeOnce sync.Once
 	lastUsed  atomic.Int64 // unix nanoseconds
@@ -237,6 +239,20 @@ func (s *Session) ended() bool {
 // Active is the number of connections open or being opened through the
 // session.
 func (s *Session) Active() int64 { return s.active.Load() }
+
+// load is Active without the parked connections (spares), which wait
+// idle for a client.
+func (s *Session) load() int64 { return s.active.Load() - s.parked.Load() }
+
+// setParked counts c among its session's parked connections, or stops
+// counting it.
+func (c *Conn) setParked(parked bool) {
+	if parked {
+		c.session.parked.Add(1)
+	} else {
+		c.session.parked.Add(-1)
+	}
+}
 
 // IdleSince is when the last connection through the session closed, or
 // when it opened, if it has none now.
