@@ -227,6 +227,7 @@ func sampleReport() *Report {
 		c.add("p50", tool, 2.5)
 	}
 	c.add("p50", ToolDirect, 0.12)
+	c.add("p50", ToolKpfSpare, 1.25)
 	c.add("failed", ToolKpf, 0)
 	c.add("failed", ToolSPDY, 9)
 	c.add("failed", ToolWS, 10)

@@ -146,7 +146,7 @@ type latencyResult struct {
 
 // latency opens n connections to addr, concurrency at a time, each with
 // one PING, and records connect→first byte.
-func latency(ctx context.Context, addr string, n, concurrency int) latencyResult {
+func latency(ctx context.Context, addr string, n, concurrency int, pace time.Duration) latencyResult {
 	var (
 		mu   sync.Mutex
 		res  latencyResult
@@ -159,6 +159,12 @@ func latency(ctx context.Context, addr string, n, concurrency int) latencyResult
 				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				d, err := ping(pctx, addr)
 				cancel()
+				if pace > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(pace):
+					}
+				}
 				mu.Lock()
 				if err != nil {
 					res.Failed++

@@ -128,6 +128,8 @@ type kpfForward struct {
 	Name, Namespace, Service string
 	// Ports are "local:servicePort" pairs.
 	Ports []string
+	// Spare is the forward's spare field; 0 leaves it out.
+	Spare int
 }
 
 // writeKpfConfig writes a forwards.yaml for the forwards in dir.
@@ -137,6 +139,9 @@ func writeKpfConfig(dir, kubeContext string, fwds []kpfForward) (string, error) 
 	for _, f := range fwds {
 		fmt.Fprintf(&b, "  - name: %s\n    namespace: %s\n    service: %s\n    ports: [%s]\n",
 			f.Name, f.Namespace, f.Service, `"`+strings.Join(f.Ports, `", "`)+`"`)
+		if f.Spare > 0 {
+			fmt.Fprintf(&b, "    spare: %d\n", f.Spare)
+		}
 	}
 	path := filepath.Join(dir, "forwards.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {

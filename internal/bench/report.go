@@ -17,15 +17,28 @@ type Tool string
 const (
 	ToolDirect Tool = "direct"
 	ToolKpf    Tool = "kpf"
-	ToolSPDY   Tool = "kubectl-spdy"
-	ToolWS     Tool = "kubectl-ws"
+	// ToolKpfSpare is kpf with spare connections (the forward's spare
+	// field, see SpareConnections), measured for connection setup and
+	// HTTP only.
+	ToolKpfSpare Tool = "kpf-spare"
+	ToolSPDY     Tool = "kubectl-spdy"
+	ToolWS       Tool = "kubectl-ws"
 	// ToolDialer is the Go Dialer (package pkg/dialer) in the benchmark's
 	// own process, as an http.Transport's DialContext: HTTP only.
 	ToolDialer Tool = "dialer"
 )
 
 // allTools returns the tools in the order the report's columns show them.
-func allTools() []Tool { return []Tool{ToolDirect, ToolKpf, ToolSPDY, ToolWS, ToolDialer} }
+func allTools() []Tool {
+	return []Tool{ToolDirect, ToolKpf, ToolKpfSpare, ToolSPDY, ToolWS, ToolDialer}
+}
+
+// optionalTool reports whether t's column shows only in the groups where
+// it measured something.
+func optionalTool(t Tool) bool { return t == ToolDialer || t == ToolKpfSpare }
+
+// SpareConnections is the spare field of the kpf-spare forward.
+const SpareConnections = 4
 
 // ratioPair is one ratio column: num's median ÷ den's.
 type ratioPair struct{ num, den Tool }
@@ -34,7 +47,11 @@ func (p ratioPair) key() string { return string(p.num) + "/" + string(p.den) }
 
 // ratioPairs returns the ratio columns, in order.
 func ratioPairs() []ratioPair {
-	return []ratioPair{{ToolKpf, ToolSPDY}, {ToolKpf, ToolWS}, {ToolDialer, ToolKpf}, {ToolDialer, ToolSPDY}}
+	return []ratioPair{
+		{ToolKpf, ToolSPDY}, {ToolKpf, ToolWS},
+		{ToolKpfSpare, ToolSPDY}, {ToolKpfSpare, ToolWS},
+		{ToolDialer, ToolKpf}, {ToolDialer, ToolSPDY},
+	}
 }
 
 // Metric is one row of the report: each tool's values over the rounds.
@@ -157,7 +174,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"for times and counts below 1 means kpf is better. " +
 		"The dialer column is the Go Dialer (pkg/dialer) inside the benchmark process, HTTP only, " +
 		"and a group shows it only when it measured something there; dialer/kpf is its median ÷ kpf's local port's, " +
-		"dialer/kubectl-spdy its median ÷ kubectl-spdy's. – means not applicable.\n")
+		"dialer/kubectl-spdy its median ÷ kubectl-spdy's. " +
+		fmt.Sprintf("The kpf-spare column is the same kpf process with a second forward to the same service that keeps spare: %d connections open ahead of clients (connection setup and HTTP only). ", SpareConnections) +
+		"– means not applicable.\n")
 
 	var groups []string
 	for _, m := range r.Metrics {
@@ -166,22 +185,23 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	for _, g := range groups {
-		// The dialer's column and ratios show only where it was measured.
-		hasDialer := false
-		for _, m := range r.Metrics {
-			if m.Group == g && m.measures(ToolDialer) {
-				hasDialer = true
-			}
-		}
+		// Optional tools' columns and ratios show only where they
+		// measured something.
 		var tools []Tool
 		for _, t := range allTools() {
-			if t != ToolDialer || hasDialer {
+			shown := !optionalTool(t)
+			for _, m := range r.Metrics {
+				if m.Group == g && m.measures(t) {
+					shown = true
+				}
+			}
+			if shown {
 				tools = append(tools, t)
 			}
 		}
 		var pairs []ratioPair
 		for _, p := range ratioPairs() {
-			if p.num != ToolDialer || hasDialer {
+			if slices.Contains(tools, p.num) && slices.Contains(tools, p.den) {
 				pairs = append(pairs, p)
 			}
 		}

@@ -25,6 +25,8 @@ const (
 	mSeqP99       = "latency-seq-p99"
 	mConcP50      = "latency-conc-p50"
 	mConcP99      = "latency-conc-p99"
+	mPacedP50     = "latency-paced-p50"
+	mPacedP99     = "latency-paced-p99"
 	mHTTPKA       = "http-keepalive"
 	mHTTPNoKA     = "http-no-keepalive"
 	mRSS1         = "rss-one-forward"
@@ -58,6 +60,8 @@ func (r *runner) defineMetrics() {
 		{mSeqP99, lat, "p99, sequential", "ms", false},
 		{mConcP50, lat, "p50, " + strconv.Itoa(c.Concurrency) + " concurrent", "ms", false},
 		{mConcP99, lat, "p99, " + strconv.Itoa(c.Concurrency) + " concurrent", "ms", false},
+		{mPacedP50, lat, fmt.Sprintf("p50, paced (%d connections, one every %s)", pacedConns(c), pace), "ms", false},
+		{mPacedP99, lat, fmt.Sprintf("p99, paced (%d connections, one every %s)", pacedConns(c), pace), "ms", false},
 		{mHTTPKA, res, "HTTP GET, keep-alive, " + strconv.Itoa(c.HTTPWorkers) + " workers", "req/s", true},
 		{mHTTPNoKA, res, "HTTP GET, new connection each, " + strconv.Itoa(c.HTTPWorkers) + " workers", "req/s", true},
 		{mRSS1, res, "RSS of the forwarding process after the runs", "MiB", false},
@@ -90,6 +94,11 @@ type target struct {
 	// httpOnly targets take part in the HTTP measurements only and have
 	// no process of their own.
 	httpOnly bool
+	// only, if set, names the measurements the target takes part in.
+	only map[string]bool
+	// sameProcess targets share another target's process (its RSS and CPU
+	// time are reported there).
+	sameProcess bool
 	// ensure (re)starts the process if it is gone; nil for direct.
 	ensure func(context.Context) error
 	// pid returns the process id, 0 for none.
@@ -103,13 +112,17 @@ type target struct {
 // tunnels runs the throughput, latency and HTTP measurements, alternating
 // the tools within each round.
 func (r *runner) tunnels(ctx context.Context) error {
-	ports, err := freePorts(6)
+	ports, err := freePorts(8)
 	if err != nil {
 		return err
 	}
 	cfgPath, err := writeKpfConfig(r.tmp, r.cfg.Cluster, []kpfForward{{
 		Name: "sink", Namespace: mainNamespace, Service: mainService,
 		Ports: []string{fmt.Sprintf("%d:80", ports[0]), fmt.Sprintf("%d:8080", ports[1])},
+	}, {
+		Name: spareForward, Namespace: mainNamespace, Service: mainService,
+		Ports: []string{fmt.Sprintf("%d:80", ports[6]), fmt.Sprintf("%d:8080", ports[7])},
+		Spare: SpareConnections,
 	}})
 	if err != nil {
 		return err
@@ -119,12 +132,20 @@ func (r *runner) tunnels(ctx context.Context) error {
 		return err
 	}
 	defer kpf.stop()
-	if err := kpf.waitReady(ctx, 1, 100*time.Millisecond, time.Minute); err != nil {
+	if err := kpf.waitReady(ctx, 2, 100*time.Millisecond, time.Minute); err != nil {
 		return err
 	}
 	targets := []*target{
 		{tool: ToolDirect, sink: r.be.sink.addr(), http: r.be.http.addr(), pid: func() int { return 0 }, stop: func() {}},
 		{tool: ToolKpf, sink: addr(ports[0]), http: addr(ports[1]), pid: kpf.pid, stop: func() {},
+			ensure: func(context.Context) error {
+				if !kpf.alive() {
+					return fmt.Errorf("kpf up exited: %v", kpf.err)
+				}
+				return nil
+			}},
+		{tool: ToolKpfSpare, sink: addr(ports[6]), http: addr(ports[7]), pid: kpf.pid, stop: func() {}, sameProcess: true,
+			only: map[string]bool{"latency, sequential": true, "latency, paced": true, "latency, concurrent": true, "HTTP, keep-alive": true, "HTTP, no keep-alive": true},
 			ensure: func(context.Context) error {
 				if !kpf.alive() {
 					return fmt.Errorf("kpf up exited: %v", kpf.err)
@@ -157,9 +178,10 @@ func (r *runner) tunnels(ctx context.Context) error {
 		{"upload, 1 stream", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUp1, mCPUUp1, 1, true) }},
 		{"download, parallel", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mDownN, "", c.Streams, false) }},
 		{"upload, parallel", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUpN, "", c.Streams, true) }},
-		{"latency, sequential", func(ctx context.Context, t *target) error { return r.latency(ctx, t, mSeqP50, mSeqP99, 1) }},
+		{"latency, sequential", func(ctx context.Context, t *target) error { return r.latency(ctx, t, mSeqP50, mSeqP99, 1, 0) }},
+		{"latency, paced", func(ctx context.Context, t *target) error { return r.latency(ctx, t, mPacedP50, mPacedP99, 1, pace) }},
 		{"latency, concurrent", func(ctx context.Context, t *target) error {
-			return r.latency(ctx, t, mConcP50, mConcP99, c.Concurrency)
+			return r.latency(ctx, t, mConcP50, mConcP99, c.Concurrency, 0)
 		}},
 		{"HTTP, keep-alive", func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPKA, true) }},
 		{"HTTP, no keep-alive", func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPNoKA, false) }},
@@ -168,6 +190,7 @@ func (r *runner) tunnels(ctx context.Context) error {
 		"download, 1 stream": {mDown1, mCPUDown1}, "upload, 1 stream": {mUp1, mCPUUp1},
 		"download, parallel": {mDownN}, "upload, parallel": {mUpN},
 		"latency, sequential": {mSeqP50, mSeqP99}, "latency, concurrent": {mConcP50, mConcP99},
+		"latency, paced":   {mPacedP50, mPacedP99},
 		"HTTP, keep-alive": {mHTTPKA}, "HTTP, no keep-alive": {mHTTPNoKA},
 	}
 	// The measurements that include the HTTP-only targets.
@@ -177,7 +200,7 @@ func (r *runner) tunnels(ctx context.Context) error {
 			// Rotate the order each round so that no tool always goes first.
 			for i := range targets {
 				t := targets[(i+round)%len(targets)]
-				if t.httpOnly && !isHTTP[m.name] {
+				if t.httpOnly && !isHTTP[m.name] || t.only != nil && !t.only[m.name] {
 					continue
 				}
 				if ctx.Err() != nil {
@@ -200,9 +223,10 @@ func (r *runner) tunnels(ctx context.Context) error {
 			}
 		}
 	}
+	r.noteSpares(ctx, kpf)
 	for _, t := range targets[1:] {
-		if t.httpOnly {
-			continue // in this process: no RSS or CPU time of its own
+		if t.httpOnly || t.sameProcess {
+			continue // no RSS or CPU time of its own
 		}
 		if t.restarts > 0 {
 			r.note("%s exited and was restarted %d times during the throughput/latency/HTTP runs; its CPU time adds up every process", t.tool, t.restarts)
@@ -221,6 +245,31 @@ func (r *runner) tunnels(ctx context.Context) error {
 		r.col.add(mCPUTotal, t.tool, t.exitedCPU+float64(st.CPUTicks)/clockTicks)
 	}
 	return nil
+}
+
+// spareForward is the name of the kpf forward with spare connections.
+const spareForward = "sink-spare"
+
+// noteSpares notes how many of the kpf-spare connections found a spare
+// connection ready (the others opened their streams as usual).
+func (r *runner) noteSpares(ctx context.Context, kpf *kpfProc) {
+	snap, err := kpf.status(ctx)
+	if err != nil {
+		r.log.Warn("spare connections", "err", err)
+		return
+	}
+	for _, f := range snap.Forwards {
+		if f.Name != spareForward {
+			continue
+		}
+		for _, p := range f.Ports {
+			if p.Accepted == 0 {
+				continue
+			}
+			r.note("kpf-spare (spare: %d), remote port %s: %d of %d connections (%.0f%%) took a spare connection; the others opened their streams as kpf does",
+				SpareConnections, p.Remote, p.SparesTaken, p.Accepted, 100*float64(p.SparesTaken)/float64(p.Accepted))
+		}
+	}
 }
 
 // dialerTarget is the Go Dialer in this process, reaching the main
@@ -320,13 +369,28 @@ func (r *runner) throughput(ctx context.Context, t *target, id, cpuID string, st
 }
 
 // latency records p50 and p99 of cfg.Conns PINGs, concurrency at a time.
-func (r *runner) latency(ctx context.Context, t *target, p50, p99 string, concurrency int) error {
-	res := latency(ctx, t.sink, r.cfg.Conns, concurrency)
-	if res.Failed > 0 {
-		r.note("%s: %d of %d connections failed (%d concurrent); first error: %v", t.tool, res.Failed, r.cfg.Conns, concurrency, res.FirstErr)
+// pace is the wait between two connections of the paced latency
+// measurement: a client that connects now and then, as a person or a
+// tool does, rather than back to back.
+const pace = 20 * time.Millisecond
+
+// pacedConns is how many connections the paced measurement makes.
+func pacedConns(c *Config) int { return min(c.Conns, 300) }
+
+// latency records the p50 and p99 of connect → first byte over cfg.Conns
+// connections, concurrency at a time; with every > 0, pacedConns
+// connections, each waiting every after the one before.
+func (r *runner) latency(ctx context.Context, t *target, p50, p99 string, concurrency int, every time.Duration) error {
+	n := r.cfg.Conns
+	if every > 0 {
+		n = pacedConns(r.cfg)
 	}
-	if len(res.Sorted) == 0 || res.Failed*10 > r.cfg.Conns {
-		return fmt.Errorf("%d of %d connections failed: %w", res.Failed, r.cfg.Conns, res.FirstErr)
+	res := latency(ctx, t.sink, n, concurrency, every)
+	if res.Failed > 0 {
+		r.note("%s: %d of %d connections failed (%d concurrent); first error: %v", t.tool, res.Failed, n, concurrency, res.FirstErr)
+	}
+	if len(res.Sorted) == 0 || res.Failed*10 > n {
+		return fmt.Errorf("%d of %d connections failed: %w", res.Failed, n, res.FirstErr)
 	}
 	r.col.add(p50, t.tool, Percentile(res.Sorted, 50))
 	r.col.add(p99, t.tool, Percentile(res.Sorted, 99))

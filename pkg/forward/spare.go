@@ -48,11 +48,15 @@ func (s *spareSet) wake() {
 	}
 }
 
-// take hands over the oldest live spare to a pod for which usable is true.
+// take hands over the youngest live spare to a pod for which usable is
+// true. The youngest, because the oldest are the nearest to a server's
+// idle timeout: a spare that the server closes just as a client takes it
+// fails that client, and a server's close takes a round trip to be seen.
 func (s *spareSet) take(usable func(pod string) bool) (tunnel.Upstream, string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, p := range s.parked {
+	for i := len(s.parked) - 1; i >= 0; i-- {
+		p := s.parked[i]
 		if !usable(p.pod) {
 			continue
 		}

@@ -34,11 +34,12 @@ func parkedTo(t *testing.T, set *spareSet, pod string) net.Conn {
 	return theirs
 }
 
-func TestSpareSetTakesTheOldestToAUsablePod(t *testing.T) {
-	set := newSpareSet(3)
+func TestSpareSetTakesTheYoungestToAUsablePod(t *testing.T) {
+	set := newSpareSet(4)
 	parkedTo(t, set, "a")
-	podB1 := parkedTo(t, set, "b")
 	parkedTo(t, set, "b")
+	podB2 := parkedTo(t, set, "b")
+	parkedTo(t, set, "a")
 	onlyB := func(pod string) bool { return pod == "b" }
 
 	up, label, ok := set.take(onlyB)
@@ -46,14 +47,14 @@ func TestSpareSetTakesTheOldestToAUsablePod(t *testing.T) {
 		t.Fatalf("take = %q, %v; want a spare to b", label, ok)
 	}
 	defer up.Close()
-	// It is the first spare parked to b: what that pod end writes reaches it.
-	podB1.Write([]byte("x"))
+	// It is the last spare parked to b: what that pod end writes reaches it.
+	podB2.Write([]byte("x"))
 	buf := make([]byte, 1)
 	if _, err := io.ReadFull(up, buf); err != nil || buf[0] != 'x' {
-		t.Fatalf("read %q, %v from the taken spare; want the oldest spare to b", buf, err)
+		t.Fatalf("read %q, %v from the taken spare; want the youngest spare to b", buf, err)
 	}
-	if n, l := set.takes.Load(), set.len(); n != 1 || l != 2 {
-		t.Fatalf("after one take: takes %d, parked %d; want 1 and 2", n, l)
+	if n, l := set.takes.Load(), set.len(); n != 1 || l != 3 {
+		t.Fatalf("after one take: takes %d, parked %d; want 1 and 3", n, l)
 	}
 	select {
 	case <-set.changed:
