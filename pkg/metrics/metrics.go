@@ -44,6 +44,12 @@ var (
 	bytesDesc = prometheus.NewDesc("kpf_forward_bytes_total",
 		"Bytes carried, by direction: to_pod (from local clients) or from_pod.",
 		[]string{"forward", "local", "direction"}, nil)
+	sparesDesc = prometheus.NewDesc("kpf_forward_spare_connections",
+		"Spare connections open to the pod, ready for the next clients (the forward's spare field).",
+		[]string{"forward", "local"}, nil)
+	sparesTakenDesc = prometheus.NewDesc("kpf_forward_spare_connections_taken_total",
+		"Accepted connections that were given a spare connection rather than opening their stream.",
+		[]string{"forward", "local"}, nil)
 	dialDesc = prometheus.NewDesc("kpf_forward_dial_duration_seconds",
 		"How long accepted connections waited for their stream to a pod.",
 		[]string{"forward", "local"}, nil)
@@ -55,7 +61,7 @@ type collector struct {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{upDesc, stateDesc, sessionsDesc, openDesc, acceptedDesc, failedDesc, bytesDesc, dialDesc} {
+	for _, d := range []*prometheus.Desc{upDesc, stateDesc, sessionsDesc, openDesc, acceptedDesc, failedDesc, bytesDesc, sparesDesc, sparesTakenDesc, dialDesc} {
 		ch <- d
 	}
 }
@@ -81,6 +87,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.CounterValue, float64(p.Failed), f.Name, p.Local)
 			ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(p.BytesIn), f.Name, p.Local, "to_pod")
 			ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(p.BytesOut), f.Name, p.Local, "from_pod")
+			ch <- prometheus.MustNewConstMetric(sparesDesc, prometheus.GaugeValue, float64(p.Spares), f.Name, p.Local)
+			ch <- prometheus.MustNewConstMetric(sparesTakenDesc, prometheus.CounterValue, float64(p.SparesTaken), f.Name, p.Local)
 			ch <- prometheus.MustNewConstHistogram(dialDesc, p.Dial.Count, p.Dial.Sum, p.Dial.Buckets, f.Name, p.Local)
 		}
 	}

@@ -18,7 +18,7 @@ func snapshot() []forward.Status {
 	h.Observe(2 * time.Second)
 	return []forward.Status{
 		{Name: "api", State: forward.StateReady, Sessions: 2, Ports: []forward.PortStatus{
-			{Local: "127.0.0.1:8080", Connections: 1, Accepted: 3, Failed: 1, BytesIn: 100, BytesOut: 2000, Dial: h.Snapshot()},
+			{Local: "127.0.0.1:8080", Connections: 1, Accepted: 3, Failed: 1, BytesIn: 100, BytesOut: 2000, Spares: 2, SparesTaken: 1, Dial: h.Snapshot()},
 		}},
 		{Name: "db", State: forward.StateFailed},
 	}
@@ -42,6 +42,12 @@ kpf_forward_up{forward="db"} 0
 # TYPE kpf_forward_bytes_total counter
 kpf_forward_bytes_total{direction="from_pod",forward="api",local="127.0.0.1:8080"} 2000
 kpf_forward_bytes_total{direction="to_pod",forward="api",local="127.0.0.1:8080"} 100
+# HELP kpf_forward_spare_connections Spare connections open to the pod, ready for the next clients (the forward's spare field).
+# TYPE kpf_forward_spare_connections gauge
+kpf_forward_spare_connections{forward="api",local="127.0.0.1:8080"} 2
+# HELP kpf_forward_spare_connections_taken_total Accepted connections that were given a spare connection rather than opening their stream.
+# TYPE kpf_forward_spare_connections_taken_total counter
+kpf_forward_spare_connections_taken_total{forward="api",local="127.0.0.1:8080"} 1
 # HELP kpf_forward_dial_duration_seconds How long accepted connections waited for their stream to a pod.
 # TYPE kpf_forward_dial_duration_seconds histogram
 kpf_forward_dial_duration_seconds_bucket{forward="api",local="127.0.0.1:8080",le="0.0005"} 1
@@ -63,7 +69,7 @@ kpf_forward_dial_duration_seconds_bucket{forward="api",local="127.0.0.1:8080",le
 kpf_forward_dial_duration_seconds_sum{forward="api",local="127.0.0.1:8080"} 2.0033
 kpf_forward_dial_duration_seconds_count{forward="api",local="127.0.0.1:8080"} 3
 `
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "kpf_forward_up", "kpf_forward_bytes_total", "kpf_forward_dial_duration_seconds"); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "kpf_forward_up", "kpf_forward_bytes_total", "kpf_forward_spare_connections", "kpf_forward_spare_connections_taken_total", "kpf_forward_dial_duration_seconds"); err != nil {
 		t.Error(err)
 	}
 	if got := testutil.CollectAndCount(c, "kpf_forward_state"); got != 2*len(States) {
