@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kpf-dev/kpf/pkg/control"
+	"github.com/kpf-dev/kpf/pkg/forward"
 )
 
 // proc is a child process: a kpf up or a kubectl port-forward.
@@ -188,19 +189,45 @@ func (k *kpfProc) waitReady(ctx context.Context, n int, interval, timeout time.D
 	defer cancel()
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// last says what the last status showed, for the error.
+	last := "no status yet"
 	for {
 		if !k.alive() {
 			return fmt.Errorf("kpf up exited: %v\n%s", k.err, lastLines(k.stderr.String(), 20))
 		}
-		if snap, err := k.status(ctx); err == nil && len(snap.Forwards) == n && snap.AllReady() {
+		snap, err := k.status(ctx)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case len(snap.Forwards) == n && snap.AllReady():
 			return nil
+		default:
+			last = notReady(snap, n)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %d kpf forwards to be ready: %w\n%s", n, ctx.Err(), lastLines(k.stderr.String(), 20))
+			return fmt.Errorf("wait for %d kpf forwards to be ready: %w; last status: %s\n%s", n, ctx.Err(), last, lastLines(k.stderr.String(), 20))
 		case <-t.C:
 		}
 	}
+}
+
+// notReady describes the forwards of snap that are not ready (the first
+// five), and a count that differs from n.
+func notReady(snap control.Snapshot, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d forwards (want %d)", len(snap.Forwards), n)
+	shown := 0
+	for _, f := range snap.Forwards {
+		if f.State == forward.StateReady || f.State == forward.StateDisabled {
+			continue
+		}
+		if shown++; shown <= 5 {
+			fmt.Fprintf(&b, "; %s %s (%s) pod %q sessions %d", f.Name, f.State, f.Reason, f.Pod, f.Sessions)
+		}
+	}
+	fmt.Fprintf(&b, "; %d not ready", shown)
+	return b.String()
 }
 
 // kubectlProc is a running kubectl port-forward.

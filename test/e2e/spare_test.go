@@ -98,7 +98,12 @@ func TestE2ESpareConnections(t *testing.T) {
 
 	port, plain, closerPort := freePort(t), freePort(t), freePort(t)
 	cfg := writeConfig(t, fmt.Sprintf(`version: 1
-defaults: {context: e2e, namespace: %s}
+defaults:
+  context: e2e
+  namespace: %s
+  # No health check during the test: it would open connections of its
+  # own to the pods, which the test counts.
+  health: {interval: 10m, timeout: 5s}
 forwards:
   - name: echo
     service: echo
