@@ -175,7 +175,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"The dialer column is the Go Dialer (pkg/dialer) inside the benchmark process, HTTP only, " +
 		"and a group shows it only when it measured something there; dialer/kpf is its median ÷ kpf's local port's, " +
 		"dialer/kubectl-spdy its median ÷ kubectl-spdy's. " +
-		fmt.Sprintf("The kpf-spare column is the same kpf process with a second forward to the same service that keeps spare: %d connections open ahead of clients (connection setup and HTTP only). ", SpareConnections) +
+		fmt.Sprintf("The kpf-spare column is a second kpf process, with one forward to the same service that keeps spare: %d connections open ahead of clients (connection setup and HTTP only). ", SpareConnections) +
 		"– means not applicable.\n")
 
 	var groups []string

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -96,9 +98,9 @@ type target struct {
 	httpOnly bool
 	// only, if set, names the measurements the target takes part in.
 	only map[string]bool
-	// sameProcess targets share another target's process (its RSS and CPU
-	// time are reported there).
-	sameProcess bool
+	// partial targets take part in some measurements only (see only):
+	// their process's RSS and CPU time compare with no other's.
+	partial bool
 	// ensure (re)starts the process if it is gone; nil for direct.
 	ensure func(context.Context) error
 	// pid returns the process id, 0 for none.
@@ -119,10 +121,6 @@ func (r *runner) tunnels(ctx context.Context) error {
 	cfgPath, err := writeKpfConfig(r.tmp, r.cfg.Cluster, []kpfForward{{
 		Name: "sink", Namespace: mainNamespace, Service: mainService,
 		Ports: []string{fmt.Sprintf("%d:80", ports[0]), fmt.Sprintf("%d:8080", ports[1])},
-	}, {
-		Name: spareForward, Namespace: mainNamespace, Service: mainService,
-		Ports: []string{fmt.Sprintf("%d:80", ports[6]), fmt.Sprintf("%d:8080", ports[7])},
-		Spare: SpareConnections,
 	}})
 	if err != nil {
 		return err
@@ -132,7 +130,29 @@ func (r *runner) tunnels(ctx context.Context) error {
 		return err
 	}
 	defer kpf.stop()
-	if err := kpf.waitReady(ctx, 2, 100*time.Millisecond, time.Minute); err != nil {
+	if err := kpf.waitReady(ctx, 1, 100*time.Millisecond, time.Minute); err != nil {
+		return err
+	}
+	// kpf-spare runs in a process of its own, so that neither shares the
+	// other's sessions, CPU time or memory.
+	spareDir := filepath.Join(r.tmp, "spare")
+	if err := os.MkdirAll(spareDir, 0o755); err != nil {
+		return err
+	}
+	spareCfg, err := writeKpfConfig(spareDir, r.cfg.Cluster, []kpfForward{{
+		Name: spareForward, Namespace: mainNamespace, Service: mainService,
+		Ports: []string{fmt.Sprintf("%d:80", ports[6]), fmt.Sprintf("%d:8080", ports[7])},
+		Spare: SpareConnections,
+	}})
+	if err != nil {
+		return err
+	}
+	kpfSpare, err := startKpf(ctx, r.kpfBin, spareCfg, r.kubeconfig)
+	if err != nil {
+		return err
+	}
+	defer kpfSpare.stop()
+	if err := kpfSpare.waitReady(ctx, 1, 100*time.Millisecond, time.Minute); err != nil {
 		return err
 	}
 	targets := []*target{
@@ -144,11 +164,11 @@ func (r *runner) tunnels(ctx context.Context) error {
 				}
 				return nil
 			}},
-		{tool: ToolKpfSpare, sink: addr(ports[6]), http: addr(ports[7]), pid: kpf.pid, stop: func() {}, sameProcess: true,
+		{tool: ToolKpfSpare, sink: addr(ports[6]), http: addr(ports[7]), pid: kpfSpare.pid, stop: func() {}, partial: true,
 			only: map[string]bool{"latency, sequential": true, "latency, paced": true, "latency, concurrent": true, "HTTP, keep-alive": true, "HTTP, no keep-alive": true},
 			ensure: func(context.Context) error {
-				if !kpf.alive() {
-					return fmt.Errorf("kpf up exited: %v", kpf.err)
+				if !kpfSpare.alive() {
+					return fmt.Errorf("kpf up (spare) exited: %v", kpfSpare.err)
 				}
 				return nil
 			}},
@@ -223,10 +243,10 @@ func (r *runner) tunnels(ctx context.Context) error {
 			}
 		}
 	}
-	r.noteSpares(ctx, kpf)
+	r.noteSpares(ctx, kpfSpare)
 	for _, t := range targets[1:] {
-		if t.httpOnly || t.sameProcess {
-			continue // no RSS or CPU time of its own
+		if t.httpOnly || t.partial {
+			continue // no process of its own, or not every measurement
 		}
 		if t.restarts > 0 {
 			r.note("%s exited and was restarted %d times during the throughput/latency/HTTP runs; its CPU time adds up every process", t.tool, t.restarts)

@@ -2,6 +2,8 @@ package forward
 
 import (
 	"context"
+	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,11 @@ type spareSet struct {
 
 	mu     sync.Mutex
 	parked []parkedSpare
+	// maxAge, once the pod has closed a spare that lived a while (a
+	// server's idle timeout), is three quarters of the shortest such life:
+	// spares are replaced before that age, so that a client does not take
+	// one the server is about to close. 0 until then.
+	maxAge time.Duration
 	// changed wakes the keeper: a spare was taken or ended.
 	changed chan struct{}
 }
@@ -57,7 +64,7 @@ func (s *spareSet) take(usable func(pod string) bool) (tunnel.Upstream, string, 
 	defer s.mu.Unlock()
 	for i := len(s.parked) - 1; i >= 0; i-- {
 		p := s.parked[i]
-		if !usable(p.pod) {
+		if !usable(p.pod) || s.expired(p) {
 			continue
 		}
 		up, ok := p.Take()
@@ -72,22 +79,35 @@ func (s *spareSet) take(usable func(pod string) bool) (tunnel.Upstream, string, 
 	return nil, "", false
 }
 
-// prune closes and removes the spares that ended or go to a pod for which
-// keep is false; it returns the ended ones that died young.
-func (s *spareSet) prune(keep func(pod string) bool) (young []parkedSpare) {
+// expired reports whether p is older than maxAge. s.mu is held.
+func (s *spareSet) expired(p parkedSpare) bool {
+	return s.maxAge > 0 && time.Since(p.Since) >= s.maxAge
+}
+
+// prune closes and removes the spares that ended, that expired, or that go
+// to a pod for which keep is false. It returns the ended ones that died
+// young, and the max age it learned from one that lived (0 if none).
+func (s *spareSet) prune(keep func(pod string) bool) (young []parkedSpare, learned time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	kept := s.parked[:0]
 	for _, p := range s.parked {
 		select {
 		case <-p.Ended():
-			if p.Err() != nil && time.Since(p.Since) < spareYoung {
+			switch life := time.Since(p.Since); {
+			case life < spareYoung:
 				young = append(young, p)
+			case errors.Is(p.Err(), io.EOF):
+				// The server closed an idle connection: replace the
+				// others before they reach that age.
+				if age := max(life*3/4, spareYoung); s.maxAge == 0 || age < s.maxAge {
+					s.maxAge, learned = age, age
+				}
 			}
 			continue
 		default:
 		}
-		if !keep(p.pod) {
+		if !keep(p.pod) || s.expired(p) {
 			p.Close()
 			continue
 		}
@@ -95,13 +115,30 @@ func (s *spareSet) prune(keep func(pod string) bool) (young []parkedSpare) {
 	}
 	clear(s.parked[len(kept):])
 	s.parked = kept
-	return young
+	return young, learned
 }
 
 func (s *spareSet) add(p parkedSpare) {
 	s.mu.Lock()
 	s.parked = append(s.parked, p)
 	s.mu.Unlock()
+}
+
+// nextExpiry returns when the oldest spare reaches maxAge, or the zero
+// time if spares do not expire (yet).
+func (s *spareSet) nextExpiry() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var next time.Time
+	if s.maxAge == 0 {
+		return next
+	}
+	for _, p := range s.parked {
+		if at := p.Since.Add(s.maxAge); next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next
 }
 
 // settled reports whether a spare has lived longer than spareYoung.
@@ -165,6 +202,8 @@ func (r *Runner) keepSpares(ctx context.Context, ns Resolver, pool *tunnel.Lease
 	takes := set.takes.Load()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	expiry := time.NewTimer(time.Hour)
+	defer expiry.Stop()
 	for {
 		changed := r.changed.wait()
 		if n := set.takes.Load(); n != takes || set.settled() {
@@ -175,7 +214,11 @@ func (r *Runner) keepSpares(ctx context.Context, ns Resolver, pool *tunnel.Lease
 		if err != nil {
 			eps = nil
 		}
-		for _, sp := range set.prune(r.spareUsable(remote, eps)) {
+		young, learned := set.prune(r.spareUsable(remote, eps))
+		if learned > 0 {
+			r.log.Info("the pod closes idle spare connections; replacing them sooner", "remote", remote.String(), "max_age", learned.Round(time.Millisecond))
+		}
+		for _, sp := range young {
 			failures++
 			notBefore = time.Now().Add(spareRetry(failures))
 			if failures == 3 {
@@ -196,9 +239,15 @@ func (r *Runner) keepSpares(ctx context.Context, ns Resolver, pool *tunnel.Lease
 			timer.Reset(time.Until(notBefore))
 			retry = timer.C
 		}
+		var expire <-chan time.Time
+		if at := set.nextExpiry(); !at.IsZero() {
+			expiry.Reset(time.Until(at))
+			expire = expiry.C
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-expire:
 		case err := <-opened:
 			inflight--
 			if err != nil && ctx.Err() == nil {
@@ -211,6 +260,7 @@ func (r *Runner) keepSpares(ctx context.Context, ns Resolver, pool *tunnel.Lease
 		case <-retry:
 		}
 		timer.Stop()
+		expiry.Stop()
 	}
 }
 

@@ -78,7 +78,10 @@ func TestSpareSetPrune(t *testing.T) {
 
 	dying.Close() // the pod ends this spare at once: a young death
 	waitFor(t, set.changed)
-	young := set.prune(func(pod string) bool { return pod == "a" })
+	young, learned := set.prune(func(pod string) bool { return pod == "a" })
+	if learned != 0 {
+		t.Errorf("a young death taught a max age of %s", learned)
+	}
 	if len(young) != 1 || young[0].pod != "a" {
 		t.Fatalf("prune returned %d young deaths, want the one spare to a the pod closed", len(young))
 	}
@@ -92,6 +95,39 @@ func TestSpareSetPrune(t *testing.T) {
 	}
 	if set.settled() {
 		t.Fatal("settled with only a fresh spare")
+	}
+}
+
+func TestSpareSetLearnsTheServersIdleTimeout(t *testing.T) {
+	set := newSpareSet(3)
+	closing := parkedTo(t, set, "a")
+	old := parkedTo(t, set, "a")
+	parkedTo(t, set, "a")
+	// As if the first two were parked 4 s and 3.5 s ago.
+	set.parked[0].Since = time.Now().Add(-4 * time.Second)
+	set.parked[1].Since = time.Now().Add(-3500 * time.Millisecond)
+	if !set.nextExpiry().IsZero() {
+		t.Fatal("spares expire before the pod closed any")
+	}
+	closing.Close() // the server's idle timeout, after 4 s
+	waitFor(t, set.changed)
+	young, learned := set.prune(func(string) bool { return true })
+	if len(young) != 0 {
+		t.Fatalf("a spare that lived 4 s counted as a young death")
+	}
+	if learned < 2900*time.Millisecond || learned > 3100*time.Millisecond {
+		t.Fatalf("learned max age %s, want 3/4 of 4 s", learned)
+	}
+	// The spare parked 3.5 s ago is past the max age: closed and removed.
+	if set.len() != 1 {
+		t.Fatalf("%d spares left, want 1 (the fresh one)", set.len())
+	}
+	old.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := old.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the expired spare's pod end read %v, want EOF", err)
+	}
+	if at := set.nextExpiry(); at.IsZero() || time.Until(at) < 2*time.Second {
+		t.Fatalf("next expiry %v, want about 3 s from now", time.Until(at))
 	}
 }
 
