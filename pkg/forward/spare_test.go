@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kpf-dev/kpf/internal/testnet"
 	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
 
@@ -16,21 +17,8 @@ type tcpUpstream struct{ *net.TCPConn }
 // conn is the pod's end.
 func parkedTo(t *testing.T, set *spareSet, pod string) net.Conn {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ours, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ours.Close(); theirs.Close() })
-	set.add(parkedSpare{Parked: tunnel.Park(tcpUpstream{ours.(*net.TCPConn)}, "ns/"+pod+":80", set.wake), pod: pod})
+	ours, theirs := testnet.TCPPair(t)
+	set.add(parkedSpare{Parked: tunnel.Park(tcpUpstream{ours}, "ns/"+pod+":80", set.wake), pod: pod})
 	return theirs
 }
 

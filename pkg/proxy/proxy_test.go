@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/kpf-dev/kpf/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -160,17 +162,8 @@ func TestPipeHalfClose(t *testing.T) {
 // tcpPair returns the two ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	t.Helper()
-	ln := listen(t)
-	defer ln.Close()
-	c1, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c1, c2
+	c, s := testnet.TCPPair(t)
+	return c, s
 }
 
 func TestServeReturnsOnPermanentAcceptError(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/kpf-dev/kpf/internal/testnet"
 )
 
 // tcpUpstream is an Upstream over one end of a loopback TCP connection
@@ -17,21 +19,8 @@ type tcpUpstream struct{ *net.TCPConn }
 
 func parkPipe(t *testing.T) (*Parked, net.Conn) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ours, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ours.Close(); pod.Close() })
-	return Park(tcpUpstream{ours.(*net.TCPConn)}, "test/pod:80", nil), pod
+	ours, pod := testnet.TCPPair(t)
+	return Park(tcpUpstream{ours}, "test/pod:80", nil), pod
 }
 
 func waitEnded(t *testing.T, p *Parked) {
