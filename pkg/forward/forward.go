@@ -154,7 +154,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	pool := cl.Sessions().Lease()
 	pool.OnSession = func(s *tunnel.Session) {
 		r.sessions.Add(1)
-		r.log.Debug("using port-forward session", "pod", s.Pod.String())
+		r.log.Debug("using port-forward session", "pod", s.Pod.String(), "transport", s.Transport())
 		// A client's connection may have opened it while the forward was
 		// waiting to retry: look again now rather than at the retry.
 		r.changed.notify()

@@ -212,6 +212,15 @@ func newSession(pod Pod, conn httpstream.Connection, protocol string, transport 
 // connection to the API server was lost.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
+// Transport names what carries the session: "websocket" (SPDY tunnelled
+// over WebSocket, the default) or "spdy" (an HTTP upgrade to SPDY).
+func (s *Session) Transport() string {
+	if s.transport != nil {
+		return "websocket"
+	}
+	return "spdy"
+}
+
 // Alive reports whether the session has not ended.
 func (s *Session) Alive() bool {
 	select {
