@@ -133,8 +133,12 @@ type kpfForward struct {
 	Spare int
 }
 
-// writeKpfConfig writes a forwards.yaml for the forwards in dir.
+// writeKpfConfig writes a forwards.yaml for the forwards in dir, creating
+// dir if needed.
 func writeKpfConfig(dir, kubeContext string, fwds []kpfForward) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("write kpf config: %w", err)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "version: 1\ndefaults: {context: %s}\nforwards:\n", kubeContext)
 	for _, f := range fwds {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -73,11 +72,7 @@ func (r *runner) reconvergence(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(r.tmp, "reconvergence")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("reconvergence: %w", err)
-	}
-	cfgPath, err := writeKpfConfig(dir, r.cfg.Cluster, []kpfForward{{Name: "rc", Namespace: mainNamespace, Service: rcService, Ports: []string{fmt.Sprintf("%d:80", ports[0])}}})
+	cfgPath, err := writeKpfConfig(filepath.Join(r.tmp, "reconvergence"), r.cfg.Cluster, []kpfForward{{Name: "rc", Namespace: mainNamespace, Service: rcService, Ports: []string{fmt.Sprintf("%d:80", ports[0])}}})
 	if err != nil {
 		return err
 	}

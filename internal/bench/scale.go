@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -66,11 +65,7 @@ func (r *runner) scale(ctx context.Context) error {
 			return err
 		}
 	}
-	dir := filepath.Join(r.tmp, "scale")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("scale: %w", err)
-	}
-	cfgPath, err := writeKpfConfig(dir, r.cfg.Cluster, fwds)
+	cfgPath, err := writeKpfConfig(filepath.Join(r.tmp, "scale"), r.cfg.Cluster, fwds)
 	if err != nil {
 		return err
 	}

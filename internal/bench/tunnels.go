@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -118,43 +117,25 @@ func (r *runner) tunnels(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfgPath, err := writeKpfConfig(r.tmp, r.cfg.Cluster, []kpfForward{{
+	kpf, err := r.readyKpf(ctx, "tunnels", kpfForward{
 		Name: "sink", Namespace: mainNamespace, Service: mainService,
 		Ports: []string{fmt.Sprintf("%d:80", ports[0]), fmt.Sprintf("%d:8080", ports[1])},
-	}})
-	if err != nil {
-		return err
-	}
-	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig)
+	})
 	if err != nil {
 		return err
 	}
 	defer kpf.stop()
-	if err := kpf.waitReady(ctx, 1, 100*time.Millisecond, time.Minute); err != nil {
-		return err
-	}
 	// kpf-spare runs in a process of its own, so that neither shares the
 	// other's sessions, CPU time or memory.
-	spareDir := filepath.Join(r.tmp, "spare")
-	if err := os.MkdirAll(spareDir, 0o755); err != nil {
-		return err
-	}
-	spareCfg, err := writeKpfConfig(spareDir, r.cfg.Cluster, []kpfForward{{
+	kpfSpare, err := r.readyKpf(ctx, "spare", kpfForward{
 		Name: spareForward, Namespace: mainNamespace, Service: mainService,
 		Ports: []string{fmt.Sprintf("%d:80", ports[6]), fmt.Sprintf("%d:8080", ports[7])},
 		Spare: SpareConnections,
-	}})
-	if err != nil {
-		return err
-	}
-	kpfSpare, err := startKpf(ctx, r.kpfBin, spareCfg, r.kubeconfig)
+	})
 	if err != nil {
 		return err
 	}
 	defer kpfSpare.stop()
-	if err := kpfSpare.waitReady(ctx, 1, 100*time.Millisecond, time.Minute); err != nil {
-		return err
-	}
 	targets := []*target{
 		{tool: ToolDirect, sink: r.be.sink.addr(), http: r.be.http.addr(), pid: func() int { return 0 }, stop: func() {}},
 		{tool: ToolKpf, sink: addr(ports[0]), http: addr(ports[1]), pid: kpf.pid, stop: func() {},
@@ -265,6 +246,25 @@ func (r *runner) tunnels(ctx context.Context) error {
 		r.col.add(mCPUTotal, t.tool, t.exitedCPU+float64(st.CPUTicks)/clockTicks)
 	}
 	return nil
+}
+
+// readyKpf runs kpf up with the one forward fwd, from a forwards.yaml in
+// the directory name of the run's temporary directory, and waits until the
+// forward is ready. The caller stops it.
+func (r *runner) readyKpf(ctx context.Context, name string, fwd kpfForward) (*kpfProc, error) {
+	cfgPath, err := writeKpfConfig(filepath.Join(r.tmp, name), r.cfg.Cluster, []kpfForward{fwd})
+	if err != nil {
+		return nil, err
+	}
+	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := kpf.waitReady(ctx, 1, 100*time.Millisecond, time.Minute); err != nil {
+		kpf.stop()
+		return nil, err
+	}
+	return kpf, nil
 }
 
 // spareForward is the name of the kpf forward with spare connections.
