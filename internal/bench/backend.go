@@ -122,8 +122,8 @@ func (s *sinkServer) serve(c net.Conn, chunk []byte) error {
 		if err != nil || n < 0 {
 			return fmt.Errorf("bad PUT %q", arg)
 		}
-		if _, err := io.CopyN(io.Discard, r, n); err != nil {
-			return fmt.Errorf("read: %w", err)
+		if got, err := drain(r, n); err != nil || got != n {
+			return fmt.Errorf("read %d of %d bytes: %w", got, n, err)
 		}
 		_, err = io.WriteString(c, "OK\n")
 		return err
