@@ -26,10 +26,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/spdyconn"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/util/httpstream/spdy"
 	pfconst "k8s.io/apimachinery/pkg/util/portforward"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
@@ -143,7 +143,7 @@ func (c *Connector) dialWebSocket(u *url.URL) (httpstream.Connection, string, io
 		return nil, "", nil, errors.New("websocket negotiation returned no connection")
 	}
 	tunnel := portforward.NewTunnelingConnection("client", ws)
-	conn, err := spdyconn.New(tunnel, portforward.PingPeriod)
+	conn, err := spdy.NewClientConnectionWithPings(newFrameConn(tunnel), portforward.PingPeriod)
 	if err != nil {
 		tunnel.Close()
 		return nil, "", nil, err
@@ -272,10 +272,8 @@ func (s *Session) IdleSince() time.Time { return time.Unix(0, s.lastUsed.Load())
 // a busy session met a queue (a thousand streams ahead of it), not a dead
 // connection. A session is not busy when a write has been blocked since
 // before t with none finishing since: a pod that stopped reading one
-// connection blocks a frame write, which holds the session's frame-write
-// lock (SPDY as the kubelet speaks it has no per-stream flow control), and
-// no other stream can send, nor a new one open, until the session is
-// closed.
+// connection holds spdystream's frame-write lock, and no other stream can
+// send, nor a new one open, until the session is closed.
 func (s *Session) Busy(t time.Time) bool {
 	since := t.UnixNano()
 	if s.writing.Load() > 0 && s.lastWrote.Load() < since {
@@ -299,10 +297,11 @@ func (s *Session) Close() error {
 
 // closeConn closes the connection. A stream write blocked because the far
 // end stopped reading (a pod that accepts and never reads fills every
-// buffer on the way) holds the session's frame-write lock. spdyconn's
-// Close does not wait for it (it skips its go-away frame and closes the
-// connection below, which fails the blocked write); closing the WebSocket
-// tunnel first also ends the tunnel's own goroutines at once.
+// buffer on the way) holds spdystream's frame-write lock, and closing the
+// connection writes a reset frame per stream under that lock: it would
+// wait for as long as the pod does not read. Closing the transport first
+// makes the blocked write fail. (Over the SPDY fallback the transport is
+// not at hand, and such a close still waits.)
 func (s *Session) closeConn() error {
 	var err error
 	if s.transport != nil {

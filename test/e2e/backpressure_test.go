@@ -108,9 +108,9 @@ forwards:
 //
 // It also measures head-of-line blocking: whether a connection to another
 // port of the same pod works while the stuck stream is full. Within one
-// port-forward session it cannot: SPDY as the kubelet speaks it has no
-// per-stream flow control, and the stuck stream's blocked write holds the
-// session's frame-write lock, so no other frame (not even a new stream's SYN) goes
+// port-forward session it cannot: spdystream has no per-stream flow
+// control, and the stuck stream's blocked write holds the session's
+// frame-write lock, so no other frame (not even a new stream's SYN) goes
 // out until kpf's health probe, unable to open a stream, closes the
 // session. kpf spreads a connection that would share a busy session over
 // another (up to four per pod), so the second connection gets through.

@@ -1,0 +1,161 @@
+package tunnel
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/util/httpstream/spdy"
+	restclient "k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+)
+
+// spdyFrameHeader is the size of a SPDY/3 frame header: a control frame's
+// version and type or a data frame's stream id, then 8 bits of flags and
+// 24 bits of payload length.
+const spdyFrameHeader = 8
+
+// maxKeptFrameBuffer bounds the gathering buffer a frameConn keeps between
+// frames; a larger one (a frame bigger than any kpf writes) is dropped.
+const maxKeptFrameBuffer = 128 << 10
+
+// frameConn hands each SPDY frame to the connection below in one Write.
+//
+// spdystream writes a data frame in three writes (stream id, flags and
+// length, payload) and a control frame in several. Over TLS each write is
+// a record and a syscall of its own; over the WebSocket tunnel each is a
+// WebSocket message that the API server relays to the kubelet on its own.
+// Gathering the frame first makes one record, one syscall and one message
+// per frame (for frames up to a TLS record), which costs kpf, the API
+// server and the kubelet less per frame; small writes (requests and
+// responses) gain the most.
+//
+// spdystream writes each frame whole under its connection's write lock, so
+// the bytes of one frame arrive in order and unmixed; frameConn relies on
+// that and only reads each frame's length to know where it ends.
+type frameConn struct {
+	net.Conn
+
+	mu  sync.Mutex
+	buf []byte
+	err error
+}
+
+func newFrameConn(c net.Conn) *frameConn { return &frameConn{Conn: c} }
+
+// Write gathers p and writes every frame it completes. Bytes of a frame
+// not yet complete are kept for the next Write and reported as written.
+func (c *frameConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	c.buf = append(c.buf, p...)
+	end := 0
+	for {
+		rest := c.buf[end:]
+		if len(rest) < spdyFrameHeader {
+			break
+		}
+		size := spdyFrameHeader + (int(rest[5])<<16 | int(rest[6])<<8 | int(rest[7]))
+		if len(rest) < size {
+			break
+		}
+		end += size
+	}
+	if end == 0 {
+		return len(p), nil
+	}
+	if _, err := c.Conn.Write(c.buf[:end]); err != nil {
+		c.err = err
+		c.buf = nil
+		return 0, err
+	}
+	left := copy(c.buf, c.buf[end:])
+	c.buf = c.buf[:left]
+	if left == 0 && cap(c.buf) > maxKeptFrameBuffer {
+		c.buf = nil
+	}
+	return len(p), nil
+}
+
+// framingUpgrader opens a SPDY port-forward connection as client-go's SPDY
+// round tripper does, but with the upgraded connection behind a frameConn.
+// It is the innermost round tripper: the config's wrappers (authentication,
+// user agent, impersonation) wrap it as they wrap client-go's.
+type framingUpgrader struct {
+	*spdy.SpdyRoundTripper
+	conn net.Conn
+}
+
+// spdyRoundTripperFor is spdytransport.RoundTripperFor with a
+// framingUpgrader.
+func spdyRoundTripperFor(cfg *restclient.Config) (http.RoundTripper, *framingUpgrader, error) {
+	tlsConfig, err := restclient.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	proxy := http.ProxyFromEnvironment
+	if cfg.Proxy != nil {
+		proxy = cfg.Proxy
+	}
+	inner, err := spdy.NewRoundTripperWithConfig(spdy.RoundTripperConfig{TLS: tlsConfig, Proxier: proxy, PingPeriod: portforward.PingPeriod})
+	if err != nil {
+		return nil, nil, err
+	}
+	up := &framingUpgrader{SpdyRoundTripper: inner}
+	rt, err := restclient.HTTPWrappersForConfig(cfg, up)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rt, up, nil
+}
+
+// RoundTrip sends the upgrade request and reads the response, keeping the
+// connection for NewConnection.
+func (u *framingUpgrader) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header = req.Header.Clone()
+	req.Header.Add(httpstream.HeaderConnection, httpstream.HeaderUpgrade)
+	req.Header.Add(httpstream.HeaderUpgrade, spdy.HeaderSpdy31)
+	conn, err := u.SpdyRoundTripper.Dial(req)
+	if err != nil {
+		return nil, err
+	}
+	// The server sends nothing after its 101 until kpf opens a stream,
+	// so the reader holds no bytes of the SPDY connection.
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	u.conn = conn
+	return resp, nil
+}
+
+// NewConnection returns the SPDY connection over the upgraded connection,
+// or client-go's error for a response that is not an upgrade.
+func (u *framingUpgrader) NewConnection(resp *http.Response) (httpstream.Connection, error) {
+	upgraded := resp.StatusCode == http.StatusSwitchingProtocols &&
+		strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderConnection)), strings.ToLower(httpstream.HeaderUpgrade)) &&
+		strings.Contains(strings.ToLower(resp.Header.Get(httpstream.HeaderUpgrade)), strings.ToLower(spdy.HeaderSpdy31))
+	if u.conn == nil {
+		return nil, errors.New("unable to upgrade connection: no connection was upgraded")
+	}
+	if !upgraded {
+		u.conn.Close()
+		// client-go's upgrader reads the body into its error message and
+		// touches no connection on this path.
+		if _, err := u.SpdyRoundTripper.NewConnection(resp); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("unable to upgrade connection: status %d", resp.StatusCode)
+	}
+	return spdy.NewClientConnectionWithPings(newFrameConn(u.conn), portforward.PingPeriod)
+}

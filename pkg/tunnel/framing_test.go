@@ -1,0 +1,143 @@
+package tunnel
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"reflect"
+	"testing"
+
+	mobyspdy "github.com/moby/spdystream/spdy"
+)
+
+// recordingConn is a net.Conn that keeps each Write it is given.
+type recordingConn struct {
+	net.Conn
+	writes [][]byte
+	fail   error
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	if c.fail != nil {
+		return 0, c.fail
+	}
+	c.writes = append(c.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// framePieces is what spdystream's framer writes for frame, piece by piece.
+func framePieces(t *testing.T, frame mobyspdy.Frame) [][]byte {
+	t.Helper()
+	rec := &recordingConn{}
+	f, err := mobyspdy.NewFramer(rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WriteFrame(frame); err != nil {
+		t.Fatal(err)
+	}
+	return rec.writes
+}
+
+func TestFrameConnWritesEachFrameWhole(t *testing.T) {
+	data := &mobyspdy.DataFrame{StreamId: 3, Data: bytes.Repeat([]byte("x"), 40000)}
+	fin := &mobyspdy.DataFrame{StreamId: 3, Flags: mobyspdy.DataFlagFin}
+	syn := &mobyspdy.SynStreamFrame{StreamId: 5, Headers: http.Header{"Port": {"8080"}, "Streamtype": {"data"}, "Requestid": {"0"}}}
+	reset := &mobyspdy.RstStreamFrame{StreamId: 5, Status: mobyspdy.Cancel}
+
+	tests := []struct {
+		name   string
+		frames []mobyspdy.Frame
+		// split regroups the framer's pieces before they reach frameConn:
+		// nil passes them as spdystream does.
+		split func(pieces [][]byte) [][]byte
+		// together: the frames reach the connection in one write, as the
+		// write that completes them gave them.
+		together bool
+	}{
+		{name: "data frame", frames: []mobyspdy.Frame{data}},
+		{name: "empty data frame with FIN", frames: []mobyspdy.Frame{fin}},
+		{name: "SYN_STREAM with headers", frames: []mobyspdy.Frame{syn}},
+		{name: "several frames", frames: []mobyspdy.Frame{syn, data, fin, reset}},
+		{name: "two frames in one write", frames: []mobyspdy.Frame{reset, fin}, together: true, split: func(p [][]byte) [][]byte {
+			return [][]byte{bytes.Join(p, nil)}
+		}},
+		{name: "a frame and a half, then the rest", frames: []mobyspdy.Frame{reset, data}, split: func(p [][]byte) [][]byte {
+			all := bytes.Join(p, nil)
+			return [][]byte{all[:16+100], all[16+100:]}
+		}},
+		{name: "one byte at a time", frames: []mobyspdy.Frame{reset}, split: func(p [][]byte) [][]byte {
+			var out [][]byte
+			for _, b := range bytes.Join(p, nil) {
+				out = append(out, []byte{b})
+			}
+			return out
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var pieces [][]byte
+			var want [][]byte
+			for _, f := range tt.frames {
+				p := framePieces(t, f)
+				pieces = append(pieces, p...)
+				want = append(want, bytes.Join(p, nil))
+			}
+			if tt.split != nil {
+				pieces = tt.split(pieces)
+			}
+			if tt.together {
+				want = [][]byte{bytes.Join(want, nil)}
+			}
+			rec := &recordingConn{}
+			fc := newFrameConn(rec)
+			for _, p := range pieces {
+				n, err := fc.Write(p)
+				if err != nil || n != len(p) {
+					t.Fatalf("Write(%d bytes) = %d, %v", len(p), n, err)
+				}
+			}
+			if got := len(rec.writes); got != len(want) {
+				t.Fatalf("%d writes reached the connection, want %d (one per frame)", got, len(want))
+			}
+			if !reflect.DeepEqual(rec.writes, want) {
+				t.Fatal("the bytes written differ from the frames")
+			}
+			// What reached the connection parses back into the same frames.
+			r, err := mobyspdy.NewFramer(nil, bytes.NewReader(bytes.Join(rec.writes, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, f := range tt.frames {
+				got, err := r.ReadFrame()
+				if err != nil {
+					t.Fatalf("frame %d: %v", i, err)
+				}
+				if reflect.TypeOf(got) != reflect.TypeOf(f) {
+					t.Fatalf("frame %d is a %T, want %T", i, got, f)
+				}
+			}
+		})
+	}
+}
+
+func TestFrameConnKeepsAWriteError(t *testing.T) {
+	boom := errors.New("boom")
+	rec := &recordingConn{fail: boom}
+	fc := newFrameConn(rec)
+	pieces := framePieces(t, &mobyspdy.RstStreamFrame{StreamId: 1, Status: mobyspdy.Cancel})
+	if _, err := fc.Write(pieces[0][:4]); err != nil {
+		t.Fatalf("a partial frame must not reach the connection yet: %v", err)
+	}
+	if _, err := fc.Write(bytes.Join(pieces, nil)[4:]); !errors.Is(err, boom) {
+		t.Fatalf("completing the frame: err = %v, want %v", err, boom)
+	}
+	rec.fail = nil
+	if _, err := fc.Write(pieces[0]); !errors.Is(err, boom) {
+		t.Fatalf("a write after a failed one: err = %v, want the first error", err)
+	}
+	if len(rec.writes) != 0 {
+		t.Fatalf("%d writes reached the connection after it failed", len(rec.writes))
+	}
+}
