@@ -163,12 +163,12 @@ type kpfProc struct {
 }
 
 // startKpf runs `kpf up -f config --kubeconfig kubeconfig [extra...]`.
-func startKpf(ctx context.Context, bin, config, kubeconfig string, extra ...string) (*kpfProc, error) {
+func startKpf(ctx context.Context, bin, config, kubeconfig string, env []string, extra ...string) (*kpfProc, error) {
 	sock, err := control.SocketPath(config)
 	if err != nil {
 		return nil, fmt.Errorf("kpf status socket: %w", err)
 	}
-	p, err := startProc(ctx, "kpf up", nil, bin, append([]string{"up", "-f", config, "--kubeconfig", kubeconfig}, extra...)...)
+	p, err := startProc(ctx, "kpf up", env, bin, append([]string{"up", "-f", config, "--kubeconfig", kubeconfig}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

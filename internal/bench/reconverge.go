@@ -76,7 +76,7 @@ func (r *runner) reconvergence(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig)
+	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig, nil)
 	if err != nil {
 		return err
 	}

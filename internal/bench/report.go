@@ -21,7 +21,12 @@ const (
 	// field, see SpareConnections), measured for connection setup and
 	// HTTP only.
 	ToolKpfSpare Tool = "kpf-spare"
-	ToolSPDY     Tool = "kubectl-spdy"
+	// ToolKpfSPDY is kpf on the SPDY transport
+	// (KUBECTL_PORT_FORWARD_WEBSOCKETS=false, as kubectl-spdy is run),
+	// measured for throughput only: the like-for-like peer of
+	// kubectl-spdy, where ToolKpf, on WebSocket, is kubectl-ws's.
+	ToolKpfSPDY Tool = "kpf-spdy"
+	ToolSPDY    Tool = "kubectl-spdy"
 	ToolWS       Tool = "kubectl-ws"
 	// ToolDialer is the Go Dialer (package pkg/dialer) in the benchmark's
 	// own process, as an http.Transport's DialContext: HTTP only.
@@ -30,12 +35,12 @@ const (
 
 // allTools returns the tools in the order the report's columns show them.
 func allTools() []Tool {
-	return []Tool{ToolDirect, ToolKpf, ToolKpfSpare, ToolSPDY, ToolWS, ToolDialer}
+	return []Tool{ToolDirect, ToolKpf, ToolKpfSpare, ToolKpfSPDY, ToolSPDY, ToolWS, ToolDialer}
 }
 
 // optionalTool reports whether t's column shows only in the groups where
 // it measured something.
-func optionalTool(t Tool) bool { return t == ToolDialer || t == ToolKpfSpare }
+func optionalTool(t Tool) bool { return t == ToolDialer || t == ToolKpfSpare || t == ToolKpfSPDY }
 
 // SpareConnections is the spare field of the kpf-spare forward.
 const SpareConnections = 4
@@ -50,6 +55,7 @@ func ratioPairs() []ratioPair {
 	return []ratioPair{
 		{ToolKpf, ToolSPDY}, {ToolKpf, ToolWS},
 		{ToolKpfSpare, ToolSPDY}, {ToolKpfSpare, ToolWS},
+		{ToolKpfSPDY, ToolSPDY},
 		{ToolDialer, ToolKpf}, {ToolDialer, ToolSPDY},
 	}
 }
@@ -176,6 +182,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"and a group shows it only when it measured something there; dialer/kpf is its median ÷ kpf's local port's, " +
 		"dialer/kubectl-spdy its median ÷ kubectl-spdy's. " +
 		fmt.Sprintf("The kpf-spare column is a second kpf process, with one forward to the same service that keeps spare: %d connections open ahead of clients (connection setup and HTTP only). ", SpareConnections) +
+		"The kpf-spdy column is a third kpf process on the SPDY transport (KUBECTL_PORT_FORWARD_WEBSOCKETS=false, as kubectl-spdy runs), throughput only: " +
+		"kpf-spdy/kubectl-spdy and kpf/kubectl-ws compare each transport with itself. " +
 		"– means not applicable.\n")
 
 	var groups []string

@@ -75,7 +75,7 @@ func (r *runner) scale(ctx context.Context) error {
 	}
 	metricsAddr := addr(mport[0])
 	start := time.Now()
-	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig, "--metrics-addr", metricsAddr)
+	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig, nil, "--metrics-addr", metricsAddr)
 	if err != nil {
 		return err
 	}

@@ -113,11 +113,11 @@ type target struct {
 // tunnels runs the throughput, latency and HTTP measurements, alternating
 // the tools within each round.
 func (r *runner) tunnels(ctx context.Context) error {
-	ports, err := freePorts(8)
+	ports, err := freePorts(9)
 	if err != nil {
 		return err
 	}
-	kpf, err := r.readyKpf(ctx, "tunnels", kpfForward{
+	kpf, err := r.readyKpf(ctx, "tunnels", nil, kpfForward{
 		Name: "sink", Namespace: mainNamespace, Service: mainService,
 		Ports: []string{fmt.Sprintf("%d:80", ports[0]), fmt.Sprintf("%d:8080", ports[1])},
 	})
@@ -127,7 +127,7 @@ func (r *runner) tunnels(ctx context.Context) error {
 	defer kpf.stop()
 	// kpf-spare runs in a process of its own, so that neither shares the
 	// other's sessions, CPU time or memory.
-	kpfSpare, err := r.readyKpf(ctx, "spare", kpfForward{
+	kpfSpare, err := r.readyKpf(ctx, "spare", nil, kpfForward{
 		Name: spareForward, Namespace: mainNamespace, Service: mainService,
 		Ports: []string{fmt.Sprintf("%d:80", ports[6]), fmt.Sprintf("%d:8080", ports[7])},
 		Spare: SpareConnections,
@@ -136,6 +136,16 @@ func (r *runner) tunnels(ctx context.Context) error {
 		return err
 	}
 	defer kpfSpare.stop()
+	// kpf-spdy: kpf on the transport kubectl-spdy uses, so that each
+	// kubectl has a like-for-like kpf to compare with.
+	kpfSPDY, err := r.readyKpf(ctx, "spdy", []string{"KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}, kpfForward{
+		Name: "sink-spdy", Namespace: mainNamespace, Service: mainService,
+		Ports: []string{fmt.Sprintf("%d:80", ports[8])},
+	})
+	if err != nil {
+		return err
+	}
+	defer kpfSPDY.stop()
 	targets := []*target{
 		{tool: ToolDirect, sink: r.be.sink.addr(), http: r.be.http.addr(), pid: func() int { return 0 }, stop: func() {}},
 		{tool: ToolKpf, sink: addr(ports[0]), http: addr(ports[1]), pid: kpf.pid, stop: func() {},
@@ -150,6 +160,14 @@ func (r *runner) tunnels(ctx context.Context) error {
 			ensure: func(context.Context) error {
 				if !kpfSpare.alive() {
 					return fmt.Errorf("kpf up (spare) exited: %v", kpfSpare.err)
+				}
+				return nil
+			}},
+		{tool: ToolKpfSPDY, sink: addr(ports[8]), pid: kpfSPDY.pid, stop: func() {}, partial: true,
+			only: map[string]bool{"download, 1 stream": true, "upload, 1 stream": true, "download, parallel": true, "upload, parallel": true},
+			ensure: func(context.Context) error {
+				if !kpfSPDY.alive() {
+					return fmt.Errorf("kpf up (spdy) exited: %v", kpfSPDY.err)
 				}
 				return nil
 			}},
@@ -249,14 +267,15 @@ func (r *runner) tunnels(ctx context.Context) error {
 }
 
 // readyKpf runs kpf up with the one forward fwd, from a forwards.yaml in
-// the directory name of the run's temporary directory, and waits until the
-// forward is ready. The caller stops it.
-func (r *runner) readyKpf(ctx context.Context, name string, fwd kpfForward) (*kpfProc, error) {
+// the directory name of the run's temporary directory, with env added to
+// its environment, and waits until the forward is ready. The caller stops
+// it.
+func (r *runner) readyKpf(ctx context.Context, name string, env []string, fwd kpfForward) (*kpfProc, error) {
 	cfgPath, err := writeKpfConfig(filepath.Join(r.tmp, name), r.cfg.Cluster, []kpfForward{fwd})
 	if err != nil {
 		return nil, err
 	}
-	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig)
+	kpf, err := startKpf(ctx, r.kpfBin, cfgPath, r.kubeconfig, env)
 	if err != nil {
 		return nil, err
 	}
