@@ -27,7 +27,7 @@ const (
 	// kubectl-spdy, where ToolKpf, on WebSocket, is kubectl-ws's.
 	ToolKpfSPDY Tool = "kpf-spdy"
 	ToolSPDY    Tool = "kubectl-spdy"
-	ToolWS       Tool = "kubectl-ws"
+	ToolWS      Tool = "kubectl-ws"
 	// ToolDialer is the Go Dialer (package pkg/dialer) in the benchmark's
 	// own process, as an http.Transport's DialContext: HTTP only.
 	ToolDialer Tool = "dialer"
