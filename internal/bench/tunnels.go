@@ -149,28 +149,13 @@ func (r *runner) tunnels(ctx context.Context) error {
 	targets := []*target{
 		{tool: ToolDirect, sink: r.be.sink.addr(), http: r.be.http.addr(), pid: func() int { return 0 }, stop: func() {}},
 		{tool: ToolKpf, sink: addr(ports[0]), http: addr(ports[1]), pid: kpf.pid, stop: func() {},
-			ensure: func(context.Context) error {
-				if !kpf.alive() {
-					return fmt.Errorf("kpf up exited: %v", kpf.err)
-				}
-				return nil
-			}},
+			ensure: running("kpf up", kpf)},
 		{tool: ToolKpfSpare, sink: addr(ports[6]), http: addr(ports[7]), pid: kpfSpare.pid, stop: func() {}, partial: true,
-			only: map[string]bool{"latency, sequential": true, "latency, paced": true, "latency, concurrent": true, "HTTP, keep-alive": true, "HTTP, no keep-alive": true},
-			ensure: func(context.Context) error {
-				if !kpfSpare.alive() {
-					return fmt.Errorf("kpf up (spare) exited: %v", kpfSpare.err)
-				}
-				return nil
-			}},
+			only:   map[string]bool{"latency, sequential": true, "latency, paced": true, "latency, concurrent": true, "HTTP, keep-alive": true, "HTTP, no keep-alive": true},
+			ensure: running("kpf up (spare)", kpfSpare)},
 		{tool: ToolKpfSPDY, sink: addr(ports[8]), pid: kpfSPDY.pid, stop: func() {}, partial: true,
-			only: map[string]bool{"download, 1 stream": true, "upload, 1 stream": true, "download, parallel": true, "upload, parallel": true},
-			ensure: func(context.Context) error {
-				if !kpfSPDY.alive() {
-					return fmt.Errorf("kpf up (spdy) exited: %v", kpfSPDY.err)
-				}
-				return nil
-			}},
+			only:   map[string]bool{"download, 1 stream": true, "upload, 1 stream": true, "download, parallel": true, "upload, parallel": true},
+			ensure: running("kpf up (spdy)", kpfSPDY)},
 		r.kubectlTarget(ToolSPDY, false, ports[2], ports[3]),
 		r.kubectlTarget(ToolWS, true, ports[4], ports[5]),
 	}
@@ -264,6 +249,17 @@ func (r *runner) tunnels(ctx context.Context) error {
 		r.col.add(mCPUTotal, t.tool, t.exitedCPU+float64(st.CPUTicks)/clockTicks)
 	}
 	return nil
+}
+
+// running returns a target's ensure function for a kpf process that is
+// not restarted: it fails once the process has exited.
+func running(what string, k *kpfProc) func(context.Context) error {
+	return func(context.Context) error {
+		if !k.alive() {
+			return fmt.Errorf("%s exited: %v", what, k.err)
+		}
+		return nil
+	}
 }
 
 // readyKpf runs kpf up with the one forward fwd, from a forwards.yaml in
