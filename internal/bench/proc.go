@@ -162,7 +162,8 @@ type kpfProc struct {
 	socket string
 }
 
-// startKpf runs `kpf up -f config --kubeconfig kubeconfig [extra...]`.
+// startKpf runs `kpf up -f config --kubeconfig kubeconfig [extra...]`, with
+// env added to its environment.
 func startKpf(ctx context.Context, bin, config, kubeconfig string, env []string, extra ...string) (*kpfProc, error) {
 	sock, err := control.SocketPath(config)
 	if err != nil {
