@@ -157,5 +157,6 @@ func (u *framingUpgrader) NewConnection(resp *http.Response) (httpstream.Connect
 		}
 		return nil, fmt.Errorf("unable to upgrade connection: status %d", resp.StatusCode)
 	}
-	return spdy.NewClientConnectionWithPings(newFrameConn(u.conn), portforward.PingPeriod)
+	conn := withReadBatching(u.conn, newReadBatcher(u.conn))
+	return spdy.NewClientConnectionWithPings(newFrameConn(conn), portforward.PingPeriod)
 }

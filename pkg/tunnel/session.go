@@ -143,7 +143,8 @@ func (c *Connector) dialWebSocket(u *url.URL) (httpstream.Connection, string, io
 		return nil, "", nil, errors.New("websocket negotiation returned no connection")
 	}
 	tunnel := portforward.NewTunnelingConnection("client", ws)
-	conn, err := spdy.NewClientConnectionWithPings(newFrameConn(tunnel), portforward.PingPeriod)
+	batcher := newReadBatcher(ws.UnderlyingConn())
+	conn, err := spdy.NewClientConnectionWithPings(newFrameConn(withReadBatching(tunnel, batcher)), portforward.PingPeriod)
 	if err != nil {
 		tunnel.Close()
 		return nil, "", nil, err
