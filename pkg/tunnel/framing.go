@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/kpf-dev/kpf/pkg/readbatch"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/httpstream/spdy"
 	restclient "k8s.io/client-go/rest"
@@ -157,6 +158,6 @@ func (u *framingUpgrader) NewConnection(resp *http.Response) (httpstream.Connect
 		}
 		return nil, fmt.Errorf("unable to upgrade connection: status %d", resp.StatusCode)
 	}
-	conn := withReadBatching(u.conn, newReadBatcher(u.conn))
+	conn := readbatch.Wrap(u.conn, readbatch.New(u.conn))
 	return spdy.NewClientConnectionWithPings(newFrameConn(conn), portforward.PingPeriod)
 }

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpf-dev/kpf/pkg/readbatch"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/httpstream"
@@ -143,8 +144,8 @@ func (c *Connector) dialWebSocket(u *url.URL) (httpstream.Connection, string, io
 		return nil, "", nil, errors.New("websocket negotiation returned no connection")
 	}
 	tunnel := portforward.NewTunnelingConnection("client", ws)
-	batcher := newReadBatcher(ws.UnderlyingConn())
-	conn, err := spdy.NewClientConnectionWithPings(newFrameConn(withReadBatching(tunnel, batcher)), portforward.PingPeriod)
+	batcher := readbatch.New(ws.UnderlyingConn())
+	conn, err := spdy.NewClientConnectionWithPings(newFrameConn(readbatch.Wrap(tunnel, batcher)), portforward.PingPeriod)
 	if err != nil {
 		tunnel.Close()
 		return nil, "", nil, err

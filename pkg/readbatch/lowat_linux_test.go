@@ -1,4 +1,4 @@
-package tunnel
+package readbatch
 
 import (
 	"crypto/tls"
@@ -12,20 +12,20 @@ import (
 )
 
 func TestNewReadBatcherFindsTheTCPSocket(t *testing.T) {
-	if !canBatchReads() {
-		t.Skip("this kernel is too old for read batching")
+	if !Supported() {
+		t.Skip("this system does not batch reads")
 	}
 	client, server := testnet.TCPPair(t)
-	if newReadBatcher(client) == nil {
+	if New(client) == nil {
 		t.Error("no batcher for a *net.TCPConn")
 	}
-	if newReadBatcher(tls.Client(server, &tls.Config{})) == nil {
+	if New(tls.Client(server, &tls.Config{})) == nil {
 		t.Error("no batcher for a *tls.Conn over TCP")
 	}
 	p1, p2 := net.Pipe()
 	defer p1.Close()
 	defer p2.Close()
-	if newReadBatcher(p1) != nil {
+	if New(p1) != nil {
 		t.Error("a batcher for a connection with no socket")
 	}
 }
@@ -36,15 +36,15 @@ func TestNewReadBatcherFindsTheTCPSocket(t *testing.T) {
 // queued wakes it. Without the second, a transfer's tail would wait for
 // bytes that never come.
 func TestReceiveLowatWakesWhenLowered(t *testing.T) {
-	if !canBatchReads() {
-		t.Skip("this kernel is too old for read batching")
+	if !Supported() {
+		t.Skip("this system does not batch reads")
 	}
 	client, server := testnet.TCPPair(t)
 	raw, err := server.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := setReceiveLowat(raw, batchLowat); err != nil {
+	if err := setReceiveLowat(raw, Lowat); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan []byte, 1)
@@ -59,7 +59,7 @@ func TestReceiveLowatWakesWhenLowered(t *testing.T) {
 	}
 	select {
 	case b := <-got:
-		t.Fatalf("woken for %d bytes below a mark of %d", len(b), batchLowat)
+		t.Fatalf("woken for %d bytes below a mark of %d", len(b), Lowat)
 	case <-time.After(200 * time.Millisecond):
 	}
 	if err := setReceiveLowat(raw, 1); err != nil {
@@ -79,18 +79,18 @@ func TestReceiveLowatWakesWhenLowered(t *testing.T) {
 // transfer raises the mark, and the few bytes that follow it still arrive,
 // with the mark back at one byte.
 func TestReadBatchingOnASocket(t *testing.T) {
-	if !canBatchReads() {
-		t.Skip("this kernel is too old for read batching")
+	if !Supported() {
+		t.Skip("this system does not batch reads")
 	}
 	client, server := testnet.TCPPair(t)
-	b := newReadBatcher(server)
+	b := New(server)
 	rec := &lowatRecorder{}
 	set := b.setLowat
 	b.setLowat = func(v int) error {
 		rec.setLowat(v)
 		return set(v)
 	}
-	conn := withReadBatching(server, b)
+	conn := Wrap(server, b)
 
 	bulk := make([]byte, 4<<20)
 	tail := []byte("the end")
@@ -110,15 +110,15 @@ func TestReadBatchingOnASocket(t *testing.T) {
 	if string(got) != string(tail) {
 		t.Fatalf("tail = %q, want %q", got, tail)
 	}
-	// A pause in the bulk (the writer not scheduled for batchIdle) ends
+	// A pause in the bulk (the writer not scheduled for Idle) ends
 	// batching and the next burst starts it again; the marks alternate.
 	calls := rec.calls()
 	if len(calls) < 2 || len(calls)%2 != 0 {
-		t.Fatalf("SO_RCVLOWAT set to %v, want it raised to %d and lowered to 1", calls, batchLowat)
+		t.Fatalf("SO_RCVLOWAT set to %v, want it raised to %d and lowered to 1", calls, Lowat)
 	}
 	for i, v := range calls {
-		if want := []int{batchLowat, 1}[i%2]; v != want {
-			t.Fatalf("SO_RCVLOWAT set to %v, want %d and 1 in turn", calls, batchLowat)
+		if want := []int{Lowat, 1}[i%2]; v != want {
+			t.Fatalf("SO_RCVLOWAT set to %v, want %d and 1 in turn", calls, Lowat)
 		}
 	}
 	if v := receiveLowat(t, server); v != 1 {

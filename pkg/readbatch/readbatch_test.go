@@ -1,4 +1,4 @@
-package tunnel
+package readbatch
 
 import (
 	"errors"
@@ -62,19 +62,19 @@ func TestReadBatcherMarks(t *testing.T) {
 			name:  "a bulk transfer batches and stops when reads stop",
 			reads: repeat(400, read{after: 20 * time.Microsecond, n: 8 << 10}),
 			wait:  time.Second,
-			want:  []int{batchLowat, 1},
+			want:  []int{Lowat, 1},
 		},
 		{
 			name:  "the mark stays up while reads go on",
 			reads: repeat(400, read{after: 20 * time.Microsecond, n: 8 << 10}),
-			wait:  batchIdle / 2,
-			want:  []int{batchLowat},
+			wait:  Idle / 2,
+			want:  []int{Lowat},
 		},
 		{
 			name: "reads slower than the window never batch",
 			reads: slices.Concat(
 				repeat(100, read{after: 10 * time.Microsecond, n: 8 << 10}),
-				[]read{{after: batchWindow, n: 8 << 10}},
+				[]read{{after: Window, n: 8 << 10}},
 				repeat(100, read{after: 10 * time.Microsecond, n: 8 << 10})),
 			wait: time.Second,
 			want: nil,
@@ -86,7 +86,7 @@ func TestReadBatcherMarks(t *testing.T) {
 				[]read{{after: 10 * time.Millisecond, n: 100}},
 				repeat(200, read{after: 10 * time.Microsecond, n: 8 << 10})),
 			wait: time.Second,
-			want: []int{batchLowat, 1, batchLowat, 1},
+			want: []int{Lowat, 1, Lowat, 1},
 		},
 		{
 			name:  "a socket that refuses the option is read as before",
@@ -100,10 +100,10 @@ func TestReadBatcherMarks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				rec := &lowatRecorder{fail: tt.fail}
-				b := &readBatcher{setLowat: rec.setLowat}
+				b := &Batcher{setLowat: rec.setLowat}
 				for _, r := range tt.reads {
 					time.Sleep(r.after)
-					b.observe(r.n)
+					b.Observe(r.n)
 				}
 				time.Sleep(tt.wait)
 				synctest.Wait()

@@ -1,4 +1,4 @@
-package tunnel
+package readbatch
 
 import (
 	"strconv"
@@ -6,11 +6,12 @@ import (
 	"syscall"
 )
 
-// canBatchReads reports whether lowering SO_RCVLOWAT wakes a reader whose
-// queued bytes now suffice. Linux does so since 4.19 (tcp_set_rcvlowat
-// calls tcp_data_ready); before, a tail below the old mark could wait for
-// the next segment, so kpf batches only on 5.0 or later.
-func canBatchReads() bool {
+// Supported reports whether this system batches reads: whether lowering
+// SO_RCVLOWAT wakes a reader whose queued bytes now suffice. Linux does so
+// since 4.19 (tcp_set_rcvlowat calls tcp_data_ready); before, a tail below
+// the old mark could wait for the next segment, so batching needs 5.0 or
+// later.
+func Supported() bool {
 	var u syscall.Utsname
 	if syscall.Uname(&u) != nil {
 		return false
