@@ -31,7 +31,8 @@ const (
 // Names of the objects in the main namespace.
 const (
 	mainService = "sink" // ports 80 (source/sink) and 8080 (HTTP)
-	rcService   = "rc"   // port 80, two replicas
+	mainApp     = "backend"
+	rcService   = "rc" // port 80, two replicas
 	scaleApp    = "scale"
 )
 
@@ -172,6 +173,20 @@ func podServing(ctx context.Context, client kubernetes.Interface, ns, app string
 		}
 	}
 	return "", fmt.Errorf("no live pod of %s/%s serves backend port %d", ns, app, port)
+}
+
+// runningPod returns a live, running pod of app=app.
+func runningPod(ctx context.Context, client kubernetes.Interface, ns, app string) (string, error) {
+	list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		return "", fmt.Errorf("list pods of %s/%s: %w", ns, app, err)
+	}
+	for _, p := range list.Items {
+		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
+			return p.Name, nil
+		}
+	}
+	return "", fmt.Errorf("no running pod of %s/%s", ns, app)
 }
 
 // deletePod deletes the pod with its grace period.

@@ -28,6 +28,10 @@ const (
 	ToolKpfSPDY Tool = "kpf-spdy"
 	ToolSPDY    Tool = "kubectl-spdy"
 	ToolWS      Tool = "kubectl-ws"
+	// ToolMinimal is the cheapest forwarder the WebSocket path allows
+	// (minimalForwarder), single-stream download only: the floor that
+	// shows what any forwarder could reach there.
+	ToolMinimal Tool = "minimal-ws"
 	// ToolDialer is the Go Dialer (package pkg/dialer) in the benchmark's
 	// own process, as an http.Transport's DialContext: HTTP only.
 	ToolDialer Tool = "dialer"
@@ -35,12 +39,14 @@ const (
 
 // allTools returns the tools in the order the report's columns show them.
 func allTools() []Tool {
-	return []Tool{ToolDirect, ToolKpf, ToolKpfSpare, ToolKpfSPDY, ToolSPDY, ToolWS, ToolDialer}
+	return []Tool{ToolDirect, ToolKpf, ToolKpfSpare, ToolKpfSPDY, ToolMinimal, ToolSPDY, ToolWS, ToolDialer}
 }
 
 // optionalTool reports whether t's column shows only in the groups where
 // it measured something.
-func optionalTool(t Tool) bool { return t == ToolDialer || t == ToolKpfSpare || t == ToolKpfSPDY }
+func optionalTool(t Tool) bool {
+	return t == ToolDialer || t == ToolKpfSpare || t == ToolKpfSPDY || t == ToolMinimal
+}
 
 // SpareConnections is the spare field of the kpf-spare forward.
 const SpareConnections = 4
@@ -56,6 +62,7 @@ func ratioPairs() []ratioPair {
 		{ToolKpf, ToolSPDY}, {ToolKpf, ToolWS},
 		{ToolKpfSpare, ToolSPDY}, {ToolKpfSpare, ToolWS},
 		{ToolKpfSPDY, ToolSPDY},
+		{ToolKpf, ToolMinimal}, {ToolMinimal, ToolWS},
 		{ToolDialer, ToolKpf}, {ToolDialer, ToolSPDY},
 	}
 }
@@ -184,6 +191,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Sprintf("The kpf-spare column is a second kpf process, with one forward to the same service that keeps spare: %d connections open ahead of clients (connection setup and HTTP only). ", SpareConnections) +
 		"The kpf-spdy column is a third kpf process on the SPDY transport (KUBECTL_PORT_FORWARD_WEBSOCKETS=false, as kubectl-spdy runs), throughput only: " +
 		"kpf-spdy/kubectl-spdy and kpf/kubectl-ws compare each transport with itself. " +
+		"The minimal-ws column is the cheapest forwarder the WebSocket path allows, inside the benchmark process (one port-forward connection per client, one goroutine parsing the frames in place, reads batched as kpf's are), single-stream download only: " +
+		"minimal-ws/kubectl-ws is what any forwarder could reach there, kpf/minimal-ws how close kpf comes. " +
 		"– means not applicable.\n")
 
 	var groups []string

@@ -257,10 +257,10 @@ func (r *runner) deploy(ctx context.Context) error {
 		return err
 	}
 	be := r.be
-	if err := createDeployment(ctx, r.client, mainNamespace, "backend", 1, podTemplate("backend", fmt.Sprint(be.sink.port()), be.http.port())); err != nil {
+	if err := createDeployment(ctx, r.client, mainNamespace, mainApp, 1, podTemplate(mainApp, fmt.Sprint(be.sink.port()), be.http.port())); err != nil {
 		return err
 	}
-	if err := createService(ctx, r.client, mainNamespace, mainService, "backend", map[int32]string{80: "sink", 8080: "http"}); err != nil {
+	if err := createService(ctx, r.client, mainNamespace, mainService, mainApp, map[int32]string{80: "sink", 8080: "http"}); err != nil {
 		return err
 	}
 	rcPorts := fmt.Sprintf("%d,%d", be.rc[0].port(), be.rc[1].port())
@@ -270,7 +270,7 @@ func (r *runner) deploy(ctx context.Context) error {
 	if err := createService(ctx, r.client, mainNamespace, rcService, "rc", map[int32]string{80: "sink"}); err != nil {
 		return err
 	}
-	if err := waitEndpoints(ctx, r.client, mainNamespace, mainService, "backend", 1, 2*time.Minute); err != nil {
+	if err := waitEndpoints(ctx, r.client, mainNamespace, mainService, mainApp, 1, 2*time.Minute); err != nil {
 		return err
 	}
 	return waitEndpoints(ctx, r.client, mainNamespace, rcService, "rc", 2, 2*time.Minute)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"k8s.io/client-go/tools/clientcmd"
 	"math"
 	"net"
 	"path/filepath"
@@ -158,6 +159,12 @@ func (r *runner) tunnels(ctx context.Context) error {
 			ensure: running("kpf up (spdy)", kpfSPDY)},
 		r.kubectlTarget(ToolSPDY, false, ports[2], ports[3]),
 		r.kubectlTarget(ToolWS, true, ports[4], ports[5]),
+	}
+	if mt, err := r.minimalTarget(ctx); err != nil {
+		r.log.Warn("minimal forwarder", "err", err)
+		r.col.fail(mDown1, ToolMinimal, err)
+	} else {
+		targets = append(targets, mt)
 	}
 	if dt, err := r.dialerTarget(); err != nil {
 		r.log.Warn("dialer", "err", err)
@@ -337,6 +344,28 @@ func (r *runner) dialerTarget() (*target, error) {
 				r.log.Warn("close the dialer", "err", err)
 			}
 		},
+	}, nil
+}
+
+// minimalTarget is the minimal forwarder (see minimalForwarder) to the
+// main backend's pod, for the single-stream download.
+func (r *runner) minimalTarget(ctx context.Context) (*target, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", r.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("minimal forwarder: %w", err)
+	}
+	pod, err := runningPod(ctx, r.client, mainNamespace, mainApp)
+	if err != nil {
+		return nil, fmt.Errorf("minimal forwarder: %w", err)
+	}
+	m, err := startMinimal(cfg, mainNamespace, pod, sinkContainerPort, r.log.With("component", "minimal-ws"))
+	if err != nil {
+		return nil, err
+	}
+	return &target{
+		tool: ToolMinimal, sink: m.addr(), pid: func() int { return 0 }, partial: true,
+		only: map[string]bool{"download, 1 stream": true},
+		stop: m.close,
 	}, nil
 }
 
