@@ -158,35 +158,35 @@ func waitEndpoints(ctx context.Context, client kubernetes.Interface, ns, svc, ap
 	})
 }
 
-// podServing returns the live pod of app=app whose sink port is assigned
-// the loopback port.
-func podServing(ctx context.Context, client kubernetes.Interface, ns, app string, port int) (string, error) {
+// livePod returns the first pod of app=app, not being deleted, that ok
+// accepts, or what describes the pods it wanted.
+func livePod(ctx context.Context, client kubernetes.Interface, ns, app, want string, ok func(*corev1.Pod) bool) (string, error) {
 	list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
 	if err != nil {
 		return "", fmt.Errorf("list pods of %s/%s: %w", ns, app, err)
 	}
-	want := strconv.Itoa(port)
-	key := assignedAnnotation + strconv.Itoa(sinkContainerPort)
-	for _, p := range list.Items {
-		if p.DeletionTimestamp == nil && strings.TrimSpace(p.Annotations[key]) == want {
+	for i := range list.Items {
+		if p := &list.Items[i]; p.DeletionTimestamp == nil && ok(p) {
 			return p.Name, nil
 		}
 	}
-	return "", fmt.Errorf("no live pod of %s/%s serves backend port %d", ns, app, port)
+	return "", fmt.Errorf("no live pod of %s/%s %s", ns, app, want)
+}
+
+// podServing returns the live pod of app=app whose sink port is assigned
+// the loopback port.
+func podServing(ctx context.Context, client kubernetes.Interface, ns, app string, port int) (string, error) {
+	key, want := assignedAnnotation+strconv.Itoa(sinkContainerPort), strconv.Itoa(port)
+	return livePod(ctx, client, ns, app, "serves backend port "+want, func(p *corev1.Pod) bool {
+		return strings.TrimSpace(p.Annotations[key]) == want
+	})
 }
 
 // runningPod returns a live, running pod of app=app.
 func runningPod(ctx context.Context, client kubernetes.Interface, ns, app string) (string, error) {
-	list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
-	if err != nil {
-		return "", fmt.Errorf("list pods of %s/%s: %w", ns, app, err)
-	}
-	for _, p := range list.Items {
-		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
-			return p.Name, nil
-		}
-	}
-	return "", fmt.Errorf("no running pod of %s/%s", ns, app)
+	return livePod(ctx, client, ns, app, "is running", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodRunning
+	})
 }
 
 // deletePod deletes the pod with its grace period.
