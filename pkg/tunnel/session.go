@@ -369,65 +369,69 @@ func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
 	h.Set(corev1.PortHeader, strconv.Itoa(int(port)))
 	h.Set(corev1.PortForwardRequestIDHeader, strconv.FormatInt(id, 10))
 
+	type created struct {
+		errStream, data httpstream.Stream
+		refused         string // the kubelet's reason, when it refused the pair at once
+		err             error
+	}
 	// Create both streams at once: the kubelet pairs them by request id
 	// in whatever order they come, so the connection costs one round trip
 	// to it instead of two.
-	//
-	// The dial returns as soon as the data stream is open, without
-	// waiting for the error stream's reply (watchErrors takes that). A
-	// pod that speaks first (a greeting) sends data right after the
-	// reply, and spdystream hands each frame to the stream's reader from
-	// one of a few shared workers, waiting until it is read: a data stream
-	// nobody reads yet holds up every stream whose frames that worker
-	// carries. Had the dial waited for its error stream too, that reply
-	// could be queued behind another pending dial's greeting, whose own
-	// error stream's reply waits behind this one's: under a burst of
-	// connections the session stopped until stall detection closed it.
-	errc := make(chan createdStreams, 1)
+	res := make(chan created, 1)
 	go func() {
-		st, err := s.conn.CreateStream(h)
-		errc <- createdStreams{errStream: st, err: err}
-	}()
-	res := make(chan createdStreams, 1)
-	go func() {
+		errc := make(chan created, 1)
+		go func() {
+			st, err := s.conn.CreateStream(h)
+			errc <- created{errStream: st, err: err}
+		}()
 		dh := h.Clone()
 		dh.Set(corev1.StreamType, corev1.StreamTypeData)
 		data, derr := s.conn.CreateStream(dh)
-		if derr == nil {
-			res <- createdStreams{data: data}
-			return
-		}
 		e := <-errc
-		if e.err == nil {
+		switch {
+		case e.err == nil && derr != nil:
 			// When forwarding fails at once (nothing listens on the port)
 			// the kubelet may reset the data stream before replying to
 			// it; its reason is on the error stream. Report it through
 			// the connection, as when the pair was created first.
 			e.errStream.Close()
 			if msg := readRefusal(e.errStream); msg != "" {
-				res <- createdStreams{errStream: e.errStream, data: refusedStream{}, refused: msg}
+				res <- created{errStream: e.errStream, data: refusedStream{}, refused: msg}
 				return
 			}
 			e.errStream.Reset()
 			s.conn.RemoveStreams(e.errStream)
+			res <- created{err: fmt.Errorf("create data stream: %w", derr)}
+		case e.err != nil || derr != nil:
+			for _, st := range []httpstream.Stream{e.errStream, data} {
+				if st != nil {
+					st.Reset()
+				}
+			}
+			s.conn.RemoveStreams(e.errStream, data)
+			err := fmt.Errorf("create error stream: %w", e.err)
+			if e.err == nil {
+				err = fmt.Errorf("create data stream: %w", derr)
+			}
+			res <- created{err: err}
+		default:
+			// The error stream is read-only for us.
+			e.errStream.Close()
+			res <- created{errStream: e.errStream, data: data}
 		}
-		res <- createdStreams{err: fmt.Errorf("create data stream: %w", derr)}
 	}()
 	abandon := func() {
 		go func() {
 			if r := <-res; r.err == nil {
 				r.data.Reset()
 				s.conn.RemoveStreams(r.errStream, r.data)
-				if r.refused == "" {
-					discardErrorStream(s, errc)
-				}
 			}
 		}()
 	}
 	since := time.Now()
 	stall := time.NewTimer(StreamOpenStall)
 	defer stall.Stop()
-	var r createdStreams
+	var r created
 wait:
 	for {
 		select {
@@ -457,33 +461,14 @@ wait:
 	if r.err != nil {
 		return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err)
 	}
-	c := &Conn{session: s, port: port, data: r.data, remoteErr: make(chan struct{})}
+	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, remoteErr: make(chan struct{})}
 	if r.refused != "" {
 		c.errMsg = fmt.Errorf("%s: %s", s.Pod, r.refused)
-		c.session.conn.RemoveStreams(r.errStream)
 		close(c.remoteErr)
 		return c, nil
 	}
-	go c.watchErrors(errc)
+	go c.watchErrors()
 	return c, nil
-}
-
-// createdStreams is what creating a connection's streams gave.
-type createdStreams struct {
-	errStream, data httpstream.Stream
-	refused         string // the kubelet's reason, when it refused the pair at once
-	err             error
-}
-
-// discardErrorStream removes the error stream of an abandoned dial once it
-// is open, reading it so that nothing waits on it.
-func discardErrorStream(s *Session, errc <-chan createdStreams) {
-	e := <-errc
-	if e.err != nil {
-		return
-	}
-	e.errStream.Reset()
-	s.conn.RemoveStreams(e.errStream)
 }
 
 // readRefusal reads what the kubelet wrote on an error stream whose data
@@ -513,13 +498,10 @@ var errRefused = errors.New("the kubelet refused the connection")
 // It implements net.Conn; deadlines are not supported by the underlying
 // streams and are accepted without effect.
 type Conn struct {
-	session *Session
-	port    uint16
-	data    httpstream.Stream
-	// errStream is the error stream once open (watchErrors); closed is
-	// set by Close. Whichever of the two comes second removes the stream.
-	errStream atomic.Pointer[httpstream.Stream]
-	closed    atomic.Bool
+	session   *Session
+	port      uint16
+	data      httpstream.Stream
+	errStream httpstream.Stream
 
 	remoteErr  chan struct{} // closed when the error stream ends
 	errMsg     error         // set before remoteErr is closed
@@ -527,28 +509,15 @@ type Conn struct {
 	writeClose sync.Once
 }
 
-// watchErrors reads the error stream once it is open (errc); the kubelet
-// writes to it only when forwarding this connection failed, and that ends
-// this connection.
-func (c *Conn) watchErrors(errc <-chan createdStreams) {
-	var msg []byte
-	e := <-errc
-	err, what := e.err, "open error stream"
-	if err == nil {
-		e.errStream.Close() // read-only for us
-		c.errStream.Store(&e.errStream)
-		if c.closed.Load() {
-			c.session.conn.RemoveStreams(e.errStream)
-		}
-		msg, err = io.ReadAll(e.errStream)
-		what = "read error stream"
-	}
+// watchErrors reads the error stream; the kubelet writes to it only when
+// forwarding this connection failed, and that ends this connection.
+func (c *Conn) watchErrors() {
+	msg, err := io.ReadAll(c.errStream)
 	switch {
 	case len(msg) > 0:
 		c.errMsg = fmt.Errorf("%s: %s", c.session.Pod, strings.TrimSpace(string(msg)))
-	case err != nil && !isClosed(err) && !c.session.ended():
-		// (A session that ended is reported by Read on its own.)
-		c.errMsg = fmt.Errorf("%s: %s: %w", c.session.Pod, what, err)
+	case err != nil && !isClosed(err):
+		c.errMsg = fmt.Errorf("%s: read error stream: %w", c.session.Pod, err)
 	}
 	close(c.remoteErr)
 	if c.errMsg != nil {
@@ -611,11 +580,7 @@ func (c *Conn) CloseWrite() error {
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.data.Reset()
-		c.session.conn.RemoveStreams(c.data)
-		c.closed.Store(true)
-		if st := c.errStream.Load(); st != nil {
-			c.session.conn.RemoveStreams(*st)
-		}
+		c.session.conn.RemoveStreams(c.errStream, c.data)
 		c.session.release()
 	})
 	return nil
