@@ -33,12 +33,15 @@ import (
 // reconnection) costs kpf little per byte, so a single-stream transfer
 // through it shows what any forwarder could reach on this path.
 type minimalForwarder struct {
-	cfg  *rest.Config
-	url  string
-	port int
-	ln   net.Listener
-	log  *slog.Logger
-	wg   sync.WaitGroup
+	// ctx ends with close, and with it any port-forward being dialed.
+	ctx    context.Context
+	cancel context.CancelFunc
+	cfg    *rest.Config
+	url    string
+	port   int
+	ln     net.Listener
+	log    *slog.Logger
+	wg     sync.WaitGroup
 }
 
 // SPDY stream ids of the one stream pair, as a client opens them.
@@ -54,8 +57,9 @@ func startMinimal(cfg *rest.Config, ns, pod string, port int, log *slog.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("minimal forwarder: listen: %w", err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	m := &minimalForwarder{
-		cfg: cfg, port: port, ln: ln, log: log,
+		ctx: ctx, cancel: cancel, cfg: cfg, port: port, ln: ln, log: log,
 		url: fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s/portforward", cfg.Host, ns, pod),
 	}
 	m.wg.Go(func() {
@@ -80,6 +84,7 @@ func (m *minimalForwarder) addr() string { return m.ln.Addr().String() }
 // close stops listening and waits for the connections to end (the
 // benchmark's clients close theirs).
 func (m *minimalForwarder) close() {
+	m.cancel()
 	m.ln.Close()
 	m.wg.Wait()
 }
@@ -91,7 +96,7 @@ func (m *minimalForwarder) forward(c net.Conn) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, m.url, nil)
+	req, err := http.NewRequestWithContext(m.ctx, http.MethodGet, m.url, nil)
 	if err != nil {
 		return err
 	}

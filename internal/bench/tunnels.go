@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"k8s.io/client-go/tools/clientcmd"
 	"math"
 	"net"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/kpf-dev/kpf/pkg/dialer"
 	"github.com/kpf-dev/kpf/pkg/kube"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Metric ids.
