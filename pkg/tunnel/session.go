@@ -371,35 +371,54 @@ func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
 
 	type created struct {
 		errStream, data httpstream.Stream
-		refused         string // the kubelet's reason, when it refused the pair at once
+		watch           *errorWatch
+		early           *earlyReader
 		err             error
 	}
 	// Create both streams at once: the kubelet pairs them by request id
 	// in whatever order they come, so the connection costs one round trip
-	// to it instead of two.
+	// to it instead of two. Each stream is read from the moment the
+	// kubelet accepts it (see earlyReader), while this dial waits for the
+	// other: nothing is written before both are accepted.
 	res := make(chan created, 1)
 	go func() {
 		errc := make(chan created, 1)
 		go func() {
 			st, err := s.conn.CreateStream(h)
-			errc <- created{errStream: st, err: err}
+			if err != nil {
+				errc <- created{err: err}
+				return
+			}
+			// The error stream is read-only for us.
+			st.Close()
+			errc <- created{errStream: st, watch: watchErrorStream(s.Pod, st)}
 		}()
 		dh := h.Clone()
 		dh.Set(corev1.StreamType, corev1.StreamTypeData)
 		data, derr := s.conn.CreateStream(dh)
-		e := <-errc
+		var (
+			e     created
+			early *earlyReader
+		)
+		select {
+		case e = <-errc:
+			// Both accepted (the usual order): the caller reads from here.
+		default:
+			if derr == nil {
+				early = startEarlyRead(data)
+			}
+			e = <-errc
+		}
 		switch {
 		case e.err == nil && derr != nil:
 			// When forwarding fails at once (nothing listens on the port)
 			// the kubelet may reset the data stream before replying to
 			// it; its reason is on the error stream. Report it through
 			// the connection, as when the pair was created first.
-			e.errStream.Close()
-			if msg := readRefusal(e.errStream); msg != "" {
-				res <- created{errStream: e.errStream, data: refusedStream{}, refused: msg}
+			if reason := e.watch.wait(time.Second, e.errStream); reason != nil {
+				res <- created{errStream: e.errStream, data: refusedStream{}, watch: e.watch}
 				return
 			}
-			e.errStream.Reset()
 			s.conn.RemoveStreams(e.errStream)
 			res <- created{err: fmt.Errorf("create data stream: %w", derr)}
 		case e.err != nil || derr != nil:
@@ -415,15 +434,15 @@ func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
 			}
 			res <- created{err: err}
 		default:
-			// The error stream is read-only for us.
-			e.errStream.Close()
-			res <- created{errStream: e.errStream, data: data}
+			e.watch.attach(data)
+			res <- created{errStream: e.errStream, data: data, watch: e.watch, early: early}
 		}
 	}()
 	abandon := func() {
 		go func() {
 			if r := <-res; r.err == nil {
 				r.data.Reset()
+				r.errStream.Reset() // ends its watch
 				s.conn.RemoveStreams(r.errStream, r.data)
 			}
 		}()
@@ -461,23 +480,8 @@ wait:
 	if r.err != nil {
 		return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err)
 	}
-	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, remoteErr: make(chan struct{})}
-	if r.refused != "" {
-		c.errMsg = fmt.Errorf("%s: %s", s.Pod, r.refused)
-		close(c.remoteErr)
-		return c, nil
-	}
-	go c.watchErrors()
+	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, watch: r.watch, early: r.early}
 	return c, nil
-}
-
-// readRefusal reads what the kubelet wrote on an error stream whose data
-// stream it reset, waiting at most a second for it to end.
-func readRefusal(errStream httpstream.Stream) string {
-	t := time.AfterFunc(time.Second, func() { errStream.Reset() })
-	defer t.Stop()
-	msg, _ := io.ReadAll(errStream)
-	return strings.TrimSpace(string(msg))
 }
 
 // refusedStream stands for the data stream of a pair the kubelet refused:
@@ -502,33 +506,27 @@ type Conn struct {
 	port      uint16
 	data      httpstream.Stream
 	errStream httpstream.Stream
+	watch     *errorWatch  // reads errStream
+	early     *earlyReader // nil unless the data stream was accepted first
 
-	remoteErr  chan struct{} // closed when the error stream ends
-	errMsg     error         // set before remoteErr is closed
 	closeOnce  sync.Once
 	writeClose sync.Once
-}
-
-// watchErrors reads the error stream; the kubelet writes to it only when
-// forwarding this connection failed, and that ends this connection.
-func (c *Conn) watchErrors() {
-	msg, err := io.ReadAll(c.errStream)
-	switch {
-	case len(msg) > 0:
-		c.errMsg = fmt.Errorf("%s: %s", c.session.Pod, strings.TrimSpace(string(msg)))
-	case err != nil && !isClosed(err):
-		c.errMsg = fmt.Errorf("%s: read error stream: %w", c.session.Pod, err)
-	}
-	close(c.remoteErr)
-	if c.errMsg != nil {
-		c.data.Reset()
-	}
 }
 
 // Read reads from the pod. When the pod side ends with an error the kubelet
 // reported, Read returns that error instead of io.EOF.
 func (c *Conn) Read(p []byte) (int, error) {
-	n, err := c.data.Read(p)
+	var (
+		n       int
+		err     error
+		handled bool
+	)
+	if c.early != nil {
+		n, err, handled = c.early.read(p)
+	}
+	if !handled {
+		n, err = c.data.Read(p)
+	}
 	if n > 0 {
 		c.session.lastMoved.Store(time.Now().UnixNano())
 	}
@@ -536,9 +534,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		// The kubelet writes any error before closing the data stream,
 		// and closes the error stream right after.
 		select {
-		case <-c.remoteErr:
-			if c.errMsg != nil {
-				return 0, c.errMsg
+		case <-c.watch.done:
+			if c.watch.err != nil {
+				return 0, c.watch.err
 			}
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -590,8 +588,8 @@ func (c *Conn) Close() error {
 // it has reported one yet.
 func (c *Conn) RemoteErr() error {
 	select {
-	case <-c.remoteErr:
-		return c.errMsg
+	case <-c.watch.done:
+		return c.watch.err
 	default:
 		return nil
 	}
