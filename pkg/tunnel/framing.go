@@ -159,5 +159,5 @@ func (u *framingUpgrader) NewConnection(resp *http.Response) (httpstream.Connect
 		return nil, fmt.Errorf("unable to upgrade connection: status %d", resp.StatusCode)
 	}
 	conn := readbatch.Wrap(u.conn, readbatch.New(u.conn))
-	return spdy.NewClientConnectionWithPings(newFrameConn(conn), portforward.PingPeriod)
+	return newSPDYConnection(newFrameConn(conn))
 }

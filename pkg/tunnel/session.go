@@ -30,7 +30,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/httpstream"
-	"k8s.io/apimachinery/pkg/util/httpstream/spdy"
 	pfconst "k8s.io/apimachinery/pkg/util/portforward"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
@@ -145,7 +144,7 @@ func (c *Connector) dialWebSocket(u *url.URL) (httpstream.Connection, string, io
 	}
 	tunnel := portforward.NewTunnelingConnection("client", ws)
 	batcher := readbatch.New(ws.UnderlyingConn())
-	conn, err := spdy.NewClientConnectionWithPings(newFrameConn(readbatch.Wrap(tunnel, batcher)), portforward.PingPeriod)
+	conn, err := newSPDYConnection(newFrameConn(readbatch.Wrap(tunnel, batcher)))
 	if err != nil {
 		tunnel.Close()
 		return nil, "", nil, err
