@@ -16,8 +16,10 @@ import (
 // holding a data frame waits until that frame's stream is read. A stream
 // nobody reads therefore holds up the replies and data of every other
 // stream behind it on the same worker. So kpf reads each stream from the
-// moment the kubelet accepts it: earlyReader reads a data stream until its
-// connection's first Read, and errorWatch reads an error stream to its end.
+// moment the kubelet accepts it: errorWatch reads an error stream to its
+// end, and a data stream accepted before its error stream is read by an
+// earlyReader until its connection's first Read. (When the error stream
+// is accepted first, the dial returns at once and its caller reads.)
 // Without them, a dial waiting for its error stream's reply while the pod's
 // greeting sat undelivered on its data stream could wait on another dial
 // doing the same, and a burst of connections to a pod that speaks first
