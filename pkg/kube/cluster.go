@@ -162,6 +162,13 @@ func (n *Namespace) ensure(kind string) cache.SharedIndexInformer {
 	return inf
 }
 
+// indexer returns the cache of kind's informer, starting it if need be.
+// The informer map is read under the lock: another forward may be
+// starting an informer in the same namespace.
+func (n *Namespace) indexer(kind string) cache.Indexer {
+	return n.ensure(kind).GetIndexer()
+}
+
 func (n *Namespace) clearErr(kind string) {
 	n.mu.Lock()
 	delete(n.lastErr, kind)

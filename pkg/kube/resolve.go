@@ -59,7 +59,7 @@ func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoin
 		}
 		return nil, ErrNotSynced
 	}
-	pods := corelisters.NewPodLister(n.informers[kindPods].GetIndexer()).Pods(n.name)
+	pods := corelisters.NewPodLister(n.indexer(kindPods)).Pods(n.name)
 	var eps []Endpoint
 	var err error
 	switch target.Kind {
@@ -72,13 +72,13 @@ func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoin
 		}
 		eps, err = podEndpoints([]*corev1.Pod{pod}, remote)
 	case config.Deployment:
-		d, gerr := appslisters.NewDeploymentLister(n.informers[kindDeployments].GetIndexer()).Deployments(n.name).Get(target.Name)
+		d, gerr := appslisters.NewDeploymentLister(n.indexer(kindDeployments)).Deployments(n.name).Get(target.Name)
 		if gerr != nil {
 			return nil, notFound("deployment", target.Name, n.name, gerr)
 		}
 		eps, err = selectPods(pods, d.Spec.Selector, remote)
 	case config.StatefulSet:
-		s, gerr := appslisters.NewStatefulSetLister(n.informers[kindStatefulSets].GetIndexer()).StatefulSets(n.name).Get(target.Name)
+		s, gerr := appslisters.NewStatefulSetLister(n.indexer(kindStatefulSets)).StatefulSets(n.name).Get(target.Name)
 		if gerr != nil {
 			return nil, notFound("statefulset", target.Name, n.name, gerr)
 		}
@@ -123,7 +123,7 @@ func notFound(kind, name, ns string, err error) error {
 // The pod cache is consulted too: a pod being deleted is skipped even before
 // the EndpointSlice controller has marked its endpoint terminating.
 func (n *Namespace) resolveService(name string, remote config.Port, pods corelisters.PodNamespaceLister) ([]Endpoint, error) {
-	svc, err := corelisters.NewServiceLister(n.informers[kindServices].GetIndexer()).Services(n.name).Get(name)
+	svc, err := corelisters.NewServiceLister(n.indexer(kindServices)).Services(n.name).Get(name)
 	if err != nil {
 		return nil, notFound("service", name, n.name, err)
 	}
@@ -142,7 +142,7 @@ func (n *Namespace) resolveService(name string, remote config.Port, pods corelis
 		return nil, fmt.Errorf("service %q port %s is %s; only TCP can be forwarded", name, remote, sp.Protocol)
 	}
 	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
-	slices, err := discoverylisters.NewEndpointSliceLister(n.informers[kindEndpointSlices].GetIndexer()).EndpointSlices(n.name).List(sel)
+	slices, err := discoverylisters.NewEndpointSliceLister(n.indexer(kindEndpointSlices)).EndpointSlices(n.name).List(sel)
 	if err != nil {
 		return nil, err
 	}

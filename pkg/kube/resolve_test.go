@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,3 +183,41 @@ func TestResolveFollowsChanges(t *testing.T) {
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+// Forwards sharing a namespace resolve concurrently, and the first to
+// target a Deployment or a StatefulSet starts that informer while others
+// read theirs: run under -race, this failed until every read of the
+// informer map took the namespace's lock.
+func TestResolveConcurrentlyWhileInformersStart(t *testing.T) {
+	client := fake.NewClientset(objects()...)
+	c := newCluster("test", nil, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ns, release := c.Watch("ns", nil)
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ns.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	targets := []config.Target{
+		{Kind: config.Service, Name: "web"},
+		{Kind: config.Deployment, Name: "web"},
+		{Kind: config.StatefulSet, Name: "db"},
+		{Kind: config.Pod, Name: "web-1"},
+	}
+	var wg sync.WaitGroup
+	for _, target := range targets {
+		wg.Go(func() {
+			for {
+				_, err := ns.Resolve(target, config.Port{Number: 8080})
+				if !errors.Is(err, ErrNotSynced) || ctx.Err() != nil {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatal("the informers did not sync")
+	}
+}
