@@ -359,6 +359,11 @@ func startKpfCmd(t *testing.T, cmd *exec.Cmd) *kpfProcess {
 			cmd.Process.Kill()
 			<-p.done
 		}
+		// A kpf built with -race (KPF_E2E_RACE=1) reports races on stderr.
+		if log := p.stderr.String(); strings.Contains(log, "WARNING: DATA RACE") {
+			i := strings.Index(log, "WARNING: DATA RACE")
+			t.Errorf("kpf reported a data race:\n%s", log[i:min(len(log), i+6000)])
+		}
 		if t.Failed() {
 			t.Logf("kpf stdout:\n%s\nkpf stderr (tail):\n%s", p.stdout.String(), tail(p.stderr.String(), 60))
 		}

@@ -101,7 +101,13 @@ func setup() (*suite, func(), error) {
 		return nil, nil, err
 	}
 	s.kpf = filepath.Join(bin, "kpf")
-	if out, err := exec.Command("go", "build", "-o", s.kpf, filepath.Join(root, "cmd/kpf")).CombinedOutput(); err != nil {
+	// KPF_E2E_RACE=1 builds kpf with the race detector; startKpfCmd then
+	// fails a test whose kpf reported a data race.
+	buildArgs := []string{"build", "-o", s.kpf}
+	if os.Getenv("KPF_E2E_RACE") != "" {
+		buildArgs = append(buildArgs, "-race")
+	}
+	if out, err := exec.Command("go", append(buildArgs, filepath.Join(root, "cmd/kpf"))...).CombinedOutput(); err != nil {
 		cleanup()
 		return nil, nil, fmt.Errorf("build kpf: %v\n%s", err, out)
 	}
