@@ -85,15 +85,7 @@ func objects() []runtime.Object {
 }
 
 func TestResolve(t *testing.T) {
-	client := fake.NewClientset(objects()...)
-	c := newCluster("test", nil, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ns, release := c.Watch("ns", nil)
-	defer release()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := ns.WaitSynced(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ns, ctx := syncedNamespace(t)
 	svc := config.Target{Kind: config.Service, Name: "web"}
 	tests := []struct {
 		name    string
@@ -189,15 +181,7 @@ func itoa(p uint16) string { return strconv.Itoa(int(p)) }
 // read theirs: run under -race, this failed until every read of the
 // informer map took the namespace's lock.
 func TestResolveConcurrentlyWhileInformersStart(t *testing.T) {
-	client := fake.NewClientset(objects()...)
-	c := newCluster("test", nil, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ns, release := c.Watch("ns", nil)
-	defer release()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := ns.WaitSynced(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ns, ctx := syncedNamespace(t)
 	targets := []config.Target{
 		{Kind: config.Service, Name: "web"},
 		{Kind: config.Deployment, Name: "web"},
@@ -220,4 +204,20 @@ func TestResolveConcurrentlyWhileInformersStart(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("the informers did not sync")
 	}
+}
+
+// syncedNamespace watches namespace "ns" of a fake cluster holding
+// objects() and waits for its informers to sync. The watch and the
+// returned context (10 s) end with the test.
+func syncedNamespace(t *testing.T) (*Namespace, context.Context) {
+	t.Helper()
+	c := newCluster("test", nil, fake.NewClientset(objects()...), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ns, release := c.Watch("ns", nil)
+	t.Cleanup(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	if err := ns.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ns, ctx
 }
