@@ -235,24 +235,35 @@ func TestE2EStuckStreamOnAnExtraSessionIsCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stuck.Close()
+	// kpf's probe (every 1 s, 2 s timeout) may cut the session before the
+	// client has gone 3 s without progress, in particular when kpf runs
+	// slowly (a race-built binary): a reset while still writing is the same
+	// outcome, reached sooner.
+	writing := time.Now()
 	total, stalled, err := stallWrite(stuck, 1<<30, 3*time.Second, 30*time.Second)
-	if err != nil || !stalled {
+	switch {
+	case err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)):
+		t.Logf("FIGURE stuck-extra: the stuck client was reset while still writing, %s after it started, after %s", time.Since(writing).Round(time.Millisecond), mib(float64(total)))
+	case err != nil || !stalled:
 		t.Fatalf("writing to the stuck upstream: %d bytes, stalled=%v, %v", total, stalled, err)
+	default:
+		wedged := time.Now()
+		stuck.SetReadDeadline(time.Now().Add(60 * time.Second))
+		_, err = stuck.Read(make([]byte, 1))
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the stuck connection was still open 60s after its writes stalled; kpf's log:\n%s", p.stderr.String())
+		}
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("the stuck connection ended with %v, want a connection reset", err)
+		}
+		t.Logf("FIGURE stuck-extra: the stuck client was reset %s after the test had seen its writes stall for 3 s", time.Since(wedged).Round(time.Millisecond))
 	}
-	wedged := time.Now()
-	stuck.SetReadDeadline(time.Now().Add(60 * time.Second))
-	_, err = stuck.Read(make([]byte, 1))
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the stuck connection was still open 60s after its writes stalled; kpf's log:\n%s", p.stderr.String())
-	}
-	if !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("the stuck connection ended with %v, want a connection reset", err)
-	}
-	if !strings.Contains(p.stderr.String(), "probe through a session in use failed; closing it") {
-		t.Errorf("kpf did not log why it cut the connection; its log:\n%s", p.stderr.String())
-	}
-	t.Logf("FIGURE stuck-extra: the stuck client was reset %s after the test had seen its writes stall for 3 s", time.Since(wedged).Round(time.Millisecond))
+	// kpf logs before it closes the session, but its log reaches the test
+	// through a pipe: give it a moment.
+	waitUntil(t, 5*time.Second, "kpf to log why it cut the connection", func(context.Context) (bool, error) {
+		return strings.Contains(p.stderr.String(), "probe through a session in use failed; closing it"), nil
+	})
 
 	// The main session and its connection were left alone.
 	if err := echoData(idle, idleReader, 64<<10, 7); err != nil {
