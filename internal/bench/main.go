@@ -62,6 +62,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 	streams := fs.Int("streams", 16, "parallel streams of the aggregate throughput")
 	conns := fs.Int("conns", 2000, "connections per latency measurement")
 	conc := fs.Int("concurrency", 32, "concurrent connections of the concurrent latency measurement")
+	concRepeats := fs.Int("conc-repeats", 3, "runs of the concurrent latency measurement in each round (its p99 varies most between runs)")
 	httpDur := fs.Duration("http-duration", 5*time.Second, "duration of each HTTP measurement")
 	httpWorkers := fs.Int("http-workers", 8, "HTTP client workers")
 	probe := fs.Duration("probe-interval", 20*time.Millisecond, "reconvergence: dial interval")
@@ -89,7 +90,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 	if *smoke {
 		// Tiny defaults; flags given explicitly still win.
 		for name, v := range map[string]string{"size": "4MiB", "rounds": "1", "conns": "200", "http-duration": "1s",
-			"scale-forwards": "20", "scale-idle": "3s", "reconverge-window": "3s"} {
+			"scale-forwards": "20", "scale-idle": "3s", "reconverge-window": "3s", "conc-repeats": "1"} {
 			if !set[name] {
 				fs.Set(name, v)
 			}
@@ -100,7 +101,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 		fmt.Fprintf(stderr, "kpf-bench: --size: %v\n", err)
 		return nil, 2
 	}
-	for name, v := range map[string]int{"rounds": *rounds, "streams": *streams, "conns": *conns, "concurrency": *conc,
+	for name, v := range map[string]int{"rounds": *rounds, "streams": *streams, "conns": *conns, "concurrency": *conc, "conc-repeats": *concRepeats,
 		"http-workers": *httpWorkers, "scale-forwards": *scaleN, "scale-namespaces": *scaleNS} {
 		if v < 1 {
 			fmt.Fprintf(stderr, "kpf-bench: --%s must be at least 1\n", name)
@@ -139,7 +140,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 	}
 	cfg := &Config{
 		Repo: repo, Cluster: *cluster, Down: *down,
-		Size: n, Streams: *streams, Rounds: *rounds, Conns: *conns, Concurrency: *conc,
+		Size: n, Streams: *streams, Rounds: *rounds, Conns: *conns, Concurrency: *conc, ConcRepeats: *concRepeats,
 		HTTPDuration: *httpDur, HTTPWorkers: *httpWorkers, ProbeInterval: *probe, ReconvergeWindow: *window,
 		ScaleForwards: *scaleN, ScaleNamespaces: *scaleNS, ScaleIdle: *scaleIdle, Smoke: *smoke,
 		Phases:  only,

@@ -128,6 +128,7 @@ type Params struct {
 	Rounds          int      `json:"rounds"`
 	Conns           int      `json:"conns"`
 	Concurrency     int      `json:"concurrency"`
+	ConcRepeats     int      `json:"concRepeats,omitempty"`
 	HTTPDuration    Duration `json:"httpDuration"`
 	HTTPWorkers     int      `json:"httpWorkers"`
 	ProbeInterval   Duration `json:"probeInterval"`
@@ -178,11 +179,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "| kubectl | %s |\n", r.KubectlVersion)
 	fmt.Fprintf(&b, "| Kubernetes | %s (local test cluster on loopback) |\n", r.Kubernetes)
 	fmt.Fprintf(&b, "| kpf | %s |\n", r.KpfRevision)
-	fmt.Fprintf(&b, "| parameters | size %s, %d parallel streams, %d rounds, %d connections (sequential and %d concurrent), HTTP %s × %d workers, reconvergence probe every %s, scale %d forwards in %d namespaces, idle window %s |\n",
-		FormatSize(p.SizeBytes), p.Streams, p.Rounds, p.Conns, p.Concurrency,
+	fmt.Fprintf(&b, "| parameters | size %s, %d parallel streams, %d rounds, %d connections (sequential and %d concurrent%s), HTTP %s × %d workers, reconvergence probe every %s, scale %d forwards in %d namespaces, idle window %s |\n",
+		FormatSize(p.SizeBytes), p.Streams, p.Rounds, p.Conns, p.Concurrency, concRepeats(p.ConcRepeats),
 		time.Duration(p.HTTPDuration), p.HTTPWorkers, time.Duration(p.ProbeInterval),
 		p.ScaleForwards, p.ScaleNamespaces, time.Duration(p.ScaleIdle))
-	b.WriteString("\nValues are the median over the rounds, with (min–max) when they differ. " +
+	b.WriteString("\nValues are the median over the rounds (over every run, for a measurement run more than once per round), with (min–max) when they differ. " +
 		"Ratios are kpf's median ÷ kubectl's: for rates (MB/s, req/s) above 1 means kpf is faster; " +
 		"for times and counts below 1 means kpf is better. " +
 		"The dialer column is the Go Dialer (pkg/dialer) inside the benchmark process, HTTP only, " +
@@ -305,4 +306,13 @@ func formatRatio(v float64) string {
 		return fmt.Sprintf("%.0f×", v)
 	}
 	return fmt.Sprintf("%.2f×", v)
+}
+
+// concRepeats describes how often each round runs the concurrent latency
+// measurement, when more than once.
+func concRepeats(n int) string {
+	if n <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(", the concurrent ones %d times per round", n)
 }

@@ -39,6 +39,7 @@ type Config struct {
 	Rounds        int
 	Conns         int // connections per latency measurement
 	Concurrency   int // of the concurrent latency measurement
+	ConcRepeats   int // runs of the concurrent latency measurement per round
 	HTTPDuration  time.Duration
 	HTTPWorkers   int
 	ProbeInterval time.Duration // reconvergence dial interval
@@ -197,6 +198,7 @@ func (r *runner) note(format string, args ...any) {
 func (cfg *Config) params() Params {
 	return Params{
 		SizeBytes: cfg.Size, Streams: cfg.Streams, Rounds: cfg.Rounds, Conns: cfg.Conns, Concurrency: cfg.Concurrency,
+		ConcRepeats:  cfg.ConcRepeats,
 		HTTPDuration: Duration(cfg.HTTPDuration), HTTPWorkers: cfg.HTTPWorkers, ProbeInterval: Duration(cfg.ProbeInterval),
 		ScaleForwards: cfg.ScaleForwards, ScaleNamespaces: cfg.ScaleNamespaces, ScaleIdle: Duration(cfg.ScaleIdle), Smoke: cfg.Smoke,
 	}
