@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -286,5 +288,45 @@ func TestJSONHasRatios(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("JSON lacks %s:\n%s", want, b.String())
 		}
+	}
+}
+
+// An interrupted run writes its partial results to the output directory,
+// but BENCHMARKS.md keeps the last complete run's.
+func TestWriteLeavesBenchmarksMDAloneWhenInterrupted(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		complete bool
+	}{{"complete", true}, {"interrupted", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bm := filepath.Join(dir, "BENCHMARKS.md")
+			before := "# Benchmarks\n\n" + resultsBegin + "\nthe last complete run\n" + resultsEnd + "\n"
+			if err := os.WriteFile(bm, []byte(before), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := &runner{
+				cfg: &Config{OutDir: filepath.Join(dir, "out"), BenchmarksMD: bm, Stdout: io.Discard},
+				log: slog.New(slog.DiscardHandler),
+			}
+			if err := r.write(sampleReport(), tc.complete); err != nil {
+				t.Fatal(err)
+			}
+			latest, err := os.ReadFile(filepath.Join(dir, "out", "latest.md"))
+			if err != nil || !strings.Contains(string(latest), "0123456789ab") {
+				t.Fatalf("latest.md: %v, %q", err, latest)
+			}
+			after, err := os.ReadFile(bm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := string(after) == before
+			if kept == tc.complete {
+				t.Errorf("complete=%v: BENCHMARKS.md kept=%v:\n%s", tc.complete, kept, after)
+			}
+			if tc.complete && !strings.Contains(string(after), "0123456789ab") {
+				t.Errorf("BENCHMARKS.md lacks the new results:\n%s", after)
+			}
+		})
 	}
 }

@@ -176,7 +176,9 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 		}
 	}
 	report.Notes, report.Failures = r.notes, r.failures
-	if err := r.write(report); err != nil {
+	// An interrupted run's partial table goes to the output directory
+	// only: BENCHMARKS.md keeps the last complete one.
+	if err := r.write(report, ctx.Err() == nil); err != nil {
 		return report, err
 	}
 	if len(report.Failures) > 0 {
@@ -293,8 +295,8 @@ func (r *runner) deleteNamespaces(ctx context.Context) {
 }
 
 // write writes latest.md and latest.json to the output directory, prints
-// the Markdown and updates BENCHMARKS.md if asked.
-func (r *runner) write(rep *Report) error {
+// the Markdown and, if asked and complete is set, updates BENCHMARKS.md.
+func (r *runner) write(rep *Report, complete bool) error {
 	var md strings.Builder
 	if err := rep.WriteMarkdown(&md); err != nil {
 		return err
@@ -315,6 +317,10 @@ func (r *runner) write(rep *Report) error {
 	fmt.Fprintf(r.cfg.Stdout, "\n%s\n", md.String())
 	r.log.Info("results written", "markdown", mdPath, "json", filepath.Join(r.cfg.OutDir, "latest.json"))
 	if r.cfg.BenchmarksMD == "" {
+		return nil
+	}
+	if !complete {
+		r.log.Warn("interrupted: BENCHMARKS.md left as it was", "file", r.cfg.BenchmarksMD)
 		return nil
 	}
 	old, err := os.ReadFile(r.cfg.BenchmarksMD)
