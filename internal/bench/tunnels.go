@@ -210,6 +210,23 @@ func (r *runner) tunnels(ctx context.Context) error {
 	repeats := map[string]int{"latency, concurrent": c.ConcRepeats}
 	// The measurements that include the HTTP-only targets.
 	isHTTP := map[string]bool{"HTTP, keep-alive": true, "HTTP, no keep-alive": true}
+	// measureOne runs m once for t, recording a failure to run it.
+	measureOne := func(round int, m measure, t *target) {
+		err := error(nil)
+		if t.ensure != nil {
+			err = t.ensure(ctx)
+		}
+		if err == nil {
+			r.log.Info("measure", "round", round+1, "what", m.name, "tool", t.tool)
+			err = m.run(ctx, t)
+		}
+		if err != nil {
+			r.log.Warn("measurement failed", "round", round+1, "what", m.name, "tool", t.tool, "err", err)
+			for _, id := range metricsOf[m.name] {
+				r.col.fail(id, t.tool, fmt.Errorf("round %d: %w", round+1, err))
+			}
+		}
+	}
 	for round := range c.Rounds {
 		for _, m := range measures {
 			for rep := range max(repeats[m.name], 1) {
@@ -222,20 +239,7 @@ func (r *runner) tunnels(ctx context.Context) error {
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
-					err := error(nil)
-					if t.ensure != nil {
-						err = t.ensure(ctx)
-					}
-					if err == nil {
-						r.log.Info("measure", "round", round+1, "what", m.name, "tool", t.tool)
-						err = m.run(ctx, t)
-					}
-					if err != nil {
-						r.log.Warn("measurement failed", "round", round+1, "what", m.name, "tool", t.tool, "err", err)
-						for _, id := range metricsOf[m.name] {
-							r.col.fail(id, t.tool, fmt.Errorf("round %d: %w", round+1, err))
-						}
-					}
+					measureOne(round, m, t)
 				}
 			}
 		}
