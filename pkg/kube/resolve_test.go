@@ -182,27 +182,44 @@ func itoa(p uint16) string { return strconv.Itoa(int(p)) }
 // informer map took the namespace's lock.
 func TestResolveConcurrentlyWhileInformersStart(t *testing.T) {
 	ns, ctx := syncedNamespace(t)
-	targets := []config.Target{
-		{Kind: config.Service, Name: "web"},
-		{Kind: config.Deployment, Name: "web"},
-		{Kind: config.StatefulSet, Name: "db"},
-		{Kind: config.Pod, Name: "web-1"},
+	tests := []struct {
+		target config.Target
+		port   config.Port
+		want   string
+	}{
+		{config.Target{Kind: config.Service, Name: "web"}, config.Port{Number: 80}, "web-1:8080 web-2:8080"},
+		{config.Target{Kind: config.Deployment, Name: "web"}, config.Port{Number: 8080}, "web-1:8080 web-2:8080"},
+		{config.Target{Kind: config.StatefulSet, Name: "db"}, config.Port{Name: "pg"}, "db-0:5432"},
+		{config.Target{Kind: config.Pod, Name: "web-1"}, config.Port{Number: 8080}, "web-1:8080"},
 	}
+	got := make([]string, len(tests))
 	var wg sync.WaitGroup
-	for _, target := range targets {
+	for i, tc := range tests {
 		wg.Go(func() {
 			for {
-				_, err := ns.Resolve(target, config.Port{Number: 8080})
-				if !errors.Is(err, ErrNotSynced) || ctx.Err() != nil {
-					return
+				eps, err := ns.Resolve(tc.target, tc.port)
+				if errors.Is(err, ErrNotSynced) && ctx.Err() == nil {
+					time.Sleep(time.Millisecond)
+					continue
 				}
-				time.Sleep(time.Millisecond)
+				var names []string
+				for _, ep := range eps {
+					names = append(names, ep.Pod+":"+itoa(ep.Port))
+				}
+				slices.Sort(names)
+				got[i] = strings.Join(names, " ")
+				if err != nil {
+					got[i] = "error: " + err.Error()
+				}
+				return
 			}
 		})
 	}
 	wg.Wait()
-	if ctx.Err() != nil {
-		t.Fatal("the informers did not sync")
+	for i, tc := range tests {
+		if got[i] != tc.want {
+			t.Errorf("%s %s port %s: got %q, want %q", tc.target.Kind, tc.target.Name, tc.port, got[i], tc.want)
+		}
 	}
 }
 
