@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -184,7 +185,7 @@ func (p *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st := &forwardState{dest: dest, outcome: "ok"}
 		p.forward.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), forwardKey{}, st)))
 		outcome = st.outcome
-		up = body.n
+		up = body.n.Load()
 	}
 }
 
@@ -283,15 +284,17 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush.
 func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// countingReader counts the bytes read.
+// countingReader counts the bytes read. The count is atomic: the HTTP
+// transport may still be sending a request body from its own goroutine
+// after the response has come back and the handler logs the count.
 type countingReader struct {
 	r io.ReadCloser
-	n int64
+	n atomic.Int64
 }
 
 func (r *countingReader) Read(b []byte) (int, error) {
 	n, err := r.r.Read(b)
-	r.n += int64(n)
+	r.n.Add(int64(n))
 	return n, err
 }
 
