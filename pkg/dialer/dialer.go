@@ -86,6 +86,13 @@ type watched struct {
 	mu      sync.Mutex
 }
 
+// next returns a channel closed at the namespace's next change.
+func (w *watched) next() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.changed
+}
+
 // New returns a Dialer over the user's kubeconfig contexts.
 func New(kubeconfig *kube.Kubeconfig, opts Options, log *slog.Logger) *Dialer {
 	return NewWithClusters(forward.KubeClusters(kube.NewClusters(kubeconfig, log)), opts, log)
@@ -159,16 +166,26 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	target := config.Target{Kind: config.Service, Name: t.Service}
 	var last error
 	for {
-		w.mu.Lock()
-		changed := w.changed
-		w.mu.Unlock()
+		changed := w.next()
 		eps, err := w.ns.Resolve(target, t.Port)
 		if err == nil {
 			ep := d.pick(kctx, eps)
 			var c *tunnel.Conn
-			if c, err = pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port); err == nil {
+			stillReady := func() bool {
+				return kube.StillReady(func() ([]kube.Endpoint, error) { return w.ns.Resolve(target, t.Port) }, ep)
+			}
+			c, err = kube.DialWhileReady(ctx, changed, w.next, stillReady, func(ctx context.Context) (*tunnel.Conn, error) {
+				return pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
+			})
+			if err == nil {
 				d.log.Debug("dialled through port-forward", "addr", addr, "pod", ep.String())
 				return c, nil
+			}
+			if errors.Is(err, kube.ErrLeftReady) {
+				// Another pod at once.
+				d.log.Debug("dial moves on from a pod that stopped being ready", "addr", addr, "pod", ep.String())
+				last = err
+				continue
 			}
 			if ctx.Err() == nil {
 				d.bad.Store(kctx+"/"+ep.Namespace+"/"+ep.Pod, time.Now().Add(2*time.Second))

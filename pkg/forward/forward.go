@@ -445,9 +445,21 @@ func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remo
 		eps, err := ns.Resolve(r.spec.Target, remote)
 		if err == nil {
 			ep := r.pick(remote, eps, true)
-			c, err := pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
+			stillReady := func() bool {
+				return kube.StillReady(func() ([]kube.Endpoint, error) { return ns.Resolve(r.spec.Target, remote) }, ep)
+			}
+			c, err := kube.DialWhileReady(ctx, changed, r.changed.wait, stillReady,
+				func(ctx context.Context) (*tunnel.Conn, error) {
+					return pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
+				})
 			if err == nil {
 				return c, ep.String(), nil
+			}
+			if errors.Is(err, kube.ErrLeftReady) {
+				r.log.Debug("connection moves on from a pod that stopped being ready", "pod", ep.Namespace+"/"+ep.Pod)
+				delay = 0
+				last = err
+				continue
 			}
 			if errors.Is(err, tunnel.ErrSessionStalled) {
 				r.log.Warn("port-forward session stalled; closed it, reconnecting", "pod", ep.Namespace+"/"+ep.Pod, "err", err)
