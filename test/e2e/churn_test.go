@@ -193,6 +193,13 @@ forwards:
 	}
 	t.Logf("churn: 20 scale cycles in %s; %d client connections: %d ok, %d cut because their pod was deleted while they were open, %d other failures; longest successful connection %s; %d pods served connections; never-ready backend: %d connections; live backend: %d",
 		churnTime.Round(time.Millisecond), len(results), acc.ok, acc.cut, len(results)-acc.ok-acc.cut, acc.maxWait.Round(time.Millisecond), len(acc.pods), never.accepted.Load(), live.accepted.Load())
+	// A connection waits for a ready pod (here about 1 s when none is
+	// ready), never on one that went away: kpf used to wait up to 10 s for
+	// a stream on a session of a deleted pod that the API server had not
+	// closed yet.
+	if acc.maxWait > maxChurnWait {
+		t.Errorf("the longest connection waited %s (more than %s), from %s", acc.maxWait.Round(time.Millisecond), maxChurnWait, acc.slowest)
+	}
 	if acc.ok < len(results)/2 {
 		t.Errorf("only %d of %d connections succeeded", acc.ok, len(results))
 	}
@@ -203,10 +210,15 @@ forwards:
 	t.Logf("after: %s", after)
 }
 
+// maxChurnWait bounds the wait of any successful connection during the
+// churn: a new pod takes about 1 s from the scale-up to ready.
+const maxChurnWait = 5 * time.Second
+
 // accounting sums up client connections against kpf's log.
 type accounting struct {
 	ok, cut int
 	maxWait time.Duration   // longest successful connection
+	slowest string          // kpf's log of it (see why)
 	opened  []connEvent     // every connection kpf opened
 	pods    map[string]bool // pods kpf opened connections to
 }
@@ -296,7 +308,14 @@ func accountConnections(t *testing.T, p *kpfProcess, pt *podTracker, results []c
 				continue
 			}
 			acc.ok++
-			acc.maxWait = max(acc.maxWait, r.end.Sub(r.start))
+			if d := r.end.Sub(r.start); d > acc.maxWait {
+				acc.maxWait = d
+				acc.slowest = r.local
+				if ev := within(opened[r.local], r); ev != nil {
+					acc.slowest += fmt.Sprintf("\n  kpf: %s", ev.line)
+				}
+				acc.slowest += why(r)
+			}
 			continue
 		}
 		if ev := within(gaveUp[r.local], r); ev != nil {
