@@ -6,8 +6,9 @@ import (
 	"slices"
 )
 
-// ErrLeftReady is wrapped by the error of a dial abandoned because its pod left the
-// target's ready endpoints while the connection waited for it.
+// ErrLeftReady is wrapped by the error of a dial abandoned because its
+// pod left the target's ready endpoints while the connection waited for
+// it.
 var ErrLeftReady = errors.New("the pod left the target's ready endpoints while the connection waited for it")
 
 // DialWhileReady runs dial, cancelling it if the pod it goes to stops

@@ -7,9 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
-
-	"go.uber.org/goleak"
 )
 
 // changes broadcasts a change to any number of waiters, like the
@@ -68,62 +67,67 @@ func TestDialWhileReady(t *testing.T) {
 		{name: "caller gives up", readyUntil: -1, cancelAfter: 30 * time.Millisecond, wantErr: context.Canceled},
 		{name: "succeeds before it leaves", readyUntil: 1, changes: 5, releaseAt: 5 * time.Millisecond, want: "conn"},
 	} {
+		// In a synctest bubble time is virtual and moves only when every
+		// goroutine waits, so the order of changes, checks and the dial's
+		// end does not depend on the machine's load; and the bubble fails
+		// the test if the readiness watcher outlives it.
 		t.Run(tc.name, func(t *testing.T) {
-			defer goleak.VerifyNone(t) // the readiness watcher ends with the dial
-			n := newChanges()
-			var checks atomic.Int64
-			stillReady := func() bool {
-				c := checks.Add(1) - 1
-				return tc.readyUntil < 0 || c < int64(tc.readyUntil)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			release := make(chan struct{})
-			released := false
-			stop := make(chan struct{})
-			finished := make(chan struct{})
-			go func() {
-				defer close(finished)
-				start := time.Now()
-				announced := 0
-				tick := time.NewTicker(10 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-					}
-					if announced < tc.changes {
-						n.notify()
-						announced++
-					}
-					// A dial that nothing ended fails the case within 2 s
-					// rather than hang it.
-					if tc.cancelAfter > 0 && time.Since(start) >= tc.cancelAfter || time.Since(start) > 2*time.Second {
-						cancel()
-					}
-					if tc.releaseAt > 0 && time.Since(start) >= tc.releaseAt && !released {
-						close(release)
-						released = true
-					}
+			synctest.Test(t, func(t *testing.T) {
+				n := newChanges()
+				var checks atomic.Int64
+				stillReady := func() bool {
+					c := checks.Add(1) - 1
+					return tc.readyUntil < 0 || c < int64(tc.readyUntil)
 				}
-			}()
-			got, err := DialWhileReady(ctx, n.wait(), n.wait, stillReady, blockingDial(release))
-			close(stop)
-			<-finished
-			if got != tc.want {
-				t.Errorf("got %q, want %q", got, tc.want)
-			}
-			if tc.wantErr == nil && err != nil {
-				t.Fatalf("err = %v, want none", err)
-			}
-			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
-				t.Errorf("err = %v, want it to wrap %v", err, tc.wantErr)
-			}
-			if left := errors.Is(err, ErrLeftReady); left != tc.wantLeft {
-				t.Errorf("err = %v: wraps ErrLeftReady = %v, want %v", err, left, tc.wantLeft)
-			}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				release := make(chan struct{})
+				released := false
+				stop := make(chan struct{})
+				finished := make(chan struct{})
+				go func() {
+					defer close(finished)
+					start := time.Now()
+					announced := 0
+					tick := time.NewTicker(10 * time.Millisecond)
+					defer tick.Stop()
+					for {
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+						}
+						if announced < tc.changes {
+							n.notify()
+							announced++
+						}
+						// A dial that nothing ended fails the case within 2 s
+						// rather than hang it.
+						if tc.cancelAfter > 0 && time.Since(start) >= tc.cancelAfter || time.Since(start) > 2*time.Second {
+							cancel()
+						}
+						if tc.releaseAt > 0 && time.Since(start) >= tc.releaseAt && !released {
+							close(release)
+							released = true
+						}
+					}
+				}()
+				got, err := DialWhileReady(ctx, n.wait(), n.wait, stillReady, blockingDial(release))
+				close(stop)
+				<-finished
+				if got != tc.want {
+					t.Errorf("got %q, want %q", got, tc.want)
+				}
+				if tc.wantErr == nil && err != nil {
+					t.Fatalf("err = %v, want none", err)
+				}
+				if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+					t.Errorf("err = %v, want it to wrap %v", err, tc.wantErr)
+				}
+				if left := errors.Is(err, ErrLeftReady); left != tc.wantLeft {
+					t.Errorf("err = %v: wraps ErrLeftReady = %v, want %v", err, left, tc.wantLeft)
+				}
+			})
 		})
 	}
 }
