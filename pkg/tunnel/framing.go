@@ -86,6 +86,26 @@ func (c *frameConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// writeWhole writes frame, one whole SPDY frame, between the frames that
+// go through Write. While Write holds part of a frame (spdystream is in
+// the middle of writing one), it writes nothing and returns false: the
+// frame on its way serves as well as a ping would.
+func (c *frameConn) writeWhole(frame []byte) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return false, c.err
+	}
+	if len(c.buf) > 0 {
+		return false, nil
+	}
+	if _, err := c.Conn.Write(frame); err != nil {
+		c.err = err
+		return false, err
+	}
+	return true, nil
+}
+
 // framingUpgrader opens a SPDY port-forward connection as client-go's SPDY
 // round tripper does, but with the upgraded connection behind a frameConn.
 // It is the innermost round tripper: the config's wrappers (authentication,
@@ -159,5 +179,9 @@ func (u *framingUpgrader) NewConnection(resp *http.Response) (httpstream.Connect
 		return nil, fmt.Errorf("unable to upgrade connection: status %d", resp.StatusCode)
 	}
 	conn := readbatch.Wrap(u.conn, readbatch.New(u.conn))
-	return newSPDYConnection(newFrameConn(conn))
+	c, err := newSPDYConnection(newFrameConn(conn))
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }

@@ -293,17 +293,41 @@ func (p *Pool) dialExtra(pod Pod, e *poolEntry) {
 	p.sweep(pod)
 }
 
-// hold adds (n > 0) or removes (n < 0) a lease's hold on pod.
+// hold adds (n > 0) or removes (n < 0) a lease's hold on pod. The
+// sessions of a pod that no lease holds any more, because it left its
+// endpoints, are told it is leaving (Session.leaving): those that still
+// carry connections find out at once if the pod is gone.
 func (p *Pool) hold(pod Pod, n int) {
 	p.mu.Lock()
+	before := p.holds[pod]
 	p.holds[pod] += n
-	if p.holds[pod] <= 0 {
+	after := p.holds[pod]
+	if after <= 0 {
 		delete(p.holds, pod)
 	}
+	var changed []*Session
+	if (before > 0) != (after > 0) {
+		changed = p.liveSessions(pod)
+	}
 	p.mu.Unlock()
+	for _, s := range changed {
+		s.leaving(after <= 0)
+	}
 	if n < 0 {
 		p.sweep(pod)
 	}
+}
+
+// liveSessions returns the live sessions, main and extra, to pod. p.mu
+// must be held.
+func (p *Pool) liveSessions(pod Pod) []*Session {
+	var out []*Session
+	for _, e := range append([]*poolEntry{p.sessions[pod]}, p.extra[pod]...) {
+		if e != nil && e.live() {
+			out = append(out, e.session)
+		}
+	}
+	return out
 }
 
 // busySessions returns the live sessions, main and extra, to pod that
@@ -312,10 +336,9 @@ func (p *Pool) busySessions(pod Pod) []*Session {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []*Session
-	entries := append([]*poolEntry{p.sessions[pod]}, p.extra[pod]...)
-	for _, e := range entries {
-		if e != nil && e.live() && e.session.Active() > 0 {
-			out = append(out, e.session)
+	for _, s := range p.liveSessions(pod) {
+		if s.Active() > 0 {
+			out = append(out, s)
 		}
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,21 @@ type fakeConn struct {
 	nextID  uint32
 	closed  chan bool
 	closing sync.Once
+	// leaving records the calls of pingFastUntil: whether each asked for
+	// fast pings (a non-zero time) or stopped them.
+	leaving []bool
+}
+
+func (f *fakeConn) pingFastUntil(t time.Time) {
+	f.mu.Lock()
+	f.leaving = append(f.leaving, !t.IsZero())
+	f.mu.Unlock()
+}
+
+func (f *fakeConn) leavingCalls() []bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]bool(nil), f.leaving...)
 }
 
 func newFakeConn() *fakeConn { return &fakeConn{closed: make(chan bool)} }
@@ -561,4 +577,58 @@ func TestSparesDoNotMakeASessionBusy(t *testing.T) {
 		}
 		l.Close()
 	})
+}
+
+// A pod that no lease holds any more has left its endpoints: its sessions
+// that still carry connections are told at once (and ping the far end, so
+// that a deleted pod's end reaches kpf), and told again when a lease takes
+// the pod back.
+func TestPoolTellsSessionsWhenTheirPodLeavesAndReturns(t *testing.T) {
+	fp := newFakePool()
+	defer fp.Close()
+	ctx := context.Background()
+	l1, l2 := fp.Lease(), fp.Lease()
+	defer l1.Close()
+	defer l2.Close()
+	c1, err := l1.Dial(ctx, podA, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c2, err := l1.Dial(ctx, podA, 80) // the first session is busy: an extra one
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := l2.Get(ctx, podA); err != nil {
+		t.Fatal(err)
+	}
+	conns := fp.opened()
+	if len(conns) != 2 {
+		t.Fatalf("%d sessions opened for two concurrent connections; want 2", len(conns))
+	}
+	calls := func() [][]bool {
+		var out [][]bool
+		for _, c := range conns {
+			out = append(out, c.leavingCalls())
+		}
+		return out
+	}
+	l1.Retain(func(Pod) bool { return false })
+	if got := calls(); len(got[0])+len(got[1]) != 0 {
+		t.Fatalf("pod still held by another lease, yet sessions were told %v", got)
+	}
+	l2.Retain(func(Pod) bool { return false })
+	if got, want := calls(), [][]bool{{true}, {true}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after the last lease let go: calls %v, want %v", got, want)
+	}
+	if !c1.session.Alive() || !c2.session.Alive() {
+		t.Fatal("letting go of the pod ended sessions that carry connections")
+	}
+	if _, err := l2.Get(ctx, podA); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := calls(), [][]bool{{true, false}, {true, false}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after a lease took the pod back: calls %v, want %v", got, want)
+	}
 }

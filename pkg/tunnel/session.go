@@ -246,6 +246,27 @@ func (s *Session) ended() bool {
 	}
 }
 
+// fastPinger is a connection whose pings can be hurried (spdyConnection).
+type fastPinger interface{ pingFastUntil(time.Time) }
+
+// leaving tells the session whether its pod has left the endpoints that
+// kpf forwards to. A leaving session pings the far end at once and then
+// every LeavingPingPeriod for LeavingPingWindow, so that if the pod is
+// gone its end reaches kpf within a round trip rather than at the next
+// regular ping (see spdyConnection), and the connections still open
+// through it are reset rather than left hanging.
+func (s *Session) leaving(on bool) {
+	p, ok := s.conn.(fastPinger)
+	if !ok || !s.Alive() {
+		return
+	}
+	if on {
+		p.pingFastUntil(time.Now().Add(LeavingPingWindow))
+	} else {
+		p.pingFastUntil(time.Time{})
+	}
+}
+
 // Active is the number of connections open or being opened through the
 // session.
 func (s *Session) Active() int64 { return s.active.Load() }

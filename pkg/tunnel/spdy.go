@@ -2,50 +2,179 @@ package tunnel
 
 import (
 	"fmt"
-	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/moby/spdystream"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/tools/portforward"
-	streamhttp "k8s.io/streaming/pkg/httpstream"
-	streamspdy "k8s.io/streaming/pkg/httpstream/spdy"
 )
 
-// newSPDYConnection runs a client SPDY connection over conn, pinging the
-// far end every portforward.PingPeriod, as apimachinery's
-// spdy.NewClientConnectionWithPings does. Unlike it, it hands out
-// spdystream's own streams rather than an adapter around each, so a read
-// or write costs one call less and earlyReader can take whole frames
-// (ReadData) without copying them.
-func newSPDYConnection(conn net.Conn) (httpstream.Connection, error) {
-	c, err := streamspdy.NewClientConnectionWithPings(conn, portforward.PingPeriod)
-	if err != nil {
-		return nil, fmt.Errorf("start SPDY: %w", err)
-	}
-	return spdyConnection{c}, nil
+// LeavingPingPeriod is how often a session pings the far end while its
+// pod is leaving (see spdyConnection.pingFastUntil), and LeavingPingWindow
+// how long it keeps doing so.
+const (
+	LeavingPingPeriod = 250 * time.Millisecond
+	LeavingPingWindow = 30 * time.Second
+)
+
+// createStreamTimeout bounds how long CreateStream waits for the far end
+// to accept a stream, as k8s.io/streaming's SPDY connection does.
+const createStreamTimeout = 30 * time.Second
+
+// spdyConnection is a client SPDY connection over spdystream, as
+// k8s.io/streaming's spdy.NewClientConnectionWithPings runs it, with two
+// differences:
+//
+//   - It hands out spdystream's own streams rather than an adapter around
+//     each, so a read or write costs one call less and earlyReader can
+//     take whole frames (ReadData) without copying them.
+//   - It sends its own pings, without waiting for their answers, and they
+//     can be hurried (pingFastUntil). Over the WebSocket transport the API
+//     server's tunnel (k8s.io/apiserver pkg/util/proxy/streamtunnel.go)
+//     holds a read lock while it waits for kpf's next message, and closing
+//     kpf's side needs the write lock: when the kubelet closes a deleted
+//     pod's port-forward connection, kpf's end stays open until kpf next
+//     sends something, which on an idle session is the next ping, up to
+//     portforward.PingPeriod later. Pings sent as soon as the pod leaves
+//     its endpoints let the close through within a round trip.
+//     spdystream's own Ping cannot serve: it waits for the answer, and a
+//     ping that the kubelet took just before it closed is never answered,
+//     so no ping would follow it (nor may two run at once: it reads its
+//     ping ID outside its lock).
+//
+// It is safe for concurrent use.
+type spdyConnection struct {
+	conn   *spdystream.Connection
+	frames *frameConn
+	period time.Duration
+	// fastUntil is until when (unix nanoseconds) to ping every
+	// LeavingPingPeriod; wake makes the ping loop ping at once.
+	fastUntil atomic.Int64
+	wake      chan struct{}
+
+	mu      sync.Mutex
+	streams map[uint32]*spdystream.Stream
 }
 
-// spdyConnection is k8s.io/streaming's SPDY connection seen as an
-// apimachinery httpstream.Connection. The two packages' Stream interfaces
-// have the same methods, so streams pass between them unwrapped.
-type spdyConnection struct{ streamhttp.Connection }
+// newSPDYConnection runs a client SPDY connection over conn, pinging the
+// far end every portforward.PingPeriod.
+func newSPDYConnection(conn *frameConn) (*spdyConnection, error) {
+	return newSPDYConnectionWithPings(conn, portforward.PingPeriod)
+}
+
+func newSPDYConnectionWithPings(conn *frameConn, period time.Duration) (*spdyConnection, error) {
+	sc, err := spdystream.NewConnection(conn, false)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start SPDY: %w", err)
+	}
+	c := &spdyConnection{conn: sc, frames: conn, period: period, wake: make(chan struct{}, 1), streams: map[uint32]*spdystream.Stream{}}
+	// A port-forward server never opens streams of its own.
+	go sc.Serve(func(st *spdystream.Stream) { st.Reset() })
+	go c.pingLoop()
+	return c, nil
+}
+
+// pingFrame returns a SPDY/3 PING control frame with id: version 3, type
+// 6, no flags, a 4-byte payload.
+func pingFrame(id uint32) []byte {
+	return []byte{0x80, 3, 0, 6, 0, 0, 0, 4, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}
+}
+
+// pingLoop sends the connection's pings until it closes. Their IDs are
+// odd, as a client's must be; the server echoes each, and spdystream
+// ignores an echo it is not waiting for.
+func (c *spdyConnection) pingLoop() {
+	t := time.NewTimer(c.nextPing())
+	defer t.Stop()
+	for id := uint32(1); ; id = (id + 2) & 0x7fffffff {
+		select {
+		case <-c.conn.CloseChan():
+			return
+		case <-t.C:
+		case <-c.wake:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		}
+		// An error is a write to a connection that is going away; its
+		// CloseChan ends the loop.
+		c.frames.writeWhole(pingFrame(id)) //nolint:errcheck
+		t.Reset(c.nextPing())
+	}
+}
+
+// nextPing is how long to wait before the next ping.
+func (c *spdyConnection) nextPing() time.Duration {
+	if time.Now().UnixNano() < c.fastUntil.Load() && LeavingPingPeriod < c.period {
+		return LeavingPingPeriod
+	}
+	return c.period
+}
+
+// pingFastUntil pings the far end at once and then every
+// LeavingPingPeriod until t; a zero t goes back to the usual period.
+func (c *spdyConnection) pingFastUntil(t time.Time) {
+	if t.IsZero() {
+		c.fastUntil.Store(0)
+		return
+	}
+	c.fastUntil.Store(t.UnixNano())
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
 
 // CreateStream creates a stream and waits for the far end to accept it.
-func (c spdyConnection) CreateStream(h http.Header) (httpstream.Stream, error) {
-	st, err := c.Connection.CreateStream(h)
+func (c *spdyConnection) CreateStream(h http.Header) (httpstream.Stream, error) {
+	st, err := c.conn.CreateStream(h, nil, false)
 	if err != nil {
 		return nil, err
 	}
+	if err := st.WaitTimeout(createStreamTimeout); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.streams[st.Identifier()] = st
+	c.mu.Unlock()
 	return st, nil
 }
 
 // RemoveStreams forgets streams.
-func (c spdyConnection) RemoveStreams(streams ...httpstream.Stream) {
-	raw := make([]streamhttp.Stream, 0, len(streams))
+func (c *spdyConnection) RemoveStreams(streams ...httpstream.Stream) {
+	c.mu.Lock()
 	for _, st := range streams {
 		if st != nil {
-			raw = append(raw, st)
+			delete(c.streams, st.Identifier())
 		}
 	}
-	c.Connection.RemoveStreams(raw...)
+	c.mu.Unlock()
 }
+
+// Close resets every stream the connection still holds, so that closing
+// the connection does not wait for their graceful ends, and then closes
+// it.
+func (c *spdyConnection) Close() error {
+	c.mu.Lock()
+	streams := c.streams
+	c.streams = map[uint32]*spdystream.Stream{}
+	c.mu.Unlock()
+	for _, st := range streams {
+		st.Reset()
+	}
+	return c.conn.Close()
+}
+
+// CloseChan is closed when the connection has closed.
+func (c *spdyConnection) CloseChan() <-chan bool { return c.conn.CloseChan() }
+
+// SetIdleTimeout closes the connection after it has been idle for
+// timeout.
+func (c *spdyConnection) SetIdleTimeout(timeout time.Duration) { c.conn.SetIdleTimeout(timeout) }

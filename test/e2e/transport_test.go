@@ -50,3 +50,67 @@ func TestE2EBothTransportsCarryAForward(t *testing.T) {
 		})
 	}
 }
+
+// maxDeletedPodHang bounds how long a connection through kpf may stay open
+// after its pod was deleted: the node closes the pod's port-forward
+// connections at once, and kpf must pass that on rather than wait for its
+// next regular SPDY ping (portforward.PingPeriod, 10 s), which is what
+// ended such a connection over WebSocket before kpf pinged leaving pods
+// (pkg/tunnel/spdy.go).
+const maxDeletedPodHang = 3 * time.Second
+
+// An idle connection whose pod is deleted ends within a round trip of the
+// deletion reaching kpf, over either transport: it is not left hanging.
+func TestE2EDeletedPodEndsItsConnections(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "podgone")
+	deployEcho(t, s.primary, ns, 1, startBackend(t, "a"))
+	gone := map[string]bool{}
+	for _, tc := range []struct{ env, transport string }{{"", "websocket"}, {"false", "spdy"}} {
+		t.Run(tc.transport, func(t *testing.T) {
+			port := freePort(t)
+			cmd := exec.Command(s.kpf, "up", "-f", writeConfig(t, echoConfig(ns, port)), "-v")
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig, "KUBECTL_PORT_FORWARD_WEBSOCKETS="+tc.env)
+			p := startKpfCmd(t, cmd)
+			var pod string
+			waitUntil(t, 60*time.Second, "a new pod ready", func(ctx context.Context) (bool, error) {
+				pods, err := readyEndpoints(ctx, s.primary, ns, "echo")
+				if len(pods) != 1 || gone[pods[0]] {
+					return false, err
+				}
+				pod = pods[0]
+				return true, err
+			})
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			br := bufio.NewReader(c)
+			if g, err := br.ReadString('\n'); err != nil || g != "hello from a\n" {
+				t.Fatalf("greeting %q, %v", g, err)
+			}
+			ended := make(chan error, 1)
+			go func() {
+				_, err := br.ReadByte()
+				ended <- err
+			}()
+			deleted := time.Now()
+			gone[pod] = true
+			kubectl(t, s, "--context", "e2e", "-n", ns, "delete", "pod", pod, "--grace-period=0", "--force", "--wait=false")
+			err = <-ended
+			took := time.Since(deleted)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("connection still open 30 s after its pod was deleted")
+			}
+			t.Logf("connection ended %v after the deletion (%v)", took.Round(time.Millisecond), err)
+			if took > maxDeletedPodHang {
+				t.Errorf("connection ended %v after its pod was deleted; want within %v", took.Round(time.Millisecond), maxDeletedPodHang)
+			}
+			if !strings.Contains(p.stderr.String(), "transport="+tc.transport) {
+				t.Errorf("kpf did not log a session over %s", tc.transport)
+			}
+		})
+	}
+}
