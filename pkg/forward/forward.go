@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpf-dev/kpf/pkg/broadcast"
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/kube"
 	"github.com/kpf-dev/kpf/pkg/tunnel"
@@ -61,7 +62,7 @@ type Runner struct {
 	opts     Options
 	log      *slog.Logger
 
-	changed  *notifier
+	changed  broadcast.Changes
 	state    atomic.Pointer[Status]
 	sessions atomic.Int64 // port-forward sessions used, over every run
 	// attempts and retryAt describe the pending retry to open a session.
@@ -99,7 +100,7 @@ func New(spec config.Forward, clusters ClusterSource, opts Options, log *slog.Lo
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = 15 * time.Second
 	}
-	r := &Runner{spec: spec, clusters: clusters, opts: opts, log: log, changed: newNotifier(), healthFails: map[string]int{}}
+	r := &Runner{spec: spec, clusters: clusters, opts: opts, log: log, healthFails: map[string]int{}}
 	for _, m := range spec.Ports {
 		p := &portState{mapping: m, addr: net.JoinHostPort(spec.Address, strconv.Itoa(int(m.Local)))}
 		if spec.Spare > 0 {
@@ -126,7 +127,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ns, release := cl.Watch(r.spec.Namespace, r.changed.notify)
+	ns, release := cl.Watch(r.spec.Namespace, r.changed.Notify)
 	defer release()
 
 	type bound struct {
@@ -157,7 +158,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.log.Debug("using port-forward session", "pod", s.Pod.String(), "transport", s.Transport())
 		// A client's connection may have opened it while the forward was
 		// waiting to retry: look again now rather than at the retry.
-		r.changed.notify()
+		r.changed.Notify()
 	}
 	defer pool.Close()
 
@@ -216,7 +217,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	attempts := 0
 	check := false
 	for {
-		changed := r.changed.wait()
+		changed := r.changed.Next()
 		sess, err := r.refresh(ctx, ns, pool, check)
 		check = false
 		switch {
@@ -387,7 +388,7 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, p
 			delete(r.healthFails, pod)
 			r.current.Delete(r.ports[0].mapping.Remote.String())
 			r.setState(StateFailed, "health: "+err.Error(), pod)
-			r.changed.notify()
+			r.changed.Notify()
 			return sess, nil
 		}
 		r.probeInUse(ctx, pool, sess, healthEps)
@@ -441,14 +442,14 @@ func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remo
 	var last error
 	delay := 50 * time.Millisecond
 	for {
-		changed := r.changed.wait()
+		changed := r.changed.Next()
 		eps, err := ns.Resolve(r.spec.Target, remote)
 		if err == nil {
 			ep := r.pick(remote, eps, true)
 			stillReady := func() bool {
 				return kube.StillReady(func() ([]kube.Endpoint, error) { return ns.Resolve(r.spec.Target, remote) }, ep)
 			}
-			c, err := kube.DialWhileReady(ctx, changed, r.changed.wait, stillReady,
+			c, err := kube.DialWhileReady(ctx, changed, r.changed.Next, stillReady,
 				func(ctx context.Context) (*tunnel.Conn, error) {
 					return pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
 				})
@@ -516,26 +517,4 @@ func (r *Runner) pick(remote config.Port, eps []kube.Endpoint, forConn bool) kub
 		r.log.Info("using pod", "pod", ep.Namespace+"/"+ep.Pod, "remote", remote.String())
 	}
 	return ep
-}
-
-// notifier broadcasts "something changed" to any number of waiters.
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func newNotifier() *notifier { return &notifier{ch: make(chan struct{})} }
-
-// wait returns a channel closed at the next notify.
-func (n *notifier) wait() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ch
-}
-
-func (n *notifier) notify() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	close(n.ch)
-	n.ch = make(chan struct{})
 }

@@ -205,7 +205,7 @@ func (r *Runner) keepSpares(ctx context.Context, ns Resolver, pool *tunnel.Lease
 	expiry := time.NewTimer(time.Hour)
 	defer expiry.Stop()
 	for {
-		changed := r.changed.wait()
+		changed := r.changed.Next()
 		if n := set.takes.Load(); n != takes || set.settled() {
 			// A client took one, or one has lived: the pod accepts them.
 			takes, failures, notBefore = n, 0, time.Time{}

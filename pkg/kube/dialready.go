@@ -15,7 +15,7 @@ var ErrLeftReady = errors.New("the pod left the target's ready endpoints while t
 // being ready before it returns: stillReady is checked each time a change
 // is announced, from since (the channel of the change after the
 // resolution that chose the pod) on; changed returns the channel closed
-// at the next change, as notifier.wait does.
+// at the next change, as broadcast.Changes.Next does.
 //
 // A pod that is being deleted can take its streams with it without a
 // word: the kubelet closes the pod's port-forward connections, but the API

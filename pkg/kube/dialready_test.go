@@ -4,34 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/kpf-dev/kpf/pkg/broadcast"
 )
-
-// changes broadcasts a change to any number of waiters, like the
-// notifiers of the forward runner and the Dialer.
-type changes struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func newChanges() *changes { return &changes{ch: make(chan struct{})} }
-
-func (c *changes) wait() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ch
-}
-
-func (c *changes) notify() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	close(c.ch)
-	c.ch = make(chan struct{})
-}
 
 // blockingDial waits for its context, or returns "conn" once release is
 // closed.
@@ -73,7 +52,7 @@ func TestDialWhileReady(t *testing.T) {
 		// the test if the readiness watcher outlives it.
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				n := newChanges()
+				var n broadcast.Changes
 				var checks atomic.Int64
 				stillReady := func() bool {
 					c := checks.Add(1) - 1
@@ -98,7 +77,7 @@ func TestDialWhileReady(t *testing.T) {
 						case <-tick.C:
 						}
 						if announced < tc.changes {
-							n.notify()
+							n.Notify()
 							announced++
 						}
 						// A dial that nothing ended fails the case within 2 s
@@ -112,7 +91,7 @@ func TestDialWhileReady(t *testing.T) {
 						}
 					}
 				}()
-				got, err := DialWhileReady(ctx, n.wait(), n.wait, stillReady, blockingDial(release))
+				got, err := DialWhileReady(ctx, n.Next(), n.Next, stillReady, blockingDial(release))
 				close(stop)
 				<-finished
 				if got != tc.want {
