@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpf-dev/kpf/pkg/broadcast"
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/forward"
 	"github.com/kpf-dev/kpf/pkg/kube"
@@ -73,24 +74,52 @@ type Dialer struct {
 	namespaces map[nsKey]*watched
 	pools      map[string]*tunnel.Pool
 	leases     map[string]*tunnel.Lease
+	workers    sync.WaitGroup // letGoOfUnready, one per watched namespace
 	rr         atomic.Uint64
 	bad        sync.Map // pod key -> time.Time until which it is avoided
 }
 
 type nsKey struct{ context, namespace string }
 
+// watched is a namespace the Dialer watches, and the services it has
+// dialled there.
 type watched struct {
 	ns      forward.Resolver
 	release func()
-	changed chan struct{} // closed and replaced on every change
+	changed broadcast.Changes
+	kick    chan struct{} // a change for letGoOfUnready to look at
+	stop    chan struct{} // closed by Close
+
 	mu      sync.Mutex
+	targets map[dialTarget]bool
 }
 
-// next returns a channel closed at the namespace's next change.
-func (w *watched) next() <-chan struct{} {
+// dialTarget is a service port dialled in a watched namespace.
+type dialTarget struct {
+	service string
+	port    config.Port
+}
+
+// readyPods returns the pods that are ready endpoints of the services
+// dialled in the namespace, or false while the caches are not synced.
+func (w *watched) readyPods() (map[string]bool, bool) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.changed
+	targets := make([]dialTarget, 0, len(w.targets))
+	for t := range w.targets {
+		targets = append(targets, t)
+	}
+	w.mu.Unlock()
+	ready := map[string]bool{}
+	for _, t := range targets {
+		eps, err := w.ns.Resolve(config.Target{Kind: config.Service, Name: t.service}, t.port)
+		if errors.Is(err, kube.ErrNotSynced) {
+			return nil, false
+		}
+		for _, ep := range eps {
+			ready[ep.Pod] = true
+		}
+	}
+	return ready, true
 }
 
 // New returns a Dialer over the user's kubeconfig contexts.
@@ -164,9 +193,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	target := config.Target{Kind: config.Service, Name: t.Service}
+	w.mu.Lock()
+	w.targets[dialTarget{t.Service, t.Port}] = true
+	w.mu.Unlock()
 	var last error
 	for {
-		changed := w.next()
+		changed := w.changed.Next()
 		eps, err := w.ns.Resolve(target, t.Port)
 		if err == nil {
 			ep := d.pick(kctx, eps)
@@ -174,7 +206,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 			stillReady := func() bool {
 				return kube.StillReady(func() ([]kube.Endpoint, error) { return w.ns.Resolve(target, t.Port) }, ep)
 			}
-			c, err = kube.DialWhileReady(ctx, changed, w.next, stillReady, func(ctx context.Context) (*tunnel.Conn, error) {
+			c, err = kube.DialWhileReady(ctx, changed, w.changed.Next, stillReady, func(ctx context.Context) (*tunnel.Conn, error) {
 				return pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
 			})
 			if err == nil {
@@ -230,41 +262,63 @@ func (d *Dialer) watch(kctx, namespace string) (*watched, *tunnel.Lease, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	key := nsKey{kctx, namespace}
-	w := d.namespaces[key]
-	if w == nil {
-		w = &watched{changed: make(chan struct{})}
-		w.ns, w.release = cl.Watch(namespace, func() {
-			w.mu.Lock()
-			close(w.changed)
-			w.changed = make(chan struct{})
-			w.mu.Unlock()
-		})
-		d.namespaces[key] = w
-	}
 	lease := d.leases[kctx]
 	if lease == nil {
-		// The Dialer's own pool, held whole until Close: its sessions
-		// stay warm for the next dial.
+		// The Dialer's own pool: its sessions to ready pods stay warm for
+		// the next dial until Close.
 		pool := tunnel.NewPool(cl.Connector(), 15*time.Second)
 		lease = pool.Lease()
 		d.pools[kctx], d.leases[kctx] = pool, lease
 	}
+	key := nsKey{kctx, namespace}
+	w := d.namespaces[key]
+	if w == nil {
+		w = &watched{kick: make(chan struct{}, 1), stop: make(chan struct{}), targets: map[dialTarget]bool{}}
+		w.ns, w.release = cl.Watch(namespace, func() {
+			w.changed.Notify()
+			select {
+			case w.kick <- struct{}{}:
+			default:
+			}
+		})
+		d.namespaces[key] = w
+		d.workers.Go(func() { letGoOfUnready(w, namespace, lease) })
+	}
 	return w, lease, nil
+}
+
+// letGoOfUnready follows w's changes until Close and lets go of the
+// sessions to pods of namespace that are no longer ready endpoints of a
+// service dialled there: idle ones close, and those still carrying
+// connections are told their pod is leaving (see tunnel.Pool), so that
+// the connections end at once if the pod is gone.
+func letGoOfUnready(w *watched, namespace string, lease *tunnel.Lease) {
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.kick:
+		}
+		if ready, ok := w.readyPods(); ok {
+			lease.Retain(func(p tunnel.Pod) bool { return p.Namespace != namespace || ready[p.Name] })
+		}
+	}
 }
 
 // Close closes every session (and so every connection) and stops every
 // informer the Dialer started. Dials after Close fail with ErrClosed.
 func (d *Dialer) Close() error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.closed = true
 	for _, p := range d.pools {
 		p.Close()
 	}
 	for _, w := range d.namespaces {
+		close(w.stop)
 		w.release()
 	}
 	d.pools, d.leases, d.namespaces = map[string]*tunnel.Pool{}, map[string]*tunnel.Lease{}, map[nsKey]*watched{}
+	d.mu.Unlock()
+	d.workers.Wait()
 	return nil
 }

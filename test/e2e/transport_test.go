@@ -60,18 +60,50 @@ func TestE2EBothTransportsCarryAForward(t *testing.T) {
 const maxDeletedPodHang = 3 * time.Second
 
 // An idle connection whose pod is deleted ends within a round trip of the
-// deletion reaching kpf, over either transport: it is not left hanging.
+// deletion reaching kpf: through kpf up over either transport, and through
+// the Go Dialer. It is not left hanging.
 func TestE2EDeletedPodEndsItsConnections(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "podgone")
 	deployEcho(t, s.primary, ns, 1, startBackend(t, "a"))
 	gone := map[string]bool{}
-	for _, tc := range []struct{ env, transport string }{{"", "websocket"}, {"false", "spdy"}} {
-		t.Run(tc.transport, func(t *testing.T) {
+	kpfUp := func(env string) func(t *testing.T) (net.Conn, func(t *testing.T)) {
+		return func(t *testing.T) (net.Conn, func(t *testing.T)) {
 			port := freePort(t)
 			cmd := exec.Command(s.kpf, "up", "-f", writeConfig(t, echoConfig(ns, port)), "-v")
-			cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig, "KUBECTL_PORT_FORWARD_WEBSOCKETS="+tc.env)
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig, "KUBECTL_PORT_FORWARD_WEBSOCKETS="+env)
 			p := startKpfCmd(t, cmd)
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{"": "transport=websocket", "false": "transport=spdy"}[env]
+			return c, func(t *testing.T) {
+				if !strings.Contains(p.stderr.String(), want) {
+					t.Errorf("kpf did not log a session with %s", want)
+				}
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		dial func(t *testing.T) (net.Conn, func(t *testing.T))
+	}{
+		{"websocket", kpfUp("")},
+		{"spdy", kpfUp("false")},
+		{"dialer", func(t *testing.T) (net.Conn, func(t *testing.T)) {
+			d := newDialer(t, s)
+			t.Cleanup(func() { d.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := d.DialContext(ctx, "tcp", "echo."+ns+".svc:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c, func(*testing.T) {}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			var pod string
 			waitUntil(t, 60*time.Second, "a new pod ready", func(ctx context.Context) (bool, error) {
 				pods, err := readyEndpoints(ctx, s.primary, ns, "echo")
@@ -81,14 +113,15 @@ func TestE2EDeletedPodEndsItsConnections(t *testing.T) {
 				pod = pods[0]
 				return true, err
 			})
-			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, check := tc.dial(t)
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
+			// The Dialer's connections ignore deadlines: close the
+			// connection if the greeting does not come.
+			stuck := time.AfterFunc(10*time.Second, func() { c.Close() })
 			br := bufio.NewReader(c)
-			if g, err := br.ReadString('\n'); err != nil || g != "hello from a\n" {
+			g, err := br.ReadString('\n')
+			stuck.Stop()
+			if err != nil || g != "hello from a\n" {
 				t.Fatalf("greeting %q, %v", g, err)
 			}
 			ended := make(chan error, 1)
@@ -99,18 +132,17 @@ func TestE2EDeletedPodEndsItsConnections(t *testing.T) {
 			deleted := time.Now()
 			gone[pod] = true
 			kubectl(t, s, "--context", "e2e", "-n", ns, "delete", "pod", pod, "--grace-period=0", "--force", "--wait=false")
-			err = <-ended
-			took := time.Since(deleted)
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				t.Fatalf("connection still open 30 s after its pod was deleted")
+			select {
+			case err := <-ended:
+				took := time.Since(deleted)
+				t.Logf("connection ended %v after the deletion (%v)", took.Round(time.Millisecond), err)
+				if took > maxDeletedPodHang {
+					t.Errorf("connection ended %v after its pod was deleted; want within %v", took.Round(time.Millisecond), maxDeletedPodHang)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("connection still open 30 s after its pod was deleted")
 			}
-			t.Logf("connection ended %v after the deletion (%v)", took.Round(time.Millisecond), err)
-			if took > maxDeletedPodHang {
-				t.Errorf("connection ended %v after its pod was deleted; want within %v", took.Round(time.Millisecond), maxDeletedPodHang)
-			}
-			if !strings.Contains(p.stderr.String(), "transport="+tc.transport) {
-				t.Errorf("kpf did not log a session over %s", tc.transport)
-			}
+			check(t)
 		})
 	}
 }
