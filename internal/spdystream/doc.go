@@ -1,0 +1,23 @@
+// Package spdystream is github.com/moby/spdystream v0.5.1 (Apache-2.0,
+// see LICENSE and NOTICE), carried in kpf with one fix; its spdy framing
+// package is still the upstream one.
+//
+// The fix: the frame queue's Pop (priority.go) left each popped frame in
+// its slice's backing array. Every session has five queues of up to 50
+// frames, and a data frame from the kubelet is up to 32 KiB, so after a
+// burst of connections whose readers lagged a session kept up to 8 MiB of
+// frames it had already delivered, for as long as it lived (measured in
+// kpf: 115 frames after one burst of 1,000 connections, 231 after two).
+// TestConsumedFramesAreCollectable shows it; upstream's Pop should set
+// old[n-1] = nil.
+//
+// Of upstream's tests only priority_test.go is carried: spdy_test.go has
+// tests that fail now and then under -race on two cores (TestIdleRace:
+// "Error creating stream: EOF"), and kpf's own tunnel and end-to-end tests
+// run this code through every path kpf uses.
+//
+// A replace directive in go.mod would have carried the fix with less
+// code, but it breaks "go install github.com/kpf-dev/kpf/cmd/kpf@latest",
+// which refuses modules with replace directives. Drop this copy once
+// upstream has the fix.
+package spdystream
