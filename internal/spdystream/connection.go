@@ -33,6 +33,9 @@ var (
 	ErrTimeout           = errors.New("Timeout occurred")
 	ErrReset             = errors.New("Stream reset")
 	ErrWriteClosedStream = errors.New("Write on closed stream")
+	// ErrConnectionClosed is kpf's: WaitTimeout returns it when the
+	// connection ends before the stream's reply came.
+	ErrConnectionClosed = errors.New("connection closed before the stream was accepted")
 )
 
 const (

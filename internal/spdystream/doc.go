@@ -11,6 +11,13 @@
 // TestConsumedFramesAreCollectable shows it; upstream's Pop should set
 // old[n-1] = nil.
 //
+// The second: a stream's WaitTimeout (stream.go) waited for its reply or
+// its timeout even after the connection had ended, when no reply can
+// come; k8s.io/streaming waits 30 s, so every stream being opened when a
+// session was lost kept a goroutine for 30 s. It now returns
+// ErrConnectionClosed when the connection ends.
+// TestWaitEndsWithTheConnection shows it.
+//
 // Of upstream's tests only priority_test.go is carried: spdy_test.go has
 // tests that fail now and then under -race on two cores (TestIdleRace:
 // "Error creating stream: EOF"), and kpf's own tunnel and end-to-end tests

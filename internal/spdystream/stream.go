@@ -162,6 +162,15 @@ func (s *Stream) WaitTimeout(timeout time.Duration) error {
 		break
 	case <-timeoutChan:
 		return ErrTimeout
+	case <-s.conn.closeChan:
+		// kpf: the connection ended, and no reply will come. Upstream
+		// waits for the timeout here.
+		select {
+		case err := <-s.startChan:
+			return err
+		default:
+			return ErrConnectionClosed
+		}
 	}
 	return nil
 }
