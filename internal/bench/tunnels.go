@@ -244,6 +244,7 @@ func (r *runner) tunnels(ctx context.Context) error {
 			}
 		}
 	}
+	r.noteSentAhead(ctx, kpf)
 	r.noteSpares(ctx, kpfSpare)
 	for _, t := range targets[1:] {
 		if t.httpOnly || t.partial {
@@ -297,6 +298,26 @@ func (r *runner) readyKpf(ctx context.Context, name string, env []string, fwd kp
 		return nil, err
 	}
 	return kpf, nil
+}
+
+// noteSentAhead notes how many of kpf's connections sent their client's
+// first bytes along with the frames that opened their streams (the
+// others had sent nothing yet when the frames went out).
+func (r *runner) noteSentAhead(ctx context.Context, kpf *kpfProc) {
+	snap, err := kpf.status(ctx)
+	if err != nil {
+		r.log.Warn("connections sent ahead", "err", err)
+		return
+	}
+	for _, f := range snap.Forwards {
+		for _, p := range f.Ports {
+			if p.Accepted == 0 {
+				continue
+			}
+			r.note("kpf, remote port %s: %d of %d connections (%.0f%%) sent the client's first bytes with the frames that opened their streams",
+				p.Remote, p.SentAhead, p.Accepted, 100*float64(p.SentAhead)/float64(p.Accepted))
+		}
+	}
 }
 
 // spareForward is the name of the kpf forward with spare connections.

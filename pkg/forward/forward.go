@@ -174,11 +174,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		p := b.port
 		srv := &tunnel.Server{
 			Listener: b.l,
-			Dial: func(ctx context.Context) (tunnel.Upstream, string, error) {
+			Dial: func(ctx context.Context, first *tunnel.FirstBytes) (tunnel.Upstream, string, error) {
 				if up, label, ok := r.takeSpare(ns, p); ok {
 					return up, label, nil
 				}
-				return r.dial(ctx, ns, pool, p.mapping.Remote)
+				return r.dial(ctx, ns, pool, p.mapping.Remote, first)
 			},
 			Wait:  r.spec.WaitForReady,
 			Log:   r.log.With("local", b.l.Addr().String()),
@@ -437,8 +437,10 @@ func (r *Runner) probeInUse(ctx context.Context, pool *tunnel.Lease, probed *tun
 	wg.Wait()
 }
 
-// dial waits for a ready endpoint and opens a connection to it.
-func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remote config.Port) (tunnel.Upstream, string, error) {
+// dial waits for a ready endpoint and opens a connection to it, sending
+// the client's first bytes along when it can. A dial that fails after
+// sending them is not retried: they may have reached the pod.
+func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remote config.Port, first *tunnel.FirstBytes) (tunnel.Upstream, string, error) {
 	var last error
 	delay := 50 * time.Millisecond
 	for {
@@ -451,10 +453,14 @@ func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remo
 			}
 			c, err := kube.DialWhileReady(ctx, changed, r.changed.Next, stillReady,
 				func(ctx context.Context) (*tunnel.Conn, error) {
-					return pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
+					return pool.DialFirst(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port, first)
 				})
 			if err == nil {
 				return c, ep.String(), nil
+			}
+			if errors.Is(err, tunnel.ErrSentAhead) {
+				r.badUntil.Store(ep.Pod, time.Now().Add(2*time.Second))
+				return nil, "", fmt.Errorf("%s: %w", ep, err)
 			}
 			if errors.Is(err, kube.ErrLeftReady) {
 				r.log.Debug("connection moves on from a pod that stopped being ready", "pod", ep.Namespace+"/"+ep.Pod)

@@ -67,6 +67,10 @@ type PortStatus struct {
 	// next clients; SparesTaken how many clients were given one.
 	Spares      int   `json:"spares,omitempty"`
 	SparesTaken int64 `json:"sparesTaken,omitempty"`
+	// SentAhead is how many connections sent their client's first bytes
+	// along with the frames that opened their streams, saving a round
+	// trip to the kubelet.
+	SentAhead int64 `json:"sentAhead,omitempty"`
 	// Dial is the distribution of how long connections waited for their
 	// upstream; exported as metrics, not in JSON.
 	Dial tunnel.HistogramSnapshot `json:"-"`
@@ -123,6 +127,7 @@ func (r *Runner) Status() Status {
 			Failed:      p.stats.Failed.Load(),
 			BytesIn:     p.stats.BytesIn.Load(),
 			BytesOut:    p.stats.BytesOut.Load(),
+			SentAhead:   p.stats.SentAhead.Load(),
 			Dial:        p.stats.Dial.Snapshot(),
 		}
 		if e := p.stats.LastError.Load(); e != nil {

@@ -50,6 +50,9 @@ var (
 	sparesTakenDesc = prometheus.NewDesc("kpf_forward_spare_connections_taken_total",
 		"Accepted connections that were given a spare connection rather than opening their stream.",
 		[]string{"forward", "local"}, nil)
+	sentAheadDesc = prometheus.NewDesc("kpf_forward_connections_sent_ahead_total",
+		"Accepted connections whose first bytes went out with the frames that opened their stream, a round trip sooner.",
+		[]string{"forward", "local"}, nil)
 	dialDesc = prometheus.NewDesc("kpf_forward_dial_duration_seconds",
 		"How long accepted connections waited for their stream to a pod.",
 		[]string{"forward", "local"}, nil)
@@ -61,7 +64,7 @@ type collector struct {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{upDesc, stateDesc, sessionsDesc, openDesc, acceptedDesc, failedDesc, bytesDesc, sparesDesc, sparesTakenDesc, dialDesc} {
+	for _, d := range []*prometheus.Desc{upDesc, stateDesc, sessionsDesc, openDesc, acceptedDesc, failedDesc, bytesDesc, sparesDesc, sparesTakenDesc, sentAheadDesc, dialDesc} {
 		ch <- d
 	}
 }
@@ -89,6 +92,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(p.BytesOut), f.Name, p.Local, "from_pod")
 			ch <- prometheus.MustNewConstMetric(sparesDesc, prometheus.GaugeValue, float64(p.Spares), f.Name, p.Local)
 			ch <- prometheus.MustNewConstMetric(sparesTakenDesc, prometheus.CounterValue, float64(p.SparesTaken), f.Name, p.Local)
+			ch <- prometheus.MustNewConstMetric(sentAheadDesc, prometheus.CounterValue, float64(p.SentAhead), f.Name, p.Local)
 			ch <- prometheus.MustNewConstHistogram(dialDesc, p.Dial.Count, p.Dial.Sum, p.Dial.Buckets, f.Name, p.Local)
 		}
 	}

@@ -45,9 +45,17 @@ type frameConn struct {
 	mu  sync.Mutex
 	buf []byte
 	err error
+	// between is signalled when Write leaves no part of a frame in buf,
+	// for writeFrames waiting to go between spdystream's frames.
+	between *sync.Cond
+	waiting int
 }
 
-func newFrameConn(c net.Conn) *frameConn { return &frameConn{Conn: c} }
+func newFrameConn(c net.Conn) *frameConn {
+	fc := &frameConn{Conn: c}
+	fc.between = sync.NewCond(&fc.mu)
+	return fc
+}
 
 // Write gathers p and writes every frame it completes. Bytes of a frame
 // not yet complete are kept for the next Write and reported as written.
@@ -76,14 +84,45 @@ func (c *frameConn) Write(p []byte) (int, error) {
 	if _, err := c.Conn.Write(c.buf[:end]); err != nil {
 		c.err = err
 		c.buf = nil
+		if c.waiting > 0 {
+			c.between.Broadcast()
+		}
 		return 0, err
 	}
 	left := copy(c.buf, c.buf[end:])
 	c.buf = c.buf[:left]
-	if left == 0 && cap(c.buf) > maxKeptFrameBuffer {
-		c.buf = nil
+	if left == 0 {
+		if cap(c.buf) > maxKeptFrameBuffer {
+			c.buf = nil
+		}
+		if c.waiting > 0 {
+			c.between.Broadcast()
+		}
 	}
 	return len(p), nil
+}
+
+// writeFrames writes frames, whole SPDY frames, between the frames that go
+// through Write, waiting while Write holds part of one.
+func (c *frameConn) writeFrames(frames []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.err == nil && len(c.buf) > 0 {
+		c.waiting++
+		c.between.Wait()
+		c.waiting--
+	}
+	if c.err != nil {
+		return c.err
+	}
+	if _, err := c.Conn.Write(frames); err != nil {
+		c.err = err
+		if c.waiting > 0 {
+			c.between.Broadcast()
+		}
+		return err
+	}
+	return nil
 }
 
 // writeWhole writes frame, one whole SPDY frame, between the frames that

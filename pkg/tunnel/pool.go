@@ -443,6 +443,13 @@ func (l *Lease) Get(ctx context.Context, pod Pod) (*Session, error) {
 // sessions (see Pool), connecting if needed, and holds pod like Get. An
 // error because the session ended wraps ErrSessionClosed.
 func (l *Lease) Dial(ctx context.Context, pod Pod, port uint16) (*Conn, error) {
+	return l.DialFirst(ctx, pod, port, nil)
+}
+
+// DialFirst is Dial for a local connection whose first bytes first holds:
+// they go out with the frames that open the connection's streams. A
+// failure that wraps ErrSentAhead must not be retried (see there).
+func (l *Lease) DialFirst(ctx context.Context, pod Pod, port uint16, first *FirstBytes) (*Conn, error) {
 	main, err := l.Get(ctx, pod)
 	if err != nil {
 		return nil, err
@@ -451,7 +458,7 @@ func (l *Lease) Dial(ctx context.Context, pod Pod, port uint16) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.dialReserved(ctx, port)
+	c, err := s.dialReserved(ctx, port, first)
 	if err != nil && !s.Alive() && !errors.Is(err, ErrSessionClosed) {
 		err = fmt.Errorf("%w: %w", ErrSessionClosed, err)
 	}

@@ -21,14 +21,19 @@ type Upstream interface {
 
 // DialFunc returns an upstream for a newly accepted local connection and a
 // label naming where it goes. It should wait, as long as ctx allows, for a
-// ready endpoint rather than fail at once.
-type DialFunc func(ctx context.Context) (Upstream, string, error)
+// ready endpoint rather than fail at once. first carries what the client
+// has sent meanwhile, for a dial that can send it along (Lease.DialFirst);
+// a dial that fails with ErrSentAhead must not be retried.
+type DialFunc func(ctx context.Context, first *FirstBytes) (Upstream, string, error)
 
 // Stats counts a listener's traffic. All fields are updated atomically.
 type Stats struct {
-	Accepted  atomic.Int64
-	Active    atomic.Int64
-	Failed    atomic.Int64 // connections closed because no upstream could be had
+	Accepted atomic.Int64
+	Active   atomic.Int64
+	Failed   atomic.Int64 // connections closed because no upstream could be had
+	// SentAhead counts connections whose first bytes went out with the
+	// frames that opened their streams (FirstBytes).
+	SentAhead atomic.Int64
 	BytesIn   atomic.Int64 // from the local client to the pod
 	BytesOut  atomic.Int64 // from the pod to the local client
 	LastError atomic.Pointer[string]
@@ -97,38 +102,49 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
 	log := s.Log
 	debug := log.Enabled(ctx, slog.LevelDebug)
 
+	// Read the client from now on: what it sends while the dial opens
+	// the connection's streams can go along with them.
+	inBuf := bufs.Get().(*[]byte)
+	defer bufs.Put(inBuf)
+	first := startFirstBytes(ctx, local, *inBuf)
 	dctx, cancel := context.WithTimeout(ctx, s.Wait)
-	up, target, err := s.Dial(dctx)
+	up, target, err := s.Dial(dctx, first)
 	cancel()
 	s.Stats.Dial.Observe(time.Since(start))
 	if err != nil {
+		first.stop()
 		s.Stats.Failed.Add(1)
 		msg := err.Error()
 		s.Stats.LastError.Store(&msg)
 		if ctx.Err() == nil {
 			log.Warn("connection closed: no upstream", "client", local.RemoteAddr().String(), "err", err, "waited", time.Since(start).Round(time.Millisecond))
 		}
+		if first.Sent() > 0 {
+			// The client's request may have reached the pod: reset the
+			// connection, so that the client sees a failure rather than
+			// a reply that is merely empty.
+			if tc, ok := local.(interface{ SetLinger(int) error }); ok {
+				tc.SetLinger(0)
+			}
+		}
+		local.Close()
+		first.wait()
 		return
+	}
+	first.attach(up)
+	if first.Sent() > 0 {
+		s.Stats.SentAhead.Add(1)
 	}
 	stopUp := context.AfterFunc(ctx, func() { up.Close() })
 	defer stopUp()
 	defer up.Close()
 	if debug {
 		log = log.With("client", local.RemoteAddr().String(), "pod", target)
-		log.Debug("connection opened", "dial", time.Since(start).Round(time.Microsecond))
+		log.Debug("connection opened", "dial", time.Since(start).Round(time.Microsecond), "sent_ahead", first.Sent())
 	}
 
-	var in, out int64
+	var out int64
 	var upErr error
-	inDone := make(chan struct{})
-	go func() {
-		defer close(inDone)
-		buf := bufs.Get().(*[]byte)
-		defer bufs.Put(buf)
-		in, _ = io.CopyBuffer(writerOnly{up}, readerOnly{local}, *buf)
-		s.Stats.BytesIn.Add(in)
-		up.CloseWrite()
-	}()
 	buf := bufs.Get().(*[]byte)
 	out, upErr = io.CopyBuffer(writerOnly{local}, readerOnly{up}, *buf)
 	bufs.Put(buf)
@@ -147,7 +163,8 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
 	}
 	local.Close()
 	up.Close()
-	<-inDone
+	in := first.wait()
+	s.Stats.BytesIn.Add(in)
 	reason := "closed"
 	if upErr != nil {
 		reason = upErr.Error()

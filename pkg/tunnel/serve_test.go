@@ -40,7 +40,7 @@ func echoServer(t testing.TB) DialFunc {
 			})
 		}
 	})
-	return func(ctx context.Context) (Upstream, string, error) {
+	return func(ctx context.Context, _ *FirstBytes) (Upstream, string, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
 		if err != nil {
@@ -110,7 +110,7 @@ func TestServeCopiesBothWaysAndCounts(t *testing.T) {
 }
 
 func TestServeClosesConnectionWithoutUpstream(t *testing.T) {
-	addr, stats, stop := serve(t, func(ctx context.Context) (Upstream, string, error) {
+	addr, stats, stop := serve(t, func(ctx context.Context, _ *FirstBytes) (Upstream, string, error) {
 		<-ctx.Done() // no ready endpoint: wait until the bound
 		return nil, "", errors.New("no ready endpoints")
 	}, 50*time.Millisecond)
@@ -297,7 +297,7 @@ func TestServeEndsCleanlyOnlyWhenThePodFinished(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			answer := []byte("partial answer")
-			addr, _, stop := serve(t, func(context.Context) (Upstream, string, error) {
+			addr, _, stop := serve(t, func(context.Context, *FirstBytes) (Upstream, string, error) {
 				return &scriptedUpstream{data: answer, end: tc.end, requested: make(chan struct{})}, "ns/pod:80", nil
 			}, time.Second)
 			defer stop()

@@ -357,7 +357,7 @@ const StreamOpenStall = 10 * time.Second
 // it releases its streams. ctx bounds stream creation only.
 func (s *Session) Dial(ctx context.Context, port uint16) (*Conn, error) {
 	s.active.Add(1)
-	return s.dialReserved(ctx, port)
+	return s.dialReserved(ctx, port, nil)
 }
 
 // release undoes a reservation made by Pool.pick or Dial, or accounts for
@@ -371,15 +371,19 @@ func (s *Session) release() {
 
 // dialReserved is Dial for a connection already counted in active; a
 // failure releases it.
-func (s *Session) dialReserved(ctx context.Context, port uint16) (*Conn, error) {
-	c, err := s.dial(ctx, port)
+func (s *Session) dialReserved(ctx context.Context, port uint16, first *FirstBytes) (*Conn, error) {
+	c, err := s.dial(ctx, port, first)
 	if err != nil {
 		s.release()
 	}
 	return c, err
 }
 
-func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
+// dial opens a connection to port. When the connection can send data
+// before the kubelet accepts its streams, it sends what first holds along
+// with the opening frames; if it then fails without a clear answer, its
+// error wraps ErrSentAhead.
+func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Conn, error) {
 	if !s.Alive() {
 		return nil, ErrSessionClosed
 	}
@@ -401,21 +405,100 @@ func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
 	// kubelet accepts it (see earlyReader), while this dial waits for the
 	// other: nothing is written before both are accepted.
 	res := make(chan created, 1)
+	// ahead records whether the client's first bytes went out with the
+	// opening frames; once the dial has been given up, they may not.
+	var ahead struct {
+		sync.Mutex
+		sent, abandoned bool
+	}
+	giveUp := func() (sent bool) {
+		ahead.Lock()
+		defer ahead.Unlock()
+		ahead.abandoned = true
+		return ahead.sent
+	}
+	failed := func(err error) error {
+		if giveUp() {
+			return fmt.Errorf("%w: %w", ErrSentAhead, err)
+		}
+		return err
+	}
 	go func() {
 		errc := make(chan created, 1)
-		go func() {
-			st, err := s.conn.CreateStream(h)
+		accepted := func(st httpstream.Stream, err error) created {
 			if err != nil {
-				errc <- created{err: err}
-				return
+				return created{err: err}
 			}
 			// The error stream is read-only for us.
 			st.Close()
-			errc <- created{errStream: st, watch: watchErrorStream(s.Pod, st)}
-		}()
+			return created{errStream: st, watch: watchErrorStream(s.Pod, st)}
+		}
 		dh := h.Clone()
 		dh.Set(corev1.StreamType, corev1.StreamTypeData)
-		data, derr := s.conn.CreateStream(dh)
+		var (
+			data httpstream.Stream
+			derr error
+			// stopAhead stops sending the client's bytes ahead; it
+			// returns once nothing more will be sent that way.
+			stopAhead = func() {}
+		)
+		if ac, ok := s.conn.(aheadConn); ok {
+			// Send both opening frames, error stream first, and the
+			// client's first bytes right behind them, then wait for the
+			// kubelet to accept the streams. The error stream's frame
+			// goes first so that the kubelet, which reads a data
+			// stream's data only once its pair is complete, has its pair
+			// before the data.
+			errSt, err := ac.openStream(h)
+			if err != nil {
+				res <- created{err: fmt.Errorf("create error stream: %w", err)}
+				return
+			}
+			data, derr = ac.openStream(dh)
+			if derr != nil {
+				errSt.Reset()
+				s.conn.RemoveStreams(errSt)
+				res <- created{err: fmt.Errorf("create data stream: %w", derr)}
+				return
+			}
+			if first != nil {
+				// Send what the client has sent so far, and whatever it
+				// sends until the kubelet has answered.
+				stop, stopped := make(chan struct{}), make(chan struct{})
+				dataSt := data
+				go func() {
+					defer close(stopped)
+					for {
+						ahead.Lock()
+						if ahead.abandoned {
+							ahead.Unlock()
+							return
+						}
+						if n, _ := first.send(func(p []byte) error { return ac.sendAhead(dataSt, p) }); n > 0 { // a failed write fails the waits below
+							ahead.sent = true
+						}
+						ahead.Unlock()
+						select {
+						case <-first.arrived:
+						case <-stop:
+							return
+						}
+					}
+				}()
+				stopAhead = func() {
+					close(stop)
+					<-stopped
+				}
+			}
+			go func() { errc <- accepted(errSt, ac.waitStream(errSt)) }()
+			if derr = ac.waitStream(data); derr != nil {
+				data.Reset()
+				data = nil
+			}
+		} else {
+			go func() { errc <- accepted(s.conn.CreateStream(h)) }()
+			data, derr = s.conn.CreateStream(dh)
+		}
 		var (
 			e     created
 			early *earlyReader
@@ -436,10 +519,12 @@ func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
 			// it; its reason is on the error stream. Report it through
 			// the connection, as when the pair was created first.
 			if reason := e.watch.wait(time.Second, e.errStream); reason != nil {
+				stopAhead()
 				res <- created{errStream: e.errStream, data: refusedStream{}, watch: e.watch}
 				return
 			}
 			s.conn.RemoveStreams(e.errStream)
+			stopAhead()
 			res <- created{err: fmt.Errorf("create data stream: %w", derr)}
 		case e.err != nil || derr != nil:
 			for _, st := range []httpstream.Stream{e.errStream, data} {
@@ -452,9 +537,11 @@ func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
 			if e.err == nil {
 				err = fmt.Errorf("create data stream: %w", derr)
 			}
+			stopAhead()
 			res <- created{err: err}
 		default:
 			e.watch.attach(data)
+			stopAhead()
 			res <- created{errStream: e.errStream, data: data, watch: e.watch, early: early}
 		}
 	}()
@@ -470,17 +557,32 @@ func (s *Session) dial(ctx context.Context, port uint16) (*Conn, error) {
 	since := time.Now()
 	stall := time.NewTimer(StreamOpenStall)
 	defer stall.Stop()
+	ctxDone := ctx.Done()
 	var r created
 wait:
 	for {
 		select {
 		case r = <-res:
 			break wait
-		case <-ctx.Done():
+		case <-ctxDone:
+			ahead.Lock()
+			sent := ahead.sent
+			ahead.Unlock()
+			if keep := first.keepWaiting(); sent && keep != nil && ctxDone != keep {
+				// The request may be with the pod already: its answer
+				// decides, not the dial's deadline.
+				ctxDone = keep
+				continue
+			}
+			giveUp()
 			abandon()
-			return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, ctx.Err())
+			err := ctx.Err()
+			if err == nil {
+				err = first.ctx.Err()
+			}
+			return nil, failed(fmt.Errorf("dial %s:%d: %w", s.Pod, port, err))
 		case <-s.done:
-			return nil, ErrSessionClosed
+			return nil, failed(ErrSessionClosed)
 		case <-stall.C:
 			if s.progressed(since) {
 				// Slow, not stuck: a queue of streams ahead of ours.
@@ -488,18 +590,17 @@ wait:
 				stall.Reset(StreamOpenStall)
 				continue
 			}
+			giveUp()
 			abandon()
 			s.Close()
-			return nil, fmt.Errorf("dial %s:%d: %w: %w: no stream opened and no data moved on it for %s; closed it",
-				s.Pod, port, ErrSessionClosed, ErrSessionStalled, StreamOpenStall)
+			return nil, failed(fmt.Errorf("dial %s:%d: %w: %w: no stream opened and no data moved on it for %s; closed it",
+				s.Pod, port, ErrSessionClosed, ErrSessionStalled, StreamOpenStall))
 		}
 	}
-	if r.err == nil {
-		s.lastOpened.Store(time.Now().UnixNano())
-	}
 	if r.err != nil {
-		return nil, fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err)
+		return nil, failed(fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err))
 	}
+	s.lastOpened.Store(time.Now().UnixNano())
 	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, watch: r.watch, early: r.early}
 	return c, nil
 }

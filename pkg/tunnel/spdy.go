@@ -134,17 +134,67 @@ func (c *spdyConnection) pingFastUntil(t time.Time) {
 
 // CreateStream creates a stream and waits for the far end to accept it.
 func (c *spdyConnection) CreateStream(h http.Header) (httpstream.Stream, error) {
-	st, err := c.conn.CreateStream(h, nil, false)
+	st, err := c.openStream(h)
 	if err != nil {
 		return nil, err
 	}
-	if err := st.WaitTimeout(createStreamTimeout); err != nil {
+	if err := c.waitStream(st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// aheadConn is a connection that can open a stream without waiting for the
+// far end to accept it, and send data on it meanwhile: spdyConnection.
+type aheadConn interface {
+	httpstream.Connection
+	openStream(h http.Header) (httpstream.Stream, error)
+	waitStream(st httpstream.Stream) error
+	sendAhead(st httpstream.Stream, p []byte) error
+}
+
+// openStream sends the frame that opens a stream and returns at once,
+// without waiting for the far end to accept it (waitStream).
+func (c *spdyConnection) openStream(h http.Header) (httpstream.Stream, error) {
+	st, err := c.conn.CreateStream(h, nil, false)
+	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	c.streams[st.Identifier()] = st
 	c.mu.Unlock()
 	return st, nil
+}
+
+// waitStream waits for the far end to accept st, which openStream opened.
+// On failure st is forgotten.
+func (c *spdyConnection) waitStream(st httpstream.Stream) error {
+	if err := st.(*spdystream.Stream).WaitTimeout(createStreamTimeout); err != nil {
+		c.RemoveStreams(st)
+		return err
+	}
+	return nil
+}
+
+// maxDataFrame is the largest payload sendAhead puts in one data frame:
+// what the kubelet's side relays in one piece.
+const maxDataFrame = 32 << 10
+
+// sendAhead writes p on st in data frames before the far end has accepted
+// st, which spdystream's own writes wait for. SPDY allows it: a stream's
+// frames are handled in order, so the far end takes the data once it has
+// taken the stream (the kubelet reads it once the stream's pair is
+// complete and the pod's port is connected).
+func (c *spdyConnection) sendAhead(st httpstream.Stream, p []byte) error {
+	id := st.Identifier() & 0x7fffffff
+	frames := make([]byte, 0, len(p)+spdyFrameHeader*(1+len(p)/maxDataFrame))
+	for len(p) > 0 {
+		n := min(len(p), maxDataFrame)
+		frames = append(frames, byte(id>>24), byte(id>>16), byte(id>>8), byte(id), 0, byte(n>>16), byte(n>>8), byte(n))
+		frames = append(frames, p[:n]...)
+		p = p[n:]
+	}
+	return c.frames.writeFrames(frames)
 }
 
 // RemoveStreams forgets streams.
