@@ -186,7 +186,7 @@ func (k *rawKubelet) reply(t *testing.T, ids ...spdy.StreamId) {
 }
 
 // opening reads the frames that open a connection, the error stream's
-// first, and the data frame sent ahead with them if want is not empty,
+// first (ending kpf's side of it: kpf never writes on it), and the data frame sent ahead with them if want is not empty,
 // and returns the streams' ids.
 func (k *rawKubelet) opening(t *testing.T, want string) (errID, dataID spdy.StreamId) {
 	t.Helper()
@@ -197,6 +197,9 @@ func (k *rawKubelet) opening(t *testing.T, want string) (errID, dataID spdy.Stre
 		}
 		if kind == "error" {
 			errID = syn.StreamId
+			if syn.CFHeader.Flags&spdy.ControlFlagFin == 0 {
+				t.Error("the error stream's opening frame does not end kpf's side of it")
+			}
 		} else {
 			dataID = syn.StreamId
 		}

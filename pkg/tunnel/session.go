@@ -425,12 +425,14 @@ func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Co
 	}
 	go func() {
 		errc := make(chan created, 1)
-		accepted := func(st httpstream.Stream, err error) created {
+		accepted := func(st httpstream.Stream, err error, closeIt bool) created {
 			if err != nil {
 				return created{err: err}
 			}
-			// The error stream is read-only for us.
-			st.Close()
+			if closeIt {
+				// The error stream is read-only for us.
+				st.Close()
+			}
 			return created{errStream: st, watch: watchErrorStream(s.Pod, st)}
 		}
 		dh := h.Clone()
@@ -448,13 +450,15 @@ func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Co
 			// kubelet to accept the streams. The error stream's frame
 			// goes first so that the kubelet, which reads a data
 			// stream's data only once its pair is complete, has its pair
-			// before the data.
-			errSt, err := ac.openStream(h)
+			// before the data. It also ends our side of the error
+			// stream, which is read-only for us, saving the frame that
+			// would end it later.
+			errSt, err := ac.openStream(h, true)
 			if err != nil {
 				res <- created{err: fmt.Errorf("create error stream: %w", err)}
 				return
 			}
-			data, derr = ac.openStream(dh)
+			data, derr = ac.openStream(dh, false)
 			if derr != nil {
 				errSt.Reset()
 				s.conn.RemoveStreams(errSt)
@@ -490,13 +494,16 @@ func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Co
 					<-stopped
 				}
 			}
-			go func() { errc <- accepted(errSt, ac.waitStream(errSt)) }()
+			go func() { errc <- accepted(errSt, ac.waitStream(errSt), false) }()
 			if derr = ac.waitStream(data); derr != nil {
 				data.Reset()
 				data = nil
 			}
 		} else {
-			go func() { errc <- accepted(s.conn.CreateStream(h)) }()
+			go func() {
+				st, err := s.conn.CreateStream(h)
+				errc <- accepted(st, err, true)
+			}()
 			data, derr = s.conn.CreateStream(dh)
 		}
 		var (

@@ -134,7 +134,7 @@ func (c *spdyConnection) pingFastUntil(t time.Time) {
 
 // CreateStream creates a stream and waits for the far end to accept it.
 func (c *spdyConnection) CreateStream(h http.Header) (httpstream.Stream, error) {
-	st, err := c.openStream(h)
+	st, err := c.openStream(h, false)
 	if err != nil {
 		return nil, err
 	}
@@ -148,15 +148,16 @@ func (c *spdyConnection) CreateStream(h http.Header) (httpstream.Stream, error) 
 // far end to accept it, and send data on it meanwhile: spdyConnection.
 type aheadConn interface {
 	httpstream.Connection
-	openStream(h http.Header) (httpstream.Stream, error)
+	openStream(h http.Header, fin bool) (httpstream.Stream, error)
 	waitStream(st httpstream.Stream) error
 	sendAhead(st httpstream.Stream, p []byte) error
 }
 
 // openStream sends the frame that opens a stream and returns at once,
-// without waiting for the far end to accept it (waitStream).
-func (c *spdyConnection) openStream(h http.Header) (httpstream.Stream, error) {
-	st, err := c.conn.CreateStream(h, nil, false)
+// without waiting for the far end to accept it (waitStream). With fin,
+// the frame also ends our side of the stream: we will send nothing on it.
+func (c *spdyConnection) openStream(h http.Header, fin bool) (httpstream.Stream, error) {
+	st, err := c.conn.CreateStream(h, nil, fin)
 	if err != nil {
 		return nil, err
 	}
