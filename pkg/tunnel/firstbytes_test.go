@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/moby/spdystream/spdy"
@@ -302,49 +303,47 @@ func TestDialAfterSendingAhead(t *testing.T) {
 		{name: "dial's context ends with nothing sent", cancelDial: true, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, k := sessionOverRawKubelet(t)
-			connCtx, cancelConn := context.WithCancel(context.Background())
-			defer cancelConn()
-			var f *FirstBytes
-			if tc.first != "" {
-				f, _ = firstBytesOf(t, connCtx, tc.first)
-			}
-			dialCtx, cancelDial := context.WithCancel(context.Background())
-			defer cancelDial()
-			res := make(chan dialResult, 1)
-			go func() {
-				s.active.Add(1)
-				c, err := s.dialReserved(dialCtx, 80, f)
-				res <- dialResult{c, err}
-			}()
-			errID, dataID := k.opening(t, tc.first)
-			if tc.cancelDial {
-				cancelDial()
-				if tc.cancelConn {
-					cancelConn()
+			synctest.Test(t, func(t *testing.T) {
+				s, k := sessionOverRawKubelet(t)
+				connCtx, cancelConn := context.WithCancel(context.Background())
+				defer cancelConn()
+				var f *FirstBytes
+				if tc.first != "" {
+					f, _ = firstBytesOf(t, connCtx, tc.first)
 				}
-				// Let the dial see it before the kubelet answers.
-				select {
-				case r := <-res:
-					res <- r
-				case <-time.After(50 * time.Millisecond):
+				dialCtx, cancelDial := context.WithCancel(context.Background())
+				defer cancelDial()
+				res := make(chan dialResult, 1)
+				go func() {
+					s.active.Add(1)
+					c, err := s.dialReserved(dialCtx, 80, f)
+					res <- dialResult{c, err}
+				}()
+				errID, dataID := k.opening(t, tc.first)
+				if tc.cancelDial {
+					cancelDial()
+					if tc.cancelConn {
+						cancelConn()
+					}
+					// Let the dial see it before the kubelet answers.
+					synctest.Wait()
 				}
-			}
-			if tc.lose {
-				k.conn.Close()
-			} else {
-				k.reply(t, errID, dataID)
-			}
-			r := <-res
-			if r.c != nil {
-				r.c.Close()
-			}
-			if (r.err != nil) != tc.wantErr {
-				t.Fatalf("dial: %v; want an error: %t", r.err, tc.wantErr)
-			}
-			if got := errors.Is(r.err, ErrSentAhead); got != tc.wantAhead {
-				t.Errorf("dial: %v; wraps ErrSentAhead: %t, want %t", r.err, got, tc.wantAhead)
-			}
+				if tc.lose {
+					k.conn.Close()
+				} else {
+					k.reply(t, errID, dataID)
+				}
+				r := <-res
+				if r.c != nil {
+					r.c.Close()
+				}
+				if (r.err != nil) != tc.wantErr {
+					t.Fatalf("dial: %v; want an error: %t", r.err, tc.wantErr)
+				}
+				if got := errors.Is(r.err, ErrSentAhead); got != tc.wantAhead {
+					t.Errorf("dial: %v; wraps ErrSentAhead: %t, want %t", r.err, got, tc.wantAhead)
+				}
+			})
 		})
 	}
 }
