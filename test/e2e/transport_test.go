@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,32 @@ func TestE2EBothTransportsCarryAForward(t *testing.T) {
 			if err := echoData(c, br, 8<<20, 7); err != nil {
 				t.Fatalf("8 MiB echo: %v", err)
 			}
+			// A client that speaks first has its first bytes sent with the
+			// frames that open its streams (pkg/tunnel FirstBytes), and
+			// the kubelet's side takes them.
+			for i := range 5 {
+				c2, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c2.SetDeadline(time.Now().Add(30 * time.Second))
+				msg := fmt.Sprintf("first bytes %d\n", i)
+				if _, err := io.WriteString(c2, msg); err != nil {
+					t.Fatal(err)
+				}
+				br2 := bufio.NewReader(c2)
+				g, err := br2.ReadString('\n')
+				if err != nil || g != "hello from a\n" {
+					t.Fatalf("connection %d: greeting %q, %v", i, g, err)
+				}
+				if e, err := br2.ReadString('\n'); err != nil || e != msg {
+					t.Fatalf("connection %d: echo %q, %v; want %q", i, e, err, msg)
+				}
+				c2.Close()
+			}
+			waitUntil(t, 10*time.Second, "kpf to log a connection that sent its first bytes ahead", func(context.Context) (bool, error) {
+				return sentAhead.MatchString(p.stderr.String()), nil
+			})
 			want := "transport=" + tc.transport
 			waitUntil(t, 10*time.Second, "kpf to log its session's transport", func(context.Context) (bool, error) {
 				return strings.Contains(p.stderr.String(), want), nil
@@ -50,6 +78,10 @@ func TestE2EBothTransportsCarryAForward(t *testing.T) {
 		})
 	}
 }
+
+// sentAhead matches kpf's debug log of a connection whose first bytes went
+// out with the frames that opened its streams.
+var sentAhead = regexp.MustCompile(`connection opened.* sent_ahead=[1-9]`)
 
 // maxDeletedPodHang bounds how long a connection through kpf may stay open
 // after its pod was deleted: the node closes the pod's port-forward
