@@ -88,10 +88,10 @@ func (f *FirstBytes) Sent() int {
 	return f.sent
 }
 
-// keepWaiting returns the channel that bounds a dial which has sent bytes
-// ahead, or nil if it has sent none.
+// keepWaiting returns the channel that bounds a dial once it has sent bytes
+// ahead (nil for a nil FirstBytes).
 func (f *FirstBytes) keepWaiting() <-chan struct{} {
-	if f == nil || f.Sent() == 0 {
+	if f == nil {
 		return nil
 	}
 	return f.ctx.Done()
@@ -182,4 +182,50 @@ func (f *FirstBytes) count(n int64) {
 	f.mu.Lock()
 	f.copied += n
 	f.mu.Unlock()
+}
+
+// aheadSender sends a dial's first bytes (FirstBytes) on its data stream
+// before the kubelet has accepted the stream, and records whether it
+// sent any. Once the dial is given up it sends nothing more, so that a
+// dial that reports no bytes sent can be retried safely.
+type aheadSender struct {
+	mu              sync.Mutex
+	sent, abandoned bool
+}
+
+// run sends what first holds through send, and what the client sends
+// later, until stop is closed or the dial is given up. A failed send
+// fails the dial's wait for the kubelet's answer, so run goes on.
+func (a *aheadSender) run(first *FirstBytes, send func([]byte) error, stop <-chan struct{}) {
+	for {
+		a.mu.Lock()
+		if a.abandoned {
+			a.mu.Unlock()
+			return
+		}
+		if n, _ := first.send(send); n > 0 {
+			a.sent = true
+		}
+		a.mu.Unlock()
+		select {
+		case <-first.arrived:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// wasSent reports whether any bytes went out ahead.
+func (a *aheadSender) wasSent() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sent
+}
+
+// giveUp stops any further sending and reports whether bytes went out.
+func (a *aheadSender) giveUp() (sent bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.abandoned = true
+	return a.sent
 }

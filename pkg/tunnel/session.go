@@ -403,22 +403,12 @@ func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Co
 	// in whatever order they come, so the connection costs one round trip
 	// to it instead of two. Each stream is read from the moment the
 	// kubelet accepts it (see earlyReader), while this dial waits for the
-	// other: nothing is written before both are accepted.
+	// other. Nothing but the client's first bytes (aheadSender) is
+	// written before both are accepted.
 	res := make(chan created, 1)
-	// ahead records whether the client's first bytes went out with the
-	// opening frames; once the dial has been given up, they may not.
-	var ahead struct {
-		sync.Mutex
-		sent, abandoned bool
-	}
-	giveUp := func() (sent bool) {
-		ahead.Lock()
-		defer ahead.Unlock()
-		ahead.abandoned = true
-		return ahead.sent
-	}
+	var ahead aheadSender
 	failed := func(err error) error {
-		if giveUp() {
+		if ahead.giveUp() {
 			return fmt.Errorf("%w: %w", ErrSentAhead, err)
 		}
 		return err
@@ -466,28 +456,11 @@ func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Co
 				return
 			}
 			if first != nil {
-				// Send what the client has sent so far, and whatever it
-				// sends until the kubelet has answered.
 				stop, stopped := make(chan struct{}), make(chan struct{})
 				dataSt := data
 				go func() {
 					defer close(stopped)
-					for {
-						ahead.Lock()
-						if ahead.abandoned {
-							ahead.Unlock()
-							return
-						}
-						if n, _ := first.send(func(p []byte) error { return ac.sendAhead(dataSt, p) }); n > 0 { // a failed write fails the waits below
-							ahead.sent = true
-						}
-						ahead.Unlock()
-						select {
-						case <-first.arrived:
-						case <-stop:
-							return
-						}
-					}
+					ahead.run(first, func(p []byte) error { return ac.sendAhead(dataSt, p) }, stop)
 				}()
 				stopAhead = func() {
 					close(stop)
@@ -572,16 +545,13 @@ wait:
 		case r = <-res:
 			break wait
 		case <-ctxDone:
-			ahead.Lock()
-			sent := ahead.sent
-			ahead.Unlock()
-			if keep := first.keepWaiting(); sent && keep != nil && ctxDone != keep {
+			if keep := first.keepWaiting(); ahead.wasSent() && keep != nil && ctxDone != keep {
 				// The request may be with the pod already: its answer
 				// decides, not the dial's deadline.
 				ctxDone = keep
 				continue
 			}
-			giveUp()
+			ahead.giveUp()
 			abandon()
 			err := ctx.Err()
 			if err == nil {
@@ -597,7 +567,7 @@ wait:
 				stall.Reset(StreamOpenStall)
 				continue
 			}
-			giveUp()
+			ahead.giveUp()
 			abandon()
 			s.Close()
 			return nil, failed(fmt.Errorf("dial %s:%d: %w: %w: no stream opened and no data moved on it for %s; closed it",
