@@ -48,12 +48,20 @@ type FirstBytes struct {
 	copied  int64 // bytes that reached the upstream, ahead or after
 }
 
-// startFirstBytes starts reading local into buf. The copy ends when local
-// does (after attach) or when stop is called and local is closed.
-func startFirstBytes(ctx context.Context, local io.Reader, buf []byte) *FirstBytes {
+// firstBytesBuffer is the size of the buffer FirstBytes reads the client
+// into until the upstream is attached: a request's first bytes (HTTP
+// headers, a database's startup message) fit, and a connection waiting for
+// a ready pod holds no more than this.
+const firstBytesBuffer = 4 << 10
+
+// startFirstBytes starts reading local into small, and once the upstream
+// is attached into a buffer from bufs (small, if bufs is nil). The copy
+// ends when local does (after attach) or when stop is called and local is
+// closed.
+func startFirstBytes(ctx context.Context, local io.Reader, small []byte, bufs *sync.Pool) *FirstBytes {
 	f := &FirstBytes{ctx: ctx, done: make(chan struct{}), arrived: make(chan struct{}, 1)}
 	f.changed = sync.NewCond(&f.mu)
-	go f.copy(local, buf)
+	go f.copy(local, small, bufs)
 	return f
 }
 
@@ -123,7 +131,7 @@ func (f *FirstBytes) wait() int64 {
 	return f.copied
 }
 
-func (f *FirstBytes) copy(local io.Reader, buf []byte) {
+func (f *FirstBytes) copy(local io.Reader, buf []byte, bufs *sync.Pool) {
 	defer close(f.done)
 	for {
 		n, err := local.Read(buf)
@@ -170,6 +178,11 @@ func (f *FirstBytes) copy(local io.Reader, buf []byte) {
 		up := f.up
 		f.mu.Unlock()
 		if up != nil {
+			if bufs != nil {
+				big := bufs.Get().(*[]byte)
+				defer bufs.Put(big)
+				buf = *big
+			}
 			m, _ := io.CopyBuffer(writerOnly{up}, readerOnly{local}, buf)
 			f.count(m)
 			up.CloseWrite()

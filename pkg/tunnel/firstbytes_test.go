@@ -80,11 +80,14 @@ func TestFirstBytesHandsEverythingOnOnceInOrder(t *testing.T) {
 		{name: "sent ahead only", ahead: "PING\n", wantAhead: "PING\n"},
 		{name: "nothing ahead", waiting: "PING\n", after: "more", wantUp: "PING\nmore"},
 		{name: "silent client", after: "late", wantUp: "late"},
+		{name: "much after", ahead: "GET", after: "a longer body than any one read", wantAhead: "GET", wantUp: "a longer body than any one read"},
 		{name: "dial failed", ahead: "PING\n", waiting: "lost", stop: true, wantAhead: "PING\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			local, client := net.Pipe()
-			f := startFirstBytes(context.Background(), local, make([]byte, 64))
+			// Odd sizes: the copy after attach reads in pieces.
+			bufs := &sync.Pool{New: func() any { b := make([]byte, 3); return &b }}
+			f := startFirstBytes(context.Background(), local, make([]byte, 64), bufs)
 			var sentAhead string
 			if tc.ahead != "" {
 				go client.Write([]byte(tc.ahead))
@@ -235,7 +238,7 @@ func sessionOverRawKubelet(t *testing.T) (*Session, *rawKubelet) {
 // client's end.
 func firstBytesOf(t *testing.T, ctx context.Context, msg string) (*FirstBytes, net.Conn) {
 	local, client := net.Pipe()
-	f := startFirstBytes(ctx, local, make([]byte, 64))
+	f := startFirstBytes(ctx, local, make([]byte, 64), nil)
 	go client.Write([]byte(msg))
 	waitPending(t, f)
 	t.Cleanup(func() {

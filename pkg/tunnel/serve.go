@@ -69,6 +69,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		bufSize = 64 << 10
 	}
 	pool := &sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+	small := &sync.Pool{New: func() any { b := make([]byte, firstBytesBuffer); return &b }}
 	for {
 		local, err := s.Listener.Accept()
 		if err != nil {
@@ -86,12 +87,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.Stats.Active.Add(1)
 		wg.Go(func() {
 			defer s.Stats.Active.Add(-1)
-			s.handle(ctx, local, pool)
+			s.handle(ctx, local, pool, small)
 		})
 	}
 }
 
-func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
+func (s *Server) handle(ctx context.Context, local net.Conn, bufs, smallBufs *sync.Pool) {
 	start := time.Now()
 	// Close the local connection when Serve is stopping.
 	stop := context.AfterFunc(ctx, func() { local.Close() })
@@ -104,9 +105,9 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs *sync.Pool) {
 
 	// Read the client from now on: what it sends while the dial opens
 	// the connection's streams can go along with them.
-	inBuf := bufs.Get().(*[]byte)
-	defer bufs.Put(inBuf)
-	first := startFirstBytes(ctx, local, *inBuf)
+	inBuf := smallBufs.Get().(*[]byte)
+	defer smallBufs.Put(inBuf)
+	first := startFirstBytes(ctx, local, *inBuf, bufs)
 	dctx, cancel := context.WithTimeout(ctx, s.Wait)
 	up, target, err := s.Dial(dctx, first)
 	cancel()
