@@ -19,7 +19,7 @@ package spdystream
 import (
 	"sync"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/moby/spdystream/spdy"
 )
@@ -92,33 +92,40 @@ func TestPriorityQueueSync(t *testing.T) {
 	}
 }
 
+// TestPriorityQueueBlocking runs in a synctest bubble: a Push into a
+// full queue must stay blocked until a Pop makes room, and then finish.
+// Upstream's version waited a millisecond of real time for each step and
+// failed under load (kpf's CI, stop 17), so the wait is now
+// synctest.Wait, which returns once every goroutine in the bubble is
+// durably blocked (here, in sync.Cond.Wait) or done.
 func TestPriorityQueueBlocking(t *testing.T) {
-	queue := NewPriorityFrameQueue(15)
-	for i := 0; i < 15; i++ {
-		queue.Push(&spdy.DataFrame{}, 2)
-	}
-	doneChan := make(chan bool)
-	go func() {
-		queue.Push(&spdy.DataFrame{}, 2)
-		close(doneChan)
-	}()
-	select {
-	case <-doneChan:
-		t.Fatalf("Push succeeded, expected to block")
-	case <-time.After(time.Millisecond):
-		break
-	}
+	synctest.Test(t, func(t *testing.T) {
+		queue := NewPriorityFrameQueue(15)
+		for i := 0; i < 15; i++ {
+			queue.Push(&spdy.DataFrame{}, 2)
+		}
+		doneChan := make(chan struct{})
+		go func() {
+			queue.Push(&spdy.DataFrame{}, 2)
+			close(doneChan)
+		}()
+		synctest.Wait()
+		select {
+		case <-doneChan:
+			t.Fatalf("Push succeeded, expected to block")
+		default:
+		}
 
-	queue.Pop()
-
-	select {
-	case <-doneChan:
-		break
-	case <-time.After(time.Millisecond):
-		t.Fatalf("Push should have succeeded, but timeout reached")
-	}
-
-	for i := 0; i < 15; i++ {
 		queue.Pop()
-	}
+		synctest.Wait()
+		select {
+		case <-doneChan:
+		default:
+			t.Fatalf("Push still blocked after a Pop made room")
+		}
+
+		for i := 0; i < 15; i++ {
+			queue.Pop()
+		}
+	})
 }
