@@ -1,8 +1,8 @@
 // Package spdystream is github.com/moby/spdystream v0.5.1 (Apache-2.0,
-// see LICENSE and NOTICE), carried in kpf with one fix; its spdy framing
+// see LICENSE and NOTICE), carried in kpf with two fixes; its spdy framing
 // package is still the upstream one.
 //
-// The fix: the frame queue's Pop (priority.go) left each popped frame in
+// The first: the frame queue's Pop (priority.go) left each popped frame in
 // its slice's backing array. Every session has five queues of up to 50
 // frames, and a data frame from the kubelet is up to 32 KiB, so after a
 // burst of connections whose readers lagged a session kept up to 8 MiB of
@@ -18,10 +18,13 @@
 // ErrConnectionClosed when the connection ends.
 // TestWaitEndsWithTheConnection shows it.
 //
-// Of upstream's tests only priority_test.go is carried: spdy_test.go has
-// tests that fail now and then under -race on two cores (TestIdleRace:
-// "Error creating stream: EOF"), and kpf's own tunnel and end-to-end tests
-// run this code through every path kpf uses.
+// Of upstream's tests only priority_test.go is carried, with
+// TestPriorityQueueBlocking moved into a synctest bubble (upstream's gave
+// a blocked Push one millisecond of real time, and failed in kpf's CI on
+// a loaded machine). spdy_test.go has tests that fail now and then under
+// -race on two cores (TestIdleRace: "Error creating stream: EOF"), and
+// kpf's own tunnel and end-to-end tests run this code through every path
+// kpf uses.
 //
 // A replace directive in go.mod would have carried the fix with less
 // code, but it breaks "go install github.com/kpf-dev/kpf/cmd/kpf@latest",
