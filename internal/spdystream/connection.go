@@ -48,7 +48,10 @@ type StreamHandler func(stream *Stream)
 type AuthHandler func(header http.Header, slot uint8, parent uint32) bool
 
 type idleAwareFramer struct {
-	f              *spdy.Framer
+	f *spdy.Framer
+	// headers writes the frames that carry a header block, in place of
+	// f (kpf's change: see headers.go).
+	headers        headerWriter
 	conn           *Connection
 	writeLock      sync.Mutex
 	resetChan      chan struct{}
@@ -57,9 +60,10 @@ type idleAwareFramer struct {
 	timeout        time.Duration
 }
 
-func newIdleAwareFramer(framer *spdy.Framer) *idleAwareFramer {
+func newIdleAwareFramer(framer *spdy.Framer, conn io.Writer) *idleAwareFramer {
 	iaf := &idleAwareFramer{
 		f:         framer,
+		headers:   headerWriter{w: conn},
 		resetChan: make(chan struct{}, 2),
 		// setTimeoutChan needs to be buffered to avoid deadlocks when calling setIdleTimeout at about
 		// the same time the connection is being closed
@@ -156,7 +160,10 @@ func (i *idleAwareFramer) WriteFrame(frame spdy.Frame) error {
 	if i.resetChan == nil {
 		return io.EOF
 	}
-	err := i.f.WriteFrame(frame)
+	done, err := i.headers.writeFrame(frame)
+	if !done {
+		err = i.f.WriteFrame(frame)
+	}
 	if err != nil {
 		return err
 	}
@@ -237,7 +244,7 @@ func NewConnectionWithOptions(conn net.Conn, server bool, opts ...spdy.FramerOpt
 	if framerErr != nil {
 		return nil, framerErr
 	}
-	idleAwareFramer := newIdleAwareFramer(framer)
+	idleAwareFramer := newIdleAwareFramer(framer, conn)
 	var sid spdy.StreamId
 	var rid spdy.StreamId
 	var pid uint32
