@@ -210,22 +210,27 @@ type aheadSender struct {
 // later, until stop is closed or the dial is given up. A failed send
 // fails the dial's wait for the kubelet's answer, so run goes on.
 func (a *aheadSender) run(first *FirstBytes, send func([]byte) error, stop <-chan struct{}) {
-	for {
-		a.mu.Lock()
-		if a.abandoned {
-			a.mu.Unlock()
-			return
-		}
-		if n, _ := first.send(send); n > 0 {
-			a.sent = true
-		}
-		a.mu.Unlock()
+	for a.sendNow(first, send) {
 		select {
 		case <-first.arrived:
 		case <-stop:
 			return
 		}
 	}
+}
+
+// sendNow sends what first holds through send, if anything, and reports
+// false once the dial has been given up.
+func (a *aheadSender) sendNow(first *FirstBytes, send func([]byte) error) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.abandoned {
+		return false
+	}
+	if n, _ := first.send(send); n > 0 {
+		a.sent = true
+	}
+	return true
 }
 
 // wasSent reports whether any bytes went out ahead.

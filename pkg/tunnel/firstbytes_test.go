@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -142,6 +143,28 @@ type rawKubelet struct {
 	fr     *spdy.Framer
 	frames chan spdy.Frame
 	wmu    sync.Mutex
+	// writes logs the sizes of the client's writes to its connection.
+	writes *writeLog
+}
+
+// writeLog is a net.Conn that logs the size of each Write.
+type writeLog struct {
+	net.Conn
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.sizes = append(w.sizes, len(p))
+	w.mu.Unlock()
+	return w.Conn.Write(p)
+}
+
+func (w *writeLog) log() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.sizes)
 }
 
 func newRawKubelet(t *testing.T, conn net.Conn) *rawKubelet {
@@ -222,7 +245,8 @@ func (k *rawKubelet) opening(t *testing.T, want string) (errID, dataID spdy.Stre
 func sessionOverRawKubelet(t *testing.T) (*Session, *rawKubelet) {
 	client, server := net.Pipe()
 	k := newRawKubelet(t, server)
-	sc, err := newSPDYConnectionWithPings(newFrameConn(client), time.Hour)
+	k.writes = &writeLog{Conn: client}
+	sc, err := newSPDYConnectionWithPings(newFrameConn(k.writes), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +294,9 @@ func TestDialSendsFirstBytesAhead(t *testing.T) {
 		res <- dialResult{c, err}
 	}()
 	errID, dataID := k.opening(t, "PING\n")
+	if w := k.writes.log(); len(w) != 1 {
+		t.Errorf("the opening frames and the first bytes came in writes of %v bytes; want one write", w)
+	}
 	go client.Write([]byte("more"))
 	if d, ok := k.next(t).(*spdy.DataFrame); !ok || d.StreamId != dataID || string(d.Data) != "more" {
 		t.Fatalf("next frame %#v; want \"more\" on the data stream %d, before any reply", d, dataID)

@@ -39,16 +39,28 @@ const maxKeptFrameBuffer = 128 << 10
 // spdystream writes each frame whole under its connection's write lock, so
 // the bytes of one frame arrive in order and unmixed; frameConn relies on
 // that and only reads each frame's length to know where it ends.
+//
+// A caller about to write several frames that belong together (the two
+// that open a forwarded connection's streams, and the client's first
+// bytes) holds the connection (hold): whole frames wait in the buffer
+// until the hold is released and go out in one Write, one TLS record and
+// one WebSocket message.
 type frameConn struct {
 	net.Conn
 
-	mu  sync.Mutex
-	buf []byte
-	err error
+	mu sync.Mutex
+	// buf holds the frames not yet written: whole ones up to whole, then
+	// the part of one that spdystream is in the middle of writing.
+	buf   []byte
+	whole int
+	err   error
 	// between is signalled when Write leaves no part of a frame in buf,
 	// for writeFrames waiting to go between spdystream's frames.
 	between *sync.Cond
 	waiting int
+	// holds counts the holds not yet released; while there are any,
+	// whole frames wait in buf.
+	holds int
 }
 
 func newFrameConn(c net.Conn) *frameConn {
@@ -57,8 +69,9 @@ func newFrameConn(c net.Conn) *frameConn {
 	return fc
 }
 
-// Write gathers p and writes every frame it completes. Bytes of a frame
-// not yet complete are kept for the next Write and reported as written.
+// Write gathers p and writes every frame it completes, unless the
+// connection is held. Bytes of a frame not yet complete are kept for the
+// next Write and reported as written.
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -66,9 +79,8 @@ func (c *frameConn) Write(p []byte) (int, error) {
 		return 0, c.err
 	}
 	c.buf = append(c.buf, p...)
-	end := 0
 	for {
-		rest := c.buf[end:]
+		rest := c.buf[c.whole:]
 		if len(rest) < spdyFrameHeader {
 			break
 		}
@@ -76,30 +88,63 @@ func (c *frameConn) Write(p []byte) (int, error) {
 		if len(rest) < size {
 			break
 		}
-		end += size
+		c.whole += size
 	}
-	if end == 0 {
-		return len(p), nil
+	if c.holds == 0 {
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
 	}
-	if _, err := c.Conn.Write(c.buf[:end]); err != nil {
-		c.err = err
-		c.buf = nil
-		if c.waiting > 0 {
-			c.between.Broadcast()
-		}
-		return 0, err
-	}
-	left := copy(c.buf, c.buf[end:])
-	c.buf = c.buf[:left]
-	if left == 0 {
-		if cap(c.buf) > maxKeptFrameBuffer {
-			c.buf = nil
-		}
-		if c.waiting > 0 {
-			c.between.Broadcast()
-		}
+	if c.whole == len(c.buf) && c.waiting > 0 {
+		c.between.Broadcast()
 	}
 	return len(p), nil
+}
+
+// flush writes the whole frames in buf. c.mu is held.
+func (c *frameConn) flush() error {
+	if c.whole == 0 {
+		return nil
+	}
+	if _, err := c.Conn.Write(c.buf[:c.whole]); err != nil {
+		c.fail(err)
+		return err
+	}
+	left := copy(c.buf, c.buf[c.whole:])
+	c.buf, c.whole = c.buf[:left], 0
+	if left == 0 && cap(c.buf) > maxKeptFrameBuffer {
+		c.buf = nil
+	}
+	return nil
+}
+
+// fail records the connection's write error. c.mu is held.
+func (c *frameConn) fail(err error) {
+	c.err = err
+	c.buf, c.whole = nil, 0
+	if c.waiting > 0 {
+		c.between.Broadcast()
+	}
+}
+
+// hold keeps the whole frames written from now on in the buffer until the
+// returned release, which writes every frame held, these and any held by
+// other callers, in one Write, and returns its error. Holds are short (a
+// caller writes a few frames and releases), so a frame waits at most
+// until the next release.
+func (c *frameConn) hold() (release func() error) {
+	c.mu.Lock()
+	c.holds++
+	c.mu.Unlock()
+	return func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.holds--
+		if c.err != nil {
+			return c.err
+		}
+		return c.flush()
+	}
 }
 
 // writeFrames writes frames, whole SPDY frames, between the frames that go
@@ -107,7 +152,7 @@ func (c *frameConn) Write(p []byte) (int, error) {
 func (c *frameConn) writeFrames(frames []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.err == nil && len(c.buf) > 0 {
+	for c.err == nil && c.whole < len(c.buf) {
 		c.waiting++
 		c.between.Wait()
 		c.waiting--
@@ -115,11 +160,16 @@ func (c *frameConn) writeFrames(frames []byte) error {
 	if c.err != nil {
 		return c.err
 	}
-	if _, err := c.Conn.Write(frames); err != nil {
-		c.err = err
-		if c.waiting > 0 {
-			c.between.Broadcast()
+	if c.holds > 0 || len(c.buf) > 0 {
+		c.buf = append(c.buf, frames...)
+		c.whole = len(c.buf)
+		if c.holds > 0 {
+			return nil
 		}
+		return c.flush()
+	}
+	if _, err := c.Conn.Write(frames); err != nil {
+		c.fail(err)
 		return err
 	}
 	return nil
@@ -128,18 +178,24 @@ func (c *frameConn) writeFrames(frames []byte) error {
 // writeWhole writes frame, one whole SPDY frame, between the frames that
 // go through Write. While Write holds part of a frame (spdystream is in
 // the middle of writing one), it writes nothing and returns false: the
-// frame on its way serves as well as a ping would.
+// frame on its way serves as well as a ping would. While the connection
+// is held, frame waits with the others.
 func (c *frameConn) writeWhole(frame []byte) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
 		return false, c.err
 	}
-	if len(c.buf) > 0 {
+	if c.whole < len(c.buf) {
 		return false, nil
 	}
+	if c.holds > 0 {
+		c.buf = append(c.buf, frame...)
+		c.whole = len(c.buf)
+		return true, nil
+	}
 	if _, err := c.Conn.Write(frame); err != nil {
-		c.err = err
+		c.fail(err)
 		return false, err
 	}
 	return true, nil

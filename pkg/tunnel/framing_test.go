@@ -141,3 +141,108 @@ func TestFrameConnKeepsAWriteError(t *testing.T) {
 		t.Fatalf("%d writes reached the connection after it failed", len(rec.writes))
 	}
 }
+
+// TestFrameConnHoldsFramesUntilReleased runs sequences of writes and holds
+// and checks what reaches the connection, write by write.
+func TestFrameConnHoldsFramesUntilReleased(t *testing.T) {
+	frame := func(id byte, payload string) []byte {
+		return append([]byte{0, 0, 0, id, 0, 0, 0, byte(len(payload))}, payload...)
+	}
+	a, b, c, ping := frame(1, "aa"), frame(3, "bbb"), frame(5, "c"), frame(7, "")
+	type step struct {
+		op   string // write, writeFrames, writeWhole, hold, release
+		p    []byte
+		hold int // which hold to release, in the order taken
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		want  [][]byte
+	}{
+		{
+			name:  "frames, a frame ahead and a ping held go out in one write",
+			steps: []step{{op: "hold"}, {op: "write", p: a}, {op: "write", p: b}, {op: "writeFrames", p: c}, {op: "writeWhole", p: ping}, {op: "release"}},
+			want:  [][]byte{bytes.Join([][]byte{a, b, c, ping}, nil)},
+		},
+		{
+			name: "a frame written in pieces is held whole",
+			steps: []step{{op: "hold"}, {op: "write", p: a[:3]}, {op: "write", p: a[3:]}, {op: "write", p: b[:5]},
+				{op: "release"}, {op: "write", p: b[5:]}},
+			want: [][]byte{a, b},
+		},
+		{
+			name:  "nothing held: each frame at once",
+			steps: []step{{op: "write", p: a}, {op: "writeFrames", p: b}},
+			want:  [][]byte{a, b},
+		},
+		{
+			name:  "after the release, frames go at once again",
+			steps: []step{{op: "hold"}, {op: "write", p: a}, {op: "release"}, {op: "write", p: b}},
+			want:  [][]byte{a, b},
+		},
+		{
+			name: "a release writes what others hold too",
+			steps: []step{{op: "hold"}, {op: "write", p: a}, {op: "hold"}, {op: "write", p: b}, {op: "release", hold: 0},
+				{op: "write", p: c}, {op: "release", hold: 1}},
+			want: [][]byte{bytes.Join([][]byte{a, b}, nil), c},
+		},
+		{
+			name:  "a release with nothing held writes nothing",
+			steps: []step{{op: "hold"}, {op: "release"}, {op: "write", p: a}},
+			want:  [][]byte{a},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recordingConn{}
+			fc := newFrameConn(rec)
+			var releases []func() error
+			for i, s := range tt.steps {
+				var err error
+				switch s.op {
+				case "write":
+					_, err = fc.Write(s.p)
+				case "writeFrames":
+					err = fc.writeFrames(s.p)
+				case "writeWhole":
+					var ok bool
+					if ok, err = fc.writeWhole(s.p); !ok && err == nil {
+						t.Fatalf("step %d: writeWhole wrote nothing", i)
+					}
+				case "hold":
+					releases = append(releases, fc.hold())
+				case "release":
+					err = releases[s.hold]()
+				}
+				if err != nil {
+					t.Fatalf("step %d (%s): %v", i, s.op, err)
+				}
+			}
+			if !reflect.DeepEqual(rec.writes, tt.want) {
+				t.Errorf("writes\n%q\nwant\n%q", rec.writes, tt.want)
+			}
+		})
+	}
+}
+
+// TestFrameConnReleaseReportsTheWriteError: the frames held fail together
+// in the release, and the connection stays failed.
+func TestFrameConnReleaseReportsTheWriteError(t *testing.T) {
+	boom := errors.New("boom")
+	rec := &recordingConn{fail: boom}
+	fc := newFrameConn(rec)
+	release := fc.hold()
+	if _, err := fc.Write([]byte{0, 0, 0, 1, 0, 0, 0, 0}); err != nil {
+		t.Fatalf("a held frame must not reach the connection yet: %v", err)
+	}
+	if err := release(); !errors.Is(err, boom) {
+		t.Fatalf("release: %v, want %v", err, boom)
+	}
+	rec.fail = nil
+	if err := fc.writeFrames([]byte{0, 0, 0, 3, 0, 0, 0, 0}); !errors.Is(err, boom) {
+		t.Fatalf("a write after the failed release: %v, want the first error", err)
+	}
+	if len(rec.writes) != 0 {
+		t.Fatalf("%d writes reached the connection after it failed", len(rec.writes))
+	}
+}

@@ -443,24 +443,43 @@ func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Co
 			// before the data. It also ends our side of the error
 			// stream, which is read-only for us, saving the frame that
 			// would end it later.
+			//
+			// The two frames and the bytes the client has sent by then
+			// go out in one write (holdFrames): one TLS record and one
+			// WebSocket message, which the API server relays in one
+			// piece.
+			release := ac.holdFrames()
 			errSt, err := ac.openStream(h, true)
 			if err != nil {
+				release() //nolint:errcheck // the error is err's
 				res <- created{err: fmt.Errorf("create error stream: %w", err)}
 				return
 			}
 			data, derr = ac.openStream(dh, false)
 			if derr != nil {
+				release() //nolint:errcheck // the error is derr's
 				errSt.Reset()
 				s.conn.RemoveStreams(errSt)
 				res <- created{err: fmt.Errorf("create data stream: %w", derr)}
 				return
 			}
+			dataSt := data
+			send := func(p []byte) error { return ac.sendAhead(dataSt, p) }
+			if first != nil {
+				ahead.sendNow(first, send)
+			}
+			if err := release(); err != nil {
+				errSt.Reset()
+				data.Reset()
+				s.conn.RemoveStreams(errSt, data)
+				res <- created{err: fmt.Errorf("send the streams' opening frames: %w", err)}
+				return
+			}
 			if first != nil {
 				stop, stopped := make(chan struct{}), make(chan struct{})
-				dataSt := data
 				go func() {
 					defer close(stopped)
-					ahead.run(first, func(p []byte) error { return ac.sendAhead(dataSt, p) }, stop)
+					ahead.run(first, send, stop)
 				}()
 				stopAhead = func() {
 					close(stop)

@@ -151,7 +151,12 @@ type aheadConn interface {
 	openStream(h http.Header, fin bool) (httpstream.Stream, error)
 	waitStream(st httpstream.Stream) error
 	sendAhead(st httpstream.Stream, p []byte) error
+	holdFrames() (release func() error)
 }
+
+// holdFrames keeps the frames written from now on until release, which
+// writes them in one piece (frameConn.hold).
+func (c *spdyConnection) holdFrames() (release func() error) { return c.frames.hold() }
 
 // openStream sends the frame that opens a stream and returns at once,
 // without waiting for the far end to accept it (waitStream). With fin,
