@@ -41,6 +41,14 @@ func listen(ctx context.Context, spec config.Forward, m config.PortMapping, log 
 	}
 	for _, a := range addrs {
 		addr := netip.AddrPortFrom(a, m.Local).String()
+		// TCP keep-alive finds peers that vanished without a word; a
+		// loopback peer cannot (its kernel is ours and ends its
+		// connections), and turning it on costs four system calls per
+		// accepted connection.
+		lc.KeepAlive = 0
+		if a.IsLoopback() {
+			lc.KeepAlive = -1
+		}
 		l, err := lc.Listen(ctx, "tcp", addr)
 		if err == nil {
 			ls = append(ls, l)
