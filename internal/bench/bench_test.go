@@ -226,6 +226,7 @@ func sampleReport() *Report {
 	c.add("down", ToolSPDY, 20.1)
 	c.add("down", ToolKpfSPDY, 24.12)
 	c.add("down", ToolMinimal, 200)
+	c.add("down", ToolMinimalSPDY, 26.8)
 	c.fail("down", ToolWS, errors.New("round 1: connection reset"))
 	for _, tool := range []Tool{ToolDirect, ToolKpf, ToolSPDY, ToolWS} {
 		c.add("p50", tool, 2.5)

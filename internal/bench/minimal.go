@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,17 +23,21 @@ import (
 	wstransport "k8s.io/client-go/transport/websocket"
 )
 
-// minimalForwarder is the cheapest forwarder the WebSocket port-forward
-// path allows, as a floor to measure kpf against: it is not a product.
-// Each client gets a port-forward connection of its own with one stream
-// pair, and one goroutine reads the tunnel: it parses the WebSocket and
-// SPDY frames in place and writes each data frame's payload to the client,
-// with no multiplexing, no goroutine hand-off and no allocation per frame.
-// Its socket batches reads as kpf's do (pkg/readbatch). What it leaves out
-// (several clients per connection, health checks, pings, spares,
-// reconnection) costs kpf little per byte, so a single-stream transfer
-// through it shows what any forwarder could reach on this path.
+// minimalForwarder is the cheapest forwarder a port-forward path allows,
+// WebSocket or SPDY, as a floor to measure kpf against: it is not a
+// product. Each client gets a port-forward connection of its own with one
+// stream pair, and one goroutine reads the tunnel: it parses the
+// WebSocket (if any) and SPDY frames in place and writes each data
+// frame's payload to the client, with no multiplexing, no goroutine
+// hand-off and no allocation per frame. Its socket batches reads as kpf's
+// do (pkg/readbatch). What it leaves out (several clients per connection,
+// health checks, pings, spares, reconnection) costs kpf little per byte,
+// so a single-stream transfer through it shows what any forwarder could
+// reach on this path.
 type minimalForwarder struct {
+	// spdy selects the SPDY transport: the upgraded connection carries
+	// the SPDY frames with no WebSocket framing around them.
+	spdy bool
 	// ctx ends with close, and with it any port-forward being dialed.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -51,15 +56,15 @@ const (
 )
 
 // startMinimal listens on a loopback port and forwards each connection to
-// port of the pod.
-func startMinimal(cfg *rest.Config, ns, pod string, port int, log *slog.Logger) (*minimalForwarder, error) {
+// port of the pod, over WebSocket or, with useSPDY, SPDY.
+func startMinimal(cfg *rest.Config, ns, pod string, port int, useSPDY bool, log *slog.Logger) (*minimalForwarder, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("minimal forwarder: listen: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &minimalForwarder{
-		ctx: ctx, cancel: cancel, cfg: cfg, port: port, ln: ln, log: log,
+		spdy: useSPDY, ctx: ctx, cancel: cancel, cfg: cfg, port: port, ln: ln, log: log,
 		url: fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s/portforward", cfg.Host, ns, pod),
 	}
 	m.wg.Go(func() {
@@ -92,6 +97,9 @@ func (m *minimalForwarder) close() {
 // forward carries one client connection over a port-forward connection of
 // its own.
 func (m *minimalForwarder) forward(c net.Conn) error {
+	if m.spdy {
+		return m.forwardSPDY(c)
+	}
 	rt, holder, err := wstransport.RoundTripperFor(m.cfg)
 	if err != nil {
 		return err
@@ -105,7 +113,11 @@ func (m *minimalForwarder) forward(c net.Conn) error {
 		return fmt.Errorf("port-forward: %w", err)
 	}
 	defer ws.Close()
-	if err := m.openStreams(ws); err != nil {
+	opening, err := m.openingFrames()
+	if err != nil {
+		return err
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, opening); err != nil {
 		return err
 	}
 	// The server sends nothing before the streams are open, so gorilla's
@@ -113,20 +125,116 @@ func (m *minimalForwarder) forward(c net.Conn) error {
 	raw := ws.UnderlyingConn()
 	tunnel := readbatch.Wrap(raw, readbatch.New(raw))
 	var up sync.WaitGroup
-	up.Go(func() { m.upload(c, ws) })
-	err = m.download(bufio.NewReaderSize(tunnel, 64<<10), c)
+	up.Go(func() {
+		m.upload(c, func(frame []byte) error { return ws.WriteMessage(websocket.BinaryMessage, frame) })
+	})
+	err = m.download(&wsPayload{r: bufio.NewReaderSize(tunnel, 64<<10)}, c)
 	ws.Close()
 	c.Close()
 	up.Wait()
 	return err
 }
 
-// openStreams opens the error and data streams of request 0.
-func (m *minimalForwarder) openStreams(ws *websocket.Conn) error {
+// forwardSPDY is forward on the SPDY transport: an HTTP upgrade to
+// SPDY/3.1, written by hand so that the frames can be read and written on
+// the TLS connection itself.
+func (m *minimalForwarder) forwardSPDY(c net.Conn) error {
+	conn, r, err := m.upgradeSPDY()
+	if err != nil {
+		return fmt.Errorf("port-forward: %w", err)
+	}
+	defer conn.Close()
+	opening, err := m.openingFrames()
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Write(opening); err != nil {
+		return err
+	}
+	var up sync.WaitGroup
+	up.Go(func() {
+		m.upload(c, func(frame []byte) error {
+			_, err := conn.Write(frame)
+			return err
+		})
+	})
+	err = m.download(r, c)
+	conn.Close()
+	c.Close()
+	up.Wait()
+	return err
+}
+
+// errCaptured stops a request at the innermost round tripper.
+var errCaptured = errors.New("request captured")
+
+// captureRoundTripper keeps the request it is given, as the config's
+// wrappers (authentication, user agent) made it, instead of sending it.
+type captureRoundTripper struct{ req *http.Request }
+
+func (c *captureRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.req = r
+	return nil, errCaptured
+}
+
+// upgradeSPDY opens a TLS connection to the API server and upgrades it to
+// a SPDY port-forward connection. It returns the connection and a reader
+// of it that holds any bytes read past the response.
+func (m *minimalForwarder) upgradeSPDY() (net.Conn, *bufio.Reader, error) {
+	capture := &captureRoundTripper{}
+	rt, err := rest.HTTPWrappersForConfig(m.cfg, capture)
+	if err != nil {
+		return nil, nil, err
+	}
+	req, err := http.NewRequestWithContext(m.ctx, http.MethodPost, m.url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "SPDY/3.1")
+	req.Header.Set("X-Stream-Protocol-Version", "portforward.k8s.io")
+	if _, err := rt.RoundTrip(req); !errors.Is(err, errCaptured) {
+		return nil, nil, fmt.Errorf("prepare the request: %v", err)
+	}
+	tlsCfg, err := rest.TLSConfigFor(m.cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tlsCfg == nil {
+		return nil, nil, errors.New("the minimal SPDY forwarder needs an https API server")
+	}
+	tlsCfg = tlsCfg.Clone()
+	tlsCfg.NextProtos = []string{"http/1.1"}
+	conn, err := (&tls.Dialer{Config: tlsCfg}).DialContext(m.ctx, "tcp", req.URL.Host)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := capture.req.Write(conn); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	raw := readbatch.Wrap(conn, readbatch.New(conn))
+	r := bufio.NewReaderSize(raw, 64<<10)
+	resp, err := http.ReadResponse(r, capture.req)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		conn.Close()
+		return nil, nil, fmt.Errorf("upgrade: %s", resp.Status)
+	}
+	return conn, r, nil
+}
+
+// openingFrames returns the frames that open the error and data streams
+// of request 0.
+func (m *minimalForwarder) openingFrames() ([]byte, error) {
 	var out bytes.Buffer
 	framer, err := spdy.NewFramer(&out, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, s := range []struct {
 		id  spdy.StreamId
@@ -137,15 +245,16 @@ func (m *minimalForwarder) openStreams(ws *websocket.Conn) error {
 		h.Set("port", strconv.Itoa(m.port))
 		h.Set("requestID", "0")
 		if err := framer.WriteFrame(&spdy.SynStreamFrame{StreamId: s.id, Headers: h}); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return ws.WriteMessage(websocket.BinaryMessage, out.Bytes())
+	return out.Bytes(), nil
 }
 
-// upload sends what the client writes as data frames, one WebSocket
-// message each, and the data stream's FIN when the client is done.
-func (m *minimalForwarder) upload(c net.Conn, ws *websocket.Conn) {
+// upload sends what the client writes as data frames, one write (one
+// WebSocket message) each, and the data stream's FIN when the client is
+// done.
+func (m *minimalForwarder) upload(c net.Conn, write func(frame []byte) error) {
 	buf := make([]byte, 8+32<<10)
 	for {
 		n, err := c.Read(buf[8:])
@@ -155,16 +264,15 @@ func (m *minimalForwarder) upload(c net.Conn, ws *websocket.Conn) {
 		if fin {
 			buf[4] = 1 // FLAG_FIN
 		}
-		if ws.WriteMessage(websocket.BinaryMessage, buf[:8+n]) != nil || fin {
+		if write(buf[:8+n]) != nil || fin {
 			return
 		}
 	}
 }
 
-// download reads the tunnel's SPDY frames and writes the data stream's
-// payload to the client until the stream ends.
-func (m *minimalForwarder) download(r *bufio.Reader, c net.Conn) error {
-	body := &wsPayload{r: r}
+// download reads the tunnel's SPDY frames from body and writes the data
+// stream's payload to the client until the stream ends.
+func (m *minimalForwarder) download(body io.Reader, c net.Conn) error {
 	var hdr [8]byte
 	payload := make([]byte, 64<<10)
 	for {

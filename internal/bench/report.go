@@ -32,6 +32,9 @@ const (
 	// (minimalForwarder), single-stream download only: the floor that
 	// shows what any forwarder could reach there.
 	ToolMinimal Tool = "minimal-ws"
+	// ToolMinimalSPDY is the same floor on the SPDY transport, the peer
+	// of kpf-spdy and kubectl-spdy.
+	ToolMinimalSPDY Tool = "minimal-spdy"
 	// ToolDialer is the Go Dialer (package pkg/dialer) in the benchmark's
 	// own process, as an http.Transport's DialContext: HTTP only.
 	ToolDialer Tool = "dialer"
@@ -39,13 +42,13 @@ const (
 
 // allTools returns the tools in the order the report's columns show them.
 func allTools() []Tool {
-	return []Tool{ToolDirect, ToolKpf, ToolKpfSpare, ToolKpfSPDY, ToolMinimal, ToolSPDY, ToolWS, ToolDialer}
+	return []Tool{ToolDirect, ToolKpf, ToolKpfSpare, ToolKpfSPDY, ToolMinimal, ToolMinimalSPDY, ToolSPDY, ToolWS, ToolDialer}
 }
 
 // optionalTool reports whether t's column shows only in the groups where
 // it measured something.
 func optionalTool(t Tool) bool {
-	return t == ToolDialer || t == ToolKpfSpare || t == ToolKpfSPDY || t == ToolMinimal
+	return t == ToolDialer || t == ToolKpfSpare || t == ToolKpfSPDY || t == ToolMinimal || t == ToolMinimalSPDY
 }
 
 // SpareConnections is the spare field of the kpf-spare forward.
@@ -63,6 +66,7 @@ func ratioPairs() []ratioPair {
 		{ToolKpfSpare, ToolSPDY}, {ToolKpfSpare, ToolWS},
 		{ToolKpfSPDY, ToolSPDY},
 		{ToolKpf, ToolMinimal}, {ToolMinimal, ToolWS},
+		{ToolKpfSPDY, ToolMinimalSPDY}, {ToolMinimalSPDY, ToolSPDY},
 		{ToolDialer, ToolKpf}, {ToolDialer, ToolSPDY},
 	}
 }
@@ -194,6 +198,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"kpf-spdy/kubectl-spdy and kpf/kubectl-ws compare each transport with itself. " +
 		"The minimal-ws column is the cheapest forwarder the WebSocket path allows, inside the benchmark process (one port-forward connection per client, one goroutine parsing the frames in place, reads batched as kpf's are), single-stream download only: " +
 		"minimal-ws/kubectl-ws is what any forwarder could reach there, kpf/minimal-ws how close kpf comes. " +
+		"The minimal-spdy column is the same on the SPDY transport (an HTTP upgrade to SPDY/3.1, frames read and written on the TLS connection): " +
+		"minimal-spdy/kubectl-spdy and kpf-spdy/minimal-spdy. " +
 		"– means not applicable.\n")
 
 	var groups []string

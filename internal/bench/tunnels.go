@@ -160,11 +160,13 @@ func (r *runner) tunnels(ctx context.Context) error {
 		r.kubectlTarget(ToolSPDY, false, ports[2], ports[3]),
 		r.kubectlTarget(ToolWS, true, ports[4], ports[5]),
 	}
-	if mt, err := r.minimalTarget(ctx); err != nil {
-		r.log.Warn("minimal forwarder", "err", err)
-		r.col.fail(mDown1, ToolMinimal, err)
-	} else {
-		targets = append(targets, mt)
+	for _, useSPDY := range []bool{false, true} {
+		if mt, err := r.minimalTarget(ctx, useSPDY); err != nil {
+			r.log.Warn("minimal forwarder", "spdy", useSPDY, "err", err)
+			r.col.fail(mDown1, map[bool]Tool{false: ToolMinimal, true: ToolMinimalSPDY}[useSPDY], err)
+		} else {
+			targets = append(targets, mt)
+		}
 	}
 	if dt, err := r.dialerTarget(); err != nil {
 		r.log.Warn("dialer", "err", err)
@@ -379,8 +381,13 @@ func (r *runner) dialerTarget() (*target, error) {
 }
 
 // minimalTarget is the minimal forwarder (see minimalForwarder) to the
-// main backend's pod, for the single-stream download.
-func (r *runner) minimalTarget(ctx context.Context) (*target, error) {
+// main backend's pod on WebSocket or, with useSPDY, SPDY, for the
+// single-stream download.
+func (r *runner) minimalTarget(ctx context.Context, useSPDY bool) (*target, error) {
+	tool := ToolMinimal
+	if useSPDY {
+		tool = ToolMinimalSPDY
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", r.kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("minimal forwarder: %w", err)
@@ -389,12 +396,12 @@ func (r *runner) minimalTarget(ctx context.Context) (*target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("minimal forwarder: %w", err)
 	}
-	m, err := startMinimal(cfg, mainNamespace, pod, sinkContainerPort, r.log.With("component", "minimal-ws"))
+	m, err := startMinimal(cfg, mainNamespace, pod, sinkContainerPort, useSPDY, r.log.With("component", string(tool)))
 	if err != nil {
 		return nil, err
 	}
 	return &target{
-		tool: ToolMinimal, sink: m.addr(), pid: func() int { return 0 }, partial: true,
+		tool: tool, sink: m.addr(), pid: func() int { return 0 }, partial: true,
 		only: map[string]bool{"download, 1 stream": true},
 		stop: m.close,
 	}, nil
