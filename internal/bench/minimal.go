@@ -94,75 +94,82 @@ func (m *minimalForwarder) close() {
 	m.wg.Wait()
 }
 
+// minimalTunnel is one port-forward connection of the minimal forwarder:
+// write sends frames, body reads the SPDY frames the server sends.
+type minimalTunnel struct {
+	write func(frames []byte) error
+	body  io.Reader
+	close func() error
+}
+
 // forward carries one client connection over a port-forward connection of
 // its own.
 func (m *minimalForwarder) forward(c net.Conn) error {
+	dial := m.dialWebSocket
 	if m.spdy {
-		return m.forwardSPDY(c)
+		dial = m.dialSPDY
 	}
-	rt, holder, err := wstransport.RoundTripperFor(m.cfg)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(m.ctx, http.MethodGet, m.url, nil)
-	if err != nil {
-		return err
-	}
-	ws, err := wstransport.Negotiate(rt, holder, req, pfconst.WebsocketsSPDYTunnelingPortForwardV1)
+	t, err := dial()
 	if err != nil {
 		return fmt.Errorf("port-forward: %w", err)
 	}
-	defer ws.Close()
+	defer t.close()
 	opening, err := m.openingFrames()
 	if err != nil {
 		return err
 	}
-	if err := ws.WriteMessage(websocket.BinaryMessage, opening); err != nil {
+	if err := t.write(opening); err != nil {
 		return err
 	}
-	// The server sends nothing before the streams are open, so gorilla's
-	// reader holds no bytes: the tunnel can be read below it.
-	raw := ws.UnderlyingConn()
-	tunnel := readbatch.Wrap(raw, readbatch.New(raw))
 	var up sync.WaitGroup
-	up.Go(func() {
-		m.upload(c, func(frame []byte) error { return ws.WriteMessage(websocket.BinaryMessage, frame) })
-	})
-	err = m.download(&wsPayload{r: bufio.NewReaderSize(tunnel, 64<<10)}, c)
-	ws.Close()
+	up.Go(func() { m.upload(c, t.write) })
+	err = m.download(t.body, c)
+	t.close()
 	c.Close()
 	up.Wait()
 	return err
 }
 
-// forwardSPDY is forward on the SPDY transport: an HTTP upgrade to
-// SPDY/3.1, written by hand so that the frames can be read and written on
-// the TLS connection itself.
-func (m *minimalForwarder) forwardSPDY(c net.Conn) error {
+// dialWebSocket opens a port-forward connection on the WebSocket
+// transport, each write a WebSocket message.
+func (m *minimalForwarder) dialWebSocket() (minimalTunnel, error) {
+	rt, holder, err := wstransport.RoundTripperFor(m.cfg)
+	if err != nil {
+		return minimalTunnel{}, err
+	}
+	req, err := http.NewRequestWithContext(m.ctx, http.MethodGet, m.url, nil)
+	if err != nil {
+		return minimalTunnel{}, err
+	}
+	ws, err := wstransport.Negotiate(rt, holder, req, pfconst.WebsocketsSPDYTunnelingPortForwardV1)
+	if err != nil {
+		return minimalTunnel{}, err
+	}
+	// The server sends nothing before the streams are open, so gorilla's
+	// reader holds no bytes: the tunnel can be read below it.
+	raw := ws.UnderlyingConn()
+	tunnel := readbatch.Wrap(raw, readbatch.New(raw))
+	return minimalTunnel{
+		write: func(frames []byte) error { return ws.WriteMessage(websocket.BinaryMessage, frames) },
+		body:  &wsPayload{r: bufio.NewReaderSize(tunnel, 64<<10)},
+		close: ws.Close,
+	}, nil
+}
+
+// dialSPDY opens a port-forward connection on the SPDY transport.
+func (m *minimalForwarder) dialSPDY() (minimalTunnel, error) {
 	conn, r, err := m.upgradeSPDY()
 	if err != nil {
-		return fmt.Errorf("port-forward: %w", err)
+		return minimalTunnel{}, err
 	}
-	defer conn.Close()
-	opening, err := m.openingFrames()
-	if err != nil {
-		return err
-	}
-	if _, err := conn.Write(opening); err != nil {
-		return err
-	}
-	var up sync.WaitGroup
-	up.Go(func() {
-		m.upload(c, func(frame []byte) error {
-			_, err := conn.Write(frame)
+	return minimalTunnel{
+		write: func(frames []byte) error {
+			_, err := conn.Write(frames)
 			return err
-		})
-	})
-	err = m.download(r, c)
-	conn.Close()
-	c.Close()
-	up.Wait()
-	return err
+		},
+		body:  r,
+		close: conn.Close,
+	}, nil
 }
 
 // errCaptured stops a request at the innermost round tripper.
@@ -178,7 +185,8 @@ func (c *captureRoundTripper) RoundTrip(r *http.Request) (*http.Response, error)
 }
 
 // upgradeSPDY opens a TLS connection to the API server and upgrades it to
-// a SPDY port-forward connection. It returns the connection and a reader
+// a SPDY port-forward connection, by hand so that the frames can be read
+// and written on the TLS connection itself. It returns the connection and a reader
 // of it that holds any bytes read past the response.
 func (m *minimalForwarder) upgradeSPDY() (net.Conn, *bufio.Reader, error) {
 	capture := &captureRoundTripper{}

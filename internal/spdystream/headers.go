@@ -53,41 +53,32 @@ func (h *headerWriter) writeFrame(frame spdy.Frame) (bool, error) {
 		typ     spdy.ControlFrameType
 		flags   spdy.ControlFlags
 		headers http.Header
-		fixed   []byte // the fields between the frame header and the block
+		id      spdy.StreamId
+		fixed   [10]byte // the fields between the frame header and the block
+		nFixed  = 4      // the stream id
 	)
-	var scratch [10]byte
 	switch f := frame.(type) {
 	case *spdy.SynStreamFrame:
-		if f.StreamId == 0 {
-			return true, &spdy.Error{Err: spdy.ZeroStreamId}
-		}
-		typ, flags, headers = spdy.TypeSynStream, f.CFHeader.Flags, f.Headers
-		binary.BigEndian.PutUint32(scratch[0:], uint32(f.StreamId))
-		binary.BigEndian.PutUint32(scratch[4:], uint32(f.AssociatedToStreamId))
-		scratch[8], scratch[9] = f.Priority<<5, f.Slot
-		fixed = scratch[:10]
+		typ, flags, headers, id = spdy.TypeSynStream, f.CFHeader.Flags, f.Headers, f.StreamId
+		binary.BigEndian.PutUint32(fixed[4:], uint32(f.AssociatedToStreamId))
+		fixed[8], fixed[9] = f.Priority<<5, f.Slot
+		nFixed = 10
 	case *spdy.SynReplyFrame:
-		if f.StreamId == 0 {
-			return true, &spdy.Error{Err: spdy.ZeroStreamId}
-		}
-		typ, flags, headers = spdy.TypeSynReply, f.CFHeader.Flags, f.Headers
-		binary.BigEndian.PutUint32(scratch[0:], uint32(f.StreamId))
-		fixed = scratch[:4]
+		typ, flags, headers, id = spdy.TypeSynReply, f.CFHeader.Flags, f.Headers, f.StreamId
 	case *spdy.HeadersFrame:
-		if f.StreamId == 0 {
-			return true, &spdy.Error{Err: spdy.ZeroStreamId}
-		}
-		typ, flags, headers = spdy.TypeHeaders, f.CFHeader.Flags, f.Headers
-		binary.BigEndian.PutUint32(scratch[0:], uint32(f.StreamId))
-		fixed = scratch[:4]
+		typ, flags, headers, id = spdy.TypeHeaders, f.CFHeader.Flags, f.Headers, f.StreamId
 	default:
 		return false, nil
 	}
+	if id == 0 {
+		return true, &spdy.Error{Err: spdy.ZeroStreamId}
+	}
+	binary.BigEndian.PutUint32(fixed[0:], uint32(id))
 
 	h.block = appendHeaderBlock(h.block[:0], headers)
 	z := h.frame[:0]
 	z = append(z, make([]byte, 8)...) // the frame header, filled in below
-	z = append(z, fixed...)
+	z = append(z, fixed[:nFixed]...)
 	if !h.started {
 		z = append(z, zlibHeader[:]...)
 	}
