@@ -176,7 +176,7 @@ forwards:
 	close(stop)
 	results := collect()
 
-	acc := accountConnections(t, p, pt, results, "hello from live")
+	acc := accountConnections(t, p, pt, addr, results, "hello from live")
 	if never.accepted.Load() != 0 {
 		t.Errorf("the never-ready pods' backend received %d connections", never.accepted.Load())
 	}
@@ -229,13 +229,20 @@ type accounting struct {
 // pod's streams end at once, and kpf cannot move an open connection to
 // another pod). A connection kpf gave up on (no ready pod within
 // waitForReady), or any other failure, is reported as an error.
-func accountConnections(t *testing.T, p *kpfProcess, pt *podTracker, results []clientResult, greeting string) accounting {
+//
+// Only kpf's events on listener (the address the clients dialled) count:
+// the system reuses a client's ephemeral port within a second, so a client
+// address alone can match another forward's connection.
+func accountConnections(t *testing.T, p *kpfProcess, pt *podTracker, listener string, results []clientResult, greeting string) accounting {
 	t.Helper()
 	acc := accounting{pods: map[string]bool{}}
 	opened := map[string][]connEvent{} // client address -> its "connection opened" events
 	gaveUp := map[string][]connEvent{}
 	closed := map[string][]connEvent{}
 	for _, ev := range connEvents(p.stderr.String()) {
+		if ev.local != listener {
+			continue
+		}
 		switch ev.msg {
 		case "connection opened":
 			opened[ev.client] = append(opened[ev.client], ev)

@@ -347,6 +347,7 @@ type connEvent struct {
 	at     time.Time
 	msg    string // "connection opened", "connection closed", "connection closed: no upstream"
 	client string // the client's address, as the client sees its local address
+	local  string // kpf's listening address that accepted the connection
 	pod    string // namespace/pod:port, "" when none was reached
 	line   string
 }
@@ -355,6 +356,7 @@ var (
 	logTimeRE   = regexp.MustCompile(`^time=(\S+)`)
 	logMsgRE    = regexp.MustCompile(`msg="([^"]*)"`)
 	logClientRE = regexp.MustCompile(`\bclient=(\S+)`)
+	logLocalRE  = regexp.MustCompile(`\blocal=(\S+)`)
 	logPodRE    = regexp.MustCompile(`\bpod=(\S+)`)
 )
 
@@ -373,6 +375,9 @@ func connEvents(log string) []connEvent {
 		}
 		if c := logClientRE.FindStringSubmatch(l); c != nil {
 			ev.client = c[1]
+		}
+		if c := logLocalRE.FindStringSubmatch(l); c != nil {
+			ev.local = c[1]
 		}
 		if p := logPodRE.FindStringSubmatch(l); p != nil {
 			ev.pod = p[1]

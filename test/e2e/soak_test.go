@@ -49,6 +49,7 @@ func TestE2ESoak(t *testing.T) {
 		replicas             int32
 		backend              countingBackend
 		port                 int
+		addr                 string // kpf's listener, 127.0.0.1:port
 	}
 	targets := []*target{
 		{name: "svc", kind: "service", workload: "web", replicas: 2},
@@ -60,6 +61,7 @@ func TestE2ESoak(t *testing.T) {
 	for _, tg := range targets {
 		tg.backend = startCountingBackend(t, tg.name)
 		tg.port = freePort(t)
+		tg.addr = fmt.Sprintf("127.0.0.1:%d", tg.port)
 		switch tg.kind {
 		case "service":
 			createDeployment(t, s.primary, ns, tg.workload, tg.replicas, tg.backend.backend)
@@ -75,9 +77,8 @@ func TestE2ESoak(t *testing.T) {
 	}
 	p, m := startKpfWithMetrics(t, s, writeConfig(t, cfg.String()))
 	for _, tg := range targets {
-		addr := fmt.Sprintf("127.0.0.1:%d", tg.port)
 		waitUntil(t, 90*time.Second, tg.name+" to answer", func(context.Context) (bool, error) {
-			g, _, err := echoExchange(addr, 1024, 1, 10*time.Second)
+			g, _, err := echoExchange(tg.addr, 1024, 1, 10*time.Second)
 			return err == nil && g == "hello from "+tg.name, nil
 		})
 	}
@@ -85,7 +86,7 @@ func TestE2ESoak(t *testing.T) {
 	// Service, so kpf holds a session to each, as it will at the end.
 	for _, tg := range targets {
 		for i := range 6 {
-			if _, _, err := echoExchange(fmt.Sprintf("127.0.0.1:%d", tg.port), 1024, uint64(i), 30*time.Second); err != nil {
+			if _, _, err := echoExchange(tg.addr, 1024, uint64(i), 30*time.Second); err != nil {
 				t.Fatalf("warm-up of %s: %v", tg.name, err)
 			}
 		}
@@ -96,7 +97,7 @@ func TestE2ESoak(t *testing.T) {
 	stop := make(chan struct{})
 	collects := make([]func() []clientResult, len(targets))
 	for i, tg := range targets {
-		collects[i] = pacedClients(fmt.Sprintf("127.0.0.1:%d", tg.port), 2, 100*time.Millisecond, stop)
+		collects[i] = pacedClients(tg.addr, 2, 100*time.Millisecond, stop)
 	}
 	sampler := m.startSampler(10 * time.Second)
 	type deletion struct {
@@ -149,7 +150,7 @@ func TestE2ESoak(t *testing.T) {
 	// Every connection accounted for, per forward.
 	var ok, cut int
 	for i, tg := range targets {
-		acc := accountConnections(t, p, pt, results[i], "hello from "+tg.name)
+		acc := accountConnections(t, p, pt, tg.addr, results[i], "hello from "+tg.name)
 		ok += acc.ok
 		cut += acc.cut
 		t.Logf("%s: %d connections, %d ok, %d cut by their pod's deletion; longest successful connection %s", tg.name, len(results[i]), acc.ok, acc.cut, acc.maxWait.Round(time.Millisecond))
