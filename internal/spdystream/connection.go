@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/spdystream/spdy"
@@ -229,6 +230,10 @@ type Connection struct {
 
 	// for testing https://github.com/moby/spdystream/pull/56
 	dataFrameHandler func(*spdy.DataFrame) error
+
+	// frameQueues are Serve's queues, once it runs (kpf's, for
+	// CutStuckStreams).
+	frameQueues atomic.Pointer[[]*PriorityFrameQueue]
 }
 
 // NewConnection creates a new spdy connection from an existing
@@ -352,6 +357,8 @@ func (s *Connection) Serve(newHandler StreamHandler) {
 			s.frameHandler(frameQueue, newHandler)
 		}(frameQueues[i])
 	}
+
+	s.frameQueues.Store(&frameQueues)
 
 	var (
 		partitionRoundRobin int
@@ -622,10 +629,18 @@ func (s *Connection) handleDataFrame(frame *spdy.DataFrame) error {
 	if len(frame.Data) > 0 {
 		stream.dataLock.RLock()
 		select {
-		case <-stream.closeChan:
-			debugMessage("(%p) (%d) Data frame not sent (stream shut down)", stream, stream.streamId)
 		case stream.dataChan <- frame.Data:
-			debugMessage("(%p) (%d) Data frame sent", stream, stream.streamId)
+		default:
+			// kpf: the reader is not there yet. Note since when this
+			// worker waits for it (see CutStuckStreams).
+			stream.deliverySince.Store(time.Now().UnixNano())
+			select {
+			case <-stream.closeChan:
+				debugMessage("(%p) (%d) Data frame not sent (stream shut down)", stream, stream.streamId)
+			case stream.dataChan <- frame.Data:
+				debugMessage("(%p) (%d) Data frame sent", stream, stream.streamId)
+			}
+			stream.deliverySince.Store(0)
 		}
 		stream.dataLock.RUnlock()
 	}
@@ -633,6 +648,50 @@ func (s *Connection) handleDataFrame(frame *spdy.DataFrame) error {
 		s.remoteStreamFinish(stream)
 	}
 	return nil
+}
+
+// CutStuckStreams resets every stream that holds up others (kpf's). SPDY
+// as Kubernetes speaks it has no flow control per stream: a frame worker
+// waits until the stream's reader takes each frame, and meanwhile the
+// frames of every other stream in its queue wait too; once a queue is
+// full, so does the connection's reader, and with it every stream. A
+// stream is cut when a worker has waited at least d for its reader while
+// other streams' frames wait behind it, in its queue or in the
+// connection's reader. The stream's reads then fail with ErrStreamCut,
+// and the server is told to stop with a RST_STREAM. It returns the
+// number of streams cut.
+func (s *Connection) CutStuckStreams(d time.Duration) int {
+	queues := s.frameQueues.Load()
+	if queues == nil {
+		return 0
+	}
+	limit := time.Now().Add(-d).UnixNano()
+	readerWaits := false
+	for _, q := range *queues {
+		if since := q.pushWaitingSince.Load(); since != 0 && since <= limit {
+			readerWaits = true
+		}
+	}
+	var stuck []*Stream
+	s.streamLock.RLock()
+	for _, st := range s.streams {
+		since := st.deliverySince.Load()
+		if since == 0 || since > limit {
+			continue
+		}
+		if readerWaits || (*queues)[st.streamId%FRAME_WORKERS].holdsOtherThan(st.streamId) {
+			stuck = append(stuck, st)
+		}
+	}
+	s.streamLock.RUnlock()
+	for _, st := range stuck {
+		st.cut.Store(true)
+		// Release the worker now; the reset frame may have to wait for
+		// the connection's write lock.
+		st.closeRemoteChannels()
+		go st.Reset()
+	}
+	return len(stuck)
 }
 
 func (s *Connection) handlePingFrame(frame *spdy.PingFrame) error {

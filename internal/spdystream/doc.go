@@ -1,6 +1,6 @@
 // Package spdystream is github.com/moby/spdystream v0.5.1 (Apache-2.0,
-// see LICENSE and NOTICE), carried in kpf with two fixes; its spdy framing
-// package is still the upstream one.
+// see LICENSE and NOTICE), carried in kpf with two fixes and two changes;
+// its spdy framing package is still the upstream one.
 //
 // The first: the frame queue's Pop (priority.go) left each popped frame in
 // its slice's backing array. Every session has five queues of up to 50
@@ -26,12 +26,19 @@
 // kpf's own tunnel and end-to-end tests run this code through every path
 // kpf uses.
 //
-// One change is not a fix: kpf writes the frames that carry a header
+// The first change: kpf writes the frames that carry a header
 // block itself (headers.go), as deflate stored blocks instead of
 // upstream's zlib.BestCompression, which took 18% of kpf's CPU time while
 // connections opened 32 at a time and holds 800 KB per connection. The
 // kubelet reads them as any zlib stream; TestHeaderFramesReadByUpstream
 // reads them with upstream's Framer.
+//
+// The second change: Connection.CutStuckStreams (kpf's) resets
+// a stream whose reader has taken nothing for a while as other streams'
+// frames waited behind it, since SPDY as Kubernetes speaks it has no flow
+// control per stream and one stopped reader otherwise holds up every
+// stream of its connection; reads of a cut stream fail with
+// ErrStreamCut. TestCutStuckStreamsFreesTheOthers shows it.
 //
 // A replace directive in go.mod would have carried the fix with less
 // code, but it breaks "go install github.com/kpf-dev/kpf/cmd/kpf@latest",

@@ -19,6 +19,8 @@ package spdystream
 import (
 	"container/heap"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/moby/spdystream/spdy"
 )
@@ -67,6 +69,10 @@ type PriorityFrameQueue struct {
 	size         int
 	nextInsertId uint64
 	drain        bool
+
+	// pushWaitingSince is when a Push began waiting for room (unix
+	// nanoseconds, 0 while none waits): kpf's, for CutStuckStreams.
+	pushWaitingSince atomic.Int64
 }
 
 func NewPriorityFrameQueue(size int) *PriorityFrameQueue {
@@ -83,8 +89,12 @@ func NewPriorityFrameQueue(size int) *PriorityFrameQueue {
 func (q *PriorityFrameQueue) Push(frame spdy.Frame, priority uint8) {
 	q.c.L.Lock()
 	defer q.c.L.Unlock()
-	for q.queue.Len() >= q.size {
-		q.c.Wait()
+	if q.queue.Len() >= q.size {
+		q.pushWaitingSince.Store(time.Now().UnixNano())
+		for q.queue.Len() >= q.size {
+			q.c.Wait()
+		}
+		q.pushWaitingSince.Store(0)
 	}
 	pFrame := &prioritizedFrame{
 		frame:    frame,
@@ -108,6 +118,37 @@ func (q *PriorityFrameQueue) Pop() spdy.Frame {
 	frame := heap.Pop(q.queue).(*prioritizedFrame).frame
 	q.c.Signal()
 	return frame
+}
+
+// holdsOtherThan reports whether the queue holds a frame that is not of
+// stream id (kpf's, for CutStuckStreams).
+func (q *PriorityFrameQueue) holdsOtherThan(id spdy.StreamId) bool {
+	q.c.L.Lock()
+	defer q.c.L.Unlock()
+	for _, pf := range *q.queue {
+		if frameStream(pf.frame) != id {
+			return true
+		}
+	}
+	return false
+}
+
+// frameStream returns the stream a frame belongs to, 0 for a frame of the
+// whole connection.
+func frameStream(f spdy.Frame) spdy.StreamId {
+	switch f := f.(type) {
+	case *spdy.DataFrame:
+		return f.StreamId
+	case *spdy.SynStreamFrame:
+		return f.StreamId
+	case *spdy.SynReplyFrame:
+		return f.StreamId
+	case *spdy.RstStreamFrame:
+		return f.StreamId
+	case *spdy.HeadersFrame:
+		return f.StreamId
+	}
+	return 0
 }
 
 func (q *PriorityFrameQueue) Drain() {

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/spdystream/spdy"
@@ -51,6 +52,25 @@ type Stream struct {
 	replied    bool
 	closeLock  sync.Mutex
 	closeChan  chan bool
+
+	// kpf's (see Connection.CutStuckStreams): deliverySince is when a
+	// frame worker began waiting for this stream's reader to take a frame
+	// (unix nanoseconds, 0 while none waits); cut is set when the stream
+	// was reset for holding up others, and its reads then fail.
+	deliverySince atomic.Int64
+	cut           atomic.Bool
+}
+
+// ErrStreamCut is kpf's: reads of a stream that CutStuckStreams reset
+// return it, so that the reader can tell the cut from the stream's end.
+var ErrStreamCut = errors.New("stream cut: its reader took nothing while the connection's other streams waited behind it")
+
+// endErr is what a read returns once the stream's channels are closed.
+func (s *Stream) endErr() error {
+	if s.cut.Load() {
+		return ErrStreamCut
+	}
+	return io.EOF
 }
 
 // WriteData writes data to stream, sending a dataframe per call
@@ -95,10 +115,10 @@ func (s *Stream) Read(p []byte) (n int, err error) {
 	if s.unread == nil {
 		select {
 		case <-s.closeChan:
-			return 0, io.EOF
+			return 0, s.endErr()
 		case read, ok := <-s.dataChan:
 			if !ok {
-				return 0, io.EOF
+				return 0, s.endErr()
 			}
 			s.unread = read
 		}
@@ -122,10 +142,10 @@ func (s *Stream) ReadData() ([]byte, error) {
 	}
 	select {
 	case <-s.closeChan:
-		return nil, io.EOF
+		return nil, s.endErr()
 	case read, ok := <-s.dataChan:
 		if !ok {
-			return nil, io.EOF
+			return nil, s.endErr()
 		}
 		return read, nil
 	}

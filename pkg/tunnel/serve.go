@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kpf-dev/kpf/internal/spdystream"
 )
 
 // Upstream is a connection to a pod that Serve copies a local connection
@@ -171,6 +173,13 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs, smallBufs *sy
 		reason = upErr.Error()
 		msg := reason
 		s.Stats.LastError.Store(&msg)
+	}
+	if errors.Is(upErr, spdystream.ErrStreamCut) {
+		// Worth a warning: the client will see a reset it may not
+		// expect, and the user can tell why.
+		s.Log.Warn("connection reset: its client stopped reading, and other connections through the session waited behind it",
+			"client", local.RemoteAddr().String(), "pod", target, "waited", StuckStreamWait, "bytes_in", in, "bytes_out", out)
+		return
 	}
 	if !debug {
 		return

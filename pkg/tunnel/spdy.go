@@ -75,7 +75,37 @@ func newSPDYConnectionWithPings(conn *frameConn, period time.Duration) (*spdyCon
 	// A port-forward server never opens streams of its own.
 	go sc.Serve(func(st *spdystream.Stream) { st.Reset() })
 	go c.pingLoop()
+	go c.cutStuckLoop()
 	return c, nil
+}
+
+// StuckStreamWait is how long a connection's client may take none of the
+// data waiting for it while other connections on its session wait behind
+// that data. A port-forward session has no flow control per stream: a
+// client that stops reading (a process stopped at a breakpoint, or
+// suspended) holds up every other connection on the session until it
+// reads again. Past StuckStreamWait kpf resets that client's connection
+// and only that one; the others go on. Without it the session would stall
+// until a health check or a dial gave up on it and closed it, resetting
+// every connection on it.
+const StuckStreamWait = 2 * time.Second
+
+// stuckCheckPeriod is how often a connection looks for stuck streams.
+const stuckCheckPeriod = 500 * time.Millisecond
+
+// cutStuckLoop cuts the streams that hold up others (see
+// StuckStreamWait) until the connection closes.
+func (c *spdyConnection) cutStuckLoop() {
+	t := time.NewTicker(stuckCheckPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.conn.CloseChan():
+			return
+		case <-t.C:
+			c.conn.CutStuckStreams(StuckStreamWait)
+		}
+	}
 }
 
 // pingFrame returns a SPDY/3 PING control frame with id: version 3, type

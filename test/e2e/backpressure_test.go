@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
 
 // startSinkBackend accepts connections and never reads from them (a
@@ -268,5 +272,116 @@ func TestE2EStuckStreamOnAnExtraSessionIsCut(t *testing.T) {
 	// The main session and its connection were left alone.
 	if err := echoData(idle, idleReader, 64<<10, 7); err != nil {
 		t.Fatalf("the idle connection on the main session after the extra one was closed: %v", err)
+	}
+}
+
+// A local client that stops reading a download (a process stopped at a
+// breakpoint, or suspended) holds up every other connection on its
+// port-forward session: SPDY as Kubernetes speaks it has no flow control
+// per stream, so the session's frames queue behind the one nobody takes.
+// kpf resets that client's connection after tunnel.StuckStreamWait and
+// leaves the session and its other connections alone. Before, the
+// session stalled until a dial or the health check gave up on it (10 s),
+// the forward reported itself failed, and every connection on the session
+// was reset.
+func TestE2EClientThatStopsReadingIsCutAlone(t *testing.T) {
+	s := needSuite(t)
+	name := "stopsreading"
+	ns := newNamespace(t, s.primary, name)
+	echo := startBackend(t, "echo")
+	// A source that sends as fast as it is read, until the client goes.
+	sourcePort := serveLoopback(t, func(c net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	tmpl := podTemplate(name, echo)
+	tmpl.Annotations["test.kpf.dev/forward-9090"] = strconv.Itoa(sourcePort)
+	createDeploymentFrom(t, s.primary, ns, name, 1, tmpl)
+	echoPort, sourceLocal := freePort(t), freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: %s
+    context: e2e
+    namespace: %s
+    deployment: %s
+    ports: ["%d:8080", "%d:9090"]
+`, name, ns, name, echoPort, sourceLocal))
+	p := startKpf(t, s, cfg)
+	echoAddr := fmt.Sprintf("127.0.0.1:%d", echoPort)
+	waitUntil(t, 60*time.Second, "the echo port to answer", func(context.Context) (bool, error) {
+		_, _, err := echoExchange(echoAddr, 1024, 1, 10*time.Second)
+		return err == nil, nil
+	})
+
+	stopped, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", sourceLocal), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopped.Close()
+	stopped.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(stopped, make([]byte, 64<<10)); err != nil {
+		t.Fatalf("the download: %v", err)
+	}
+	// The client stops reading; the source goes on until every buffer on
+	// the way is full and the session's queue with them.
+	stoppedAt := time.Now()
+	time.Sleep(500 * time.Millisecond)
+
+	// Connections opened now are spread over the pod's sessions (up to
+	// four), so some land on the held-up one. Each must get through
+	// within the wait for the cut plus a margin, far below the 10 s after
+	// which a dial gives up on a session.
+	const within = tunnel.StuckStreamWait + 4*time.Second
+	opened := time.Since(stoppedAt)
+	var slowest time.Duration
+	var conns []net.Conn
+	for i := range 8 {
+		start := time.Now()
+		c, err := net.DialTimeout("tcp", echoAddr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		g, br, err := readGreeting(c)
+		took := time.Since(start)
+		slowest = max(slowest, took)
+		if err != nil || g != "hello from echo" {
+			t.Fatalf("connection %d: greeting %q, %v after %s", i, g, err, took.Round(time.Millisecond))
+		}
+		if took > within {
+			t.Errorf("connection %d waited %s for its greeting (more than %s): it was held up behind the stopped client", i, took.Round(time.Millisecond), within)
+		}
+		if err := echoData(c, br, 64<<10, uint64(i)); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+
+	// The stopped client's connection was reset, and only it. The client
+	// reads what kpf had already written to its socket, then the reset;
+	// kpf says why.
+	if _, err := io.Copy(io.Discard, stopped); err == nil || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the stopped client read to %v, want a connection reset", err)
+	}
+	waitUntil(t, 10*time.Second, "kpf to log the reset of the stopped client", func(context.Context) (bool, error) {
+		return strings.Contains(p.stderr.String(), "connection reset: its client stopped reading"), nil
+	})
+	t.Logf("FIGURE stopped-reader: kpf cut the stopped client's connection; the 8 connections opened from %s after it stopped answered within %s (slowest %s)",
+		opened.Round(time.Millisecond), within, slowest.Round(time.Millisecond))
+	for _, bad := range []string{"port-forward session stalled", "forward failed", "probe through a session in use failed"} {
+		if strings.Contains(p.stderr.String(), bad) {
+			t.Errorf("kpf logged %q: the session was given up on rather than the one connection cut:\n%s", bad, tail(p.stderr.String(), 30))
+		}
+	}
+	// The others are untouched.
+	for i, c := range conns {
+		if err := echoData(c, bufio.NewReader(c), 64<<10, uint64(100+i)); err != nil {
+			t.Errorf("connection %d after the cut: %v", i, err)
+		}
 	}
 }

@@ -1,0 +1,157 @@
+package spdystream
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// pairOfStreams opens streams from a client connection to a server
+// connection over a pipe, and returns each client stream with the server's
+// end of it (the server writes, the client reads).
+func pairOfStreams(t *testing.T, n int) (*Connection, []*Stream, []*Stream) {
+	t.Helper()
+	c, s := net.Pipe()
+	accepted := make(chan *Stream, n)
+	sc, err := NewConnection(s, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sc.Serve(func(st *Stream) {
+		st.SendReply(http.Header{}, false)
+		accepted <- st
+	})
+	cc, err := NewConnection(c, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go cc.Serve(NoOpStreamHandler)
+	t.Cleanup(func() {
+		// The pipe first: Close waits for a reader a failed test left
+		// blocked.
+		c.Close()
+		s.Close()
+		cc.Close()
+		sc.Close()
+	})
+	var client, server []*Stream
+	for range n {
+		st, err := cc.CreateStream(http.Header{}, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		client = append(client, st)
+		server = append(server, <-accepted)
+	}
+	return cc, client, server
+}
+
+// waitFor polls cond every millisecond until it holds, for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", what)
+		}
+	}
+}
+
+// readerWaiting reports whether the connection's reader waits for room in
+// a queue.
+func readerWaiting(c *Connection) bool {
+	qs := c.frameQueues.Load()
+	if qs == nil {
+		return false
+	}
+	for _, q := range *qs {
+		if q.pushWaitingSince.Load() != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// A stream whose reader takes nothing while its frames fill its queue and
+// then hold up the connection's reader is cut; the other stream's frames
+// flow again, and the cut stream's reads say why they ended.
+func TestCutStuckStreamsFreesTheOthers(t *testing.T) {
+	cc, client, server := pairOfStreams(t, 2)
+	stuck, other := client[0], client[1]
+	if stuck.streamId%FRAME_WORKERS == other.streamId%FRAME_WORKERS {
+		t.Fatalf("streams %d and %d share a queue", stuck.streamId, other.streamId)
+	}
+	// More frames than the stuck stream's queue holds: the last ones
+	// wait in the connection's reader.
+	go func() {
+		for range QUEUE_SIZE + 5 {
+			if _, err := server[0].Write(make([]byte, 1024)); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, "the connection's reader to wait behind the stuck stream", func() bool { return readerWaiting(cc) })
+	got := make(chan string, 1)
+	go func() {
+		b, err := other.ReadData()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(b)
+	}()
+	go server[1].Write([]byte("other"))
+	if n := cc.CutStuckStreams(time.Hour); n != 0 {
+		t.Fatalf("cut %d streams before they were stuck for the wait", n)
+	}
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case g := <-got:
+		t.Fatalf("the other stream read %q while the stuck one held up the connection's reader", g)
+	default:
+	}
+	if n := cc.CutStuckStreams(50 * time.Millisecond); n != 1 {
+		t.Fatalf("cut %d streams, want the stuck one", n)
+	}
+	select {
+	case g := <-got:
+		if g != "other" {
+			t.Fatalf("the other stream read %q", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the other stream still got nothing 10 s after the stuck one was cut")
+	}
+	if _, err := stuck.Read(make([]byte, 1)); !errors.Is(err, ErrStreamCut) {
+		t.Fatalf("the cut stream's read returned %v, want ErrStreamCut", err)
+	}
+}
+
+// A reader that stops while nothing waits behind its frames holds up no
+// one, and is left alone however long it stays away.
+func TestCutStuckStreamsLeavesAStreamThatHoldsUpNoOne(t *testing.T) {
+	cc, client, server := pairOfStreams(t, 2)
+	for range 3 {
+		if _, err := server[0].Write(make([]byte, 1024)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a worker to wait for the stopped reader", func() bool { return client[0].deliverySince.Load() != 0 })
+	time.Sleep(100 * time.Millisecond)
+	if n := cc.CutStuckStreams(50 * time.Millisecond); n != 0 {
+		t.Fatalf("cut %d streams; none held up another", n)
+	}
+	// The other stream works, and the stopped one has all its frames.
+	go server[1].Write([]byte("other"))
+	if b, err := client[1].ReadData(); err != nil || string(b) != "other" {
+		t.Fatalf("the other stream read %q, %v", b, err)
+	}
+	for i := range 3 {
+		if b, err := client[0].ReadData(); err != nil || len(b) != 1024 {
+			t.Fatalf("frame %d: %d bytes, %v", i, len(b), err)
+		}
+	}
+}
