@@ -655,9 +655,9 @@ func (s *Connection) handleDataFrame(frame *spdy.DataFrame) error {
 // waits until the stream's reader takes each frame, and meanwhile the
 // frames of every other stream in its queue wait too; once a queue is
 // full, so does the connection's reader, and with it every stream. A
-// stream is cut when a worker has waited at least d for its reader while
-// other streams' frames wait behind it, in its queue or in the
-// connection's reader. The stream's reads then fail with ErrStreamCut,
+// stream that allows it (AllowCut) is cut when a worker has waited at
+// least d for its reader while other streams' frames wait behind it, in
+// its queue or in the connection's reader. The stream's reads then fail with ErrStreamCut,
 // and the server is told to stop with a RST_STREAM. It returns the
 // number of streams cut.
 func (s *Connection) CutStuckStreams(d time.Duration) int {
@@ -676,7 +676,7 @@ func (s *Connection) CutStuckStreams(d time.Duration) int {
 	s.streamLock.RLock()
 	for _, st := range s.streams {
 		since := st.deliverySince.Load()
-		if since == 0 || since > limit {
+		if since == 0 || since > limit || !st.cuttable.Load() {
 			continue
 		}
 		if readerWaits || (*queues)[st.streamId%FRAME_WORKERS].holdsOtherThan(st.streamId) {

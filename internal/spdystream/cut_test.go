@@ -76,17 +76,20 @@ func readerWaiting(c *Connection) bool {
 	return false
 }
 
-// A stream whose reader takes nothing while its frames fill its queue and
-// then hold up the connection's reader is cut; the other stream's frames
-// flow again, and the cut stream's reads say why they ended.
-func TestCutStuckStreamsFreesTheOthers(t *testing.T) {
+// wedged opens two streams, allowing their cut if allow, and has the
+// server send the first more frames than its queue holds while nothing
+// reads them, until the connection's reader waits behind them.
+func wedged(t *testing.T, allow bool) (*Connection, []*Stream, []*Stream) {
+	t.Helper()
 	cc, client, server := pairOfStreams(t, 2)
-	stuck, other := client[0], client[1]
-	if stuck.streamId%FRAME_WORKERS == other.streamId%FRAME_WORKERS {
-		t.Fatalf("streams %d and %d share a queue", stuck.streamId, other.streamId)
+	if client[0].streamId%FRAME_WORKERS == client[1].streamId%FRAME_WORKERS {
+		t.Fatalf("streams %d and %d share a queue", client[0].streamId, client[1].streamId)
 	}
-	// More frames than the stuck stream's queue holds: the last ones
-	// wait in the connection's reader.
+	if allow {
+		for _, st := range client {
+			st.AllowCut()
+		}
+	}
 	go func() {
 		for range QUEUE_SIZE + 5 {
 			if _, err := server[0].Write(make([]byte, 1024)); err != nil {
@@ -95,6 +98,25 @@ func TestCutStuckStreamsFreesTheOthers(t *testing.T) {
 		}
 	}()
 	waitFor(t, "the connection's reader to wait behind the stuck stream", func() bool { return readerWaiting(cc) })
+	return cc, client, server
+}
+
+// A stream that does not allow it (the Go Dialer's, read by application
+// code) is not cut, however long it holds up the others.
+func TestCutStuckStreamsOnlyWhereAllowed(t *testing.T) {
+	cc, _, _ := wedged(t, false)
+	time.Sleep(100 * time.Millisecond)
+	if n := cc.CutStuckStreams(50 * time.Millisecond); n != 0 {
+		t.Fatalf("cut %d streams that did not allow it", n)
+	}
+}
+
+// A stream whose reader takes nothing while its frames fill its queue and
+// then hold up the connection's reader is cut; the other stream's frames
+// flow again, and the cut stream's reads say why they ended.
+func TestCutStuckStreamsFreesTheOthers(t *testing.T) {
+	cc, client, server := wedged(t, true)
+	stuck, other := client[0], client[1]
 	got := make(chan string, 1)
 	go func() {
 		b, err := other.ReadData()
@@ -134,6 +156,7 @@ func TestCutStuckStreamsFreesTheOthers(t *testing.T) {
 // one, and is left alone however long it stays away.
 func TestCutStuckStreamsLeavesAStreamThatHoldsUpNoOne(t *testing.T) {
 	cc, client, server := pairOfStreams(t, 2)
+	client[0].AllowCut()
 	for range 3 {
 		if _, err := server[0].Write(make([]byte, 1024)); err != nil {
 			t.Fatal(err)

@@ -59,7 +59,14 @@ type Stream struct {
 	// was reset for holding up others, and its reads then fail.
 	deliverySince atomic.Int64
 	cut           atomic.Bool
+	cuttable      atomic.Bool
 }
+
+// AllowCut lets Connection.CutStuckStreams cut the stream (kpf's). A
+// stream whose reader copies to a socket can be: its client has the
+// kernel's buffers and stopped reading long before a frame waits here.
+// One read by application code in between its own work is left alone.
+func (s *Stream) AllowCut() { s.cuttable.Store(true) }
 
 // ErrStreamCut is kpf's: reads of a stream that CutStuckStreams reset
 // return it, so that the reader can tell the cut from the stream's end.

@@ -135,6 +135,9 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs, smallBufs *sy
 		return
 	}
 	first.attach(up)
+	if cw, ok := up.(interface{ CutWhenStuck() }); ok {
+		cw.CutWhenStuck()
+	}
 	if first.Sent() > 0 {
 		s.Stats.SentAhead.Add(1)
 	}

@@ -684,6 +684,17 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// CutWhenStuck lets the session reset this connection when its reader
+// takes nothing for StuckStreamWait while other connections wait behind
+// it. kpf's own copy to a local socket allows it: by then the client has
+// stopped reading for as long as the kernel's buffers took to fill. The
+// Go Dialer's connections, read by application code, do not.
+func (c *Conn) CutWhenStuck() {
+	if st, ok := c.data.(interface{ AllowCut() }); ok {
+		st.AllowCut()
+	}
+}
+
 // CloseWrite tells the pod that nothing more will be sent; reading goes on.
 func (c *Conn) CloseWrite() error {
 	var err error
