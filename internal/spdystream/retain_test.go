@@ -1,8 +1,6 @@
 package spdystream
 
 import (
-	"net"
-	"net/http"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -14,29 +12,8 @@ import (
 // after they waited in a full frame queue: Pop must not leave them in the
 // queue's backing array (upstream v0.5.1 did, 50 of 60 here).
 func TestConsumedFramesAreCollectable(t *testing.T) {
-	client, server := net.Pipe()
-	accepted := make(chan *Stream, 1)
-	sc, err := NewConnection(server, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go sc.Serve(func(st *Stream) {
-		st.SendReply(http.Header{}, false)
-		accepted <- st
-	})
-	cc, err := NewConnection(client, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go cc.Serve(NoOpStreamHandler)
-	st, err := cc.CreateStream(http.Header{}, nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	sst := <-accepted
+	_, client, server := pairOfStreams(t, 1)
+	st, sst := client[0], server[0]
 	const frames = QUEUE_SIZE + 10
 	var written atomic.Int64
 	go func() {
@@ -76,8 +53,4 @@ func TestConsumedFramesAreCollectable(t *testing.T) {
 	if alive > 0 {
 		t.Errorf("%d of %d frames the reader took and dropped are still reachable", alive, frames)
 	}
-	cc.Close()
-	sc.Close()
-	client.Close()
-	server.Close()
 }
