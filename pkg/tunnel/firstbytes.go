@@ -46,6 +46,9 @@ type FirstBytes struct {
 	up      Upstream
 	stopped bool
 	copied  int64 // bytes that reached the upstream, ahead or after
+	// using is set once the copy has taken the upstream to write to it:
+	// from then on detach refuses.
+	using bool
 }
 
 // firstBytesBuffer is the size of the buffer FirstBytes reads the client
@@ -113,6 +116,31 @@ func (f *FirstBytes) attach(up Upstream) {
 	f.mu.Unlock()
 }
 
+// detach takes the upstream back from a copy that has given it nothing,
+// so that the connection can be dialled again elsewhere (Server.handle,
+// when the session closed before anything moved either way). It reports
+// false, and changes nothing, once any of the client's bytes went out,
+// ahead or after, or the copy has taken the upstream to write to it.
+// What the client sends meanwhile waits for the next attach or stop.
+func (f *FirstBytes) detach() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.using || f.sent > 0 || f.copied > 0 || f.stopped || f.up == nil {
+		return false
+	}
+	f.up = nil
+	return true
+}
+
+// take returns the upstream for the copy to write to, and from then on
+// detach refuses. The caller holds f.mu.
+func (f *FirstBytes) take() Upstream {
+	if f.up != nil {
+		f.using = true
+	}
+	return f.up
+}
+
 // stop ends the copy without an upstream: the dial failed. The caller
 // closes the local connection, which ends a read in progress.
 func (f *FirstBytes) stop() {
@@ -146,7 +174,7 @@ func (f *FirstBytes) copy(local io.Reader, buf []byte, bufs *sync.Pool) {
 			for f.up == nil && !f.stopped && len(f.pending) > 0 {
 				f.changed.Wait()
 			}
-			up, rest, stopped := f.up, f.pending, f.stopped
+			up, rest, stopped := f.take(), f.pending, f.stopped
 			f.pending = nil
 			f.mu.Unlock()
 			if stopped {
@@ -167,7 +195,7 @@ func (f *FirstBytes) copy(local io.Reader, buf []byte, bufs *sync.Pool) {
 			for f.up == nil && !f.stopped {
 				f.changed.Wait()
 			}
-			up := f.up
+			up := f.take()
 			f.mu.Unlock()
 			if up != nil {
 				up.CloseWrite()
@@ -175,7 +203,7 @@ func (f *FirstBytes) copy(local io.Reader, buf []byte, bufs *sync.Pool) {
 			return
 		}
 		f.mu.Lock()
-		up := f.up
+		up := f.take()
 		f.mu.Unlock()
 		if up != nil {
 			if bufs != nil {

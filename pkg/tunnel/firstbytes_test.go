@@ -136,6 +136,74 @@ func TestFirstBytesHandsEverythingOnOnceInOrder(t *testing.T) {
 	}
 }
 
+// An upstream that got nothing can be taken back (detach) and another
+// attached: everything the client sends goes to the second, once. Once any
+// byte went out, ahead or after, detach refuses and the first upstream
+// keeps the connection.
+func TestFirstBytesDetachOnlyBeforeAnythingWentOut(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		ahead      string // sent ahead by the dial
+		before     string // sent after the first attach, before detach
+		wantDetach bool
+	}{
+		{name: "nothing sent", wantDetach: true},
+		{name: "sent ahead", ahead: "PING\n"},
+		{name: "sent to the first upstream", before: "PING\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			local, client := net.Pipe()
+			defer client.Close()
+			bufs := &sync.Pool{New: func() any { b := make([]byte, 64); return &b }}
+			f := startFirstBytes(context.Background(), local, make([]byte, 64), bufs)
+			if tc.ahead != "" {
+				go client.Write([]byte(tc.ahead))
+				waitPending(t, f)
+				if _, err := f.send(func([]byte) error { return nil }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			first, second := &recordingUpstream{}, &recordingUpstream{}
+			f.attach(first)
+			if tc.before != "" {
+				if _, err := client.Write([]byte(tc.before)); err != nil {
+					t.Fatal(err)
+				}
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+					if got, _ := first.state(); got == tc.before {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("the first upstream never got the client's bytes")
+					}
+				}
+			}
+			if got := f.detach(); got != tc.wantDetach {
+				t.Fatalf("detach() = %t, want %t", got, tc.wantDetach)
+			}
+			if !tc.wantDetach {
+				local.Close()
+				f.wait()
+				return
+			}
+			// While no upstream is attached, what the client sends waits.
+			go client.Write([]byte("later"))
+			waitPending(t, f)
+			f.attach(second)
+			client.Close()
+			if copied := f.wait(); copied != int64(len("later")) {
+				t.Errorf("copied %d bytes, want %d", copied, len("later"))
+			}
+			if got, _ := first.state(); got != "" {
+				t.Errorf("the detached upstream got %q", got)
+			}
+			if got, closed := second.state(); got != "later" || !closed {
+				t.Errorf("the second upstream got %q (closed for writing: %t), want %q and closed", got, closed, "later")
+			}
+		})
+	}
+}
+
 // rawKubelet reads a SPDY client's frames on conn and hands them to the
 // test, which answers them as it likes through reply and close.
 type rawKubelet struct {

@@ -135,25 +135,51 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs, smallBufs *sy
 		return
 	}
 	first.attach(up)
-	if cw, ok := up.(interface{ CutWhenStuck() }); ok {
-		cw.CutWhenStuck()
-	}
 	if first.Sent() > 0 {
 		s.Stats.SentAhead.Add(1)
 	}
-	stopUp := context.AfterFunc(ctx, func() { up.Close() })
-	defer stopUp()
-	defer up.Close()
-	if debug {
-		log = log.With("client", local.RemoteAddr().String(), "pod", target)
-		log.Debug("connection opened", "dial", time.Since(start).Round(time.Microsecond), "sent_ahead", first.Sent())
-	}
-
+	base := log
 	var out int64
 	var upErr error
-	buf := bufs.Get().(*[]byte)
-	out, upErr = io.CopyBuffer(writerOnly{local}, readerOnly{up}, *buf)
-	bufs.Put(buf)
+	for redialled := false; ; redialled = true {
+		if cw, ok := up.(interface{ CutWhenStuck() }); ok {
+			cw.CutWhenStuck()
+		}
+		cur := up
+		stopUp := context.AfterFunc(ctx, func() { cur.Close() })
+		if debug {
+			log = base.With("client", local.RemoteAddr().String(), "pod", target)
+			log.Debug("connection opened", "dial", time.Since(start).Round(time.Microsecond), "sent_ahead", first.Sent(), "redialled", redialled)
+		}
+		buf := bufs.Get().(*[]byte)
+		out, upErr = io.CopyBuffer(writerOnly{local}, readerOnly{up}, *buf)
+		bufs.Put(buf)
+		stopUp()
+		// The session closed before anything moved either way: its pod
+		// left as the connection was dialled to it (a rollout's old pod
+		// that the endpoints had not dropped yet). Nothing reached either
+		// end, so the connection can go to another pod, once.
+		if redialled || out > 0 || !errors.Is(upErr, ErrSessionClosed) || ctx.Err() != nil || !first.detach() {
+			break
+		}
+		up.Close()
+		dctx, cancel := context.WithTimeout(ctx, s.Wait)
+		next, nextTarget, err := s.Dial(dctx, first)
+		cancel()
+		if err != nil {
+			// upErr stays the reason; first has no upstream any more.
+			first.stop()
+			if debug {
+				log.Debug("connection not redialled", "err", err)
+			}
+			break
+		}
+		if debug {
+			log.Debug("connection redialled: its session closed before anything moved", "err", upErr)
+		}
+		up, target = next, nextTarget
+		first.attach(up)
+	}
 	s.Stats.BytesOut.Add(out)
 	if upErr == nil {
 		// The pod has finished answering: like kubectl, end the connection.

@@ -452,3 +452,49 @@ forwards:
 	}
 
 }
+
+// A connection whose pod goes away before anything moved either way (the
+// pod spoke no greeting and the client had sent nothing) is dialled again
+// to another pod instead of being reset: nothing reached either end, so
+// the client cannot tell. This is what a rollout does to a connection
+// dialled to an old pod as the endpoints were about to drop it.
+func TestE2EConnectionCutBeforeAnythingMovedIsRedialled(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "redial")
+	silent := backend{name: "silent", port: serveLoopback(t, func(c net.Conn) { io.Copy(io.Discard, c) })}
+	talker := startBackend(t, "talker")
+	tmpl := podTemplate("redial", silent)
+	tmpl.Labels["role"] = "silent"
+	createDeploymentFrom(t, s.primary, ns, "silent", 1, tmpl)
+	createService(t, s.primary, ns, "echo", "redial")
+	waitEndpoints(t, s.primary, ns, "echo", 1)
+	port := freePort(t)
+	p := startKpf(t, s, writeConfig(t, echoConfig(ns, port)))
+	waitUntil(t, 60*time.Second, "the forward to be ready", func(context.Context) (bool, error) {
+		return strings.Contains(p.stderr.String(), "forward ready"), nil
+	})
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(90 * time.Second))
+	waitUntil(t, 30*time.Second, "kpf to open the connection to the silent pod", func(context.Context) (bool, error) {
+		return strings.Contains(p.stderr.String(), "connection opened"), nil
+	})
+
+	tmpl = podTemplate("redial", talker)
+	tmpl.Labels["role"] = "talker"
+	createDeploymentFrom(t, s.primary, ns, "talker", 1, tmpl)
+	waitEndpoints(t, s.primary, ns, "echo", 2)
+	if err := scaleDeployment(context.Background(), s.primary, ns, "silent", 0); err != nil {
+		t.Fatal(err)
+	}
+	g, _, err := readGreeting(c)
+	if err != nil || g != "hello from talker" {
+		t.Fatalf("the connection open on the silent pod when it went: greeting %q, %v; kpf's log:\n%s", g, err, tail(p.stderr.String(), 30))
+	}
+	if !strings.Contains(p.stderr.String(), "connection redialled") {
+		t.Errorf("kpf did not log the redial")
+	}
+}
