@@ -52,10 +52,7 @@ type idleAwareFramer struct {
 	f *spdy.Framer
 	// headers writes the frames that carry a header block, in place of
 	// f (kpf's change: see headers.go).
-	headers headerWriter
-	// reader reads the frames, data frames itself (kpf's change: see
-	// dataframes.go).
-	reader         *frameReader
+	headers        headerWriter
 	conn           *Connection
 	writeLock      sync.Mutex
 	resetChan      chan struct{}
@@ -64,11 +61,10 @@ type idleAwareFramer struct {
 	timeout        time.Duration
 }
 
-func newIdleAwareFramer(framer *spdy.Framer, conn io.Writer, reader *frameReader) *idleAwareFramer {
+func newIdleAwareFramer(framer *spdy.Framer, conn io.Writer) *idleAwareFramer {
 	iaf := &idleAwareFramer{
 		f:         framer,
 		headers:   headerWriter{w: conn},
-		reader:    reader,
 		resetChan: make(chan struct{}, 2),
 		// setTimeoutChan needs to be buffered to avoid deadlocks when calling setIdleTimeout at about
 		// the same time the connection is being closed
@@ -179,7 +175,7 @@ func (i *idleAwareFramer) WriteFrame(frame spdy.Frame) error {
 }
 
 func (i *idleAwareFramer) ReadFrame() (spdy.Frame, error) {
-	frame, err := i.reader.read(i.f)
+	frame, err := i.f.ReadFrame()
 	if err != nil {
 		return nil, err
 	}
@@ -249,12 +245,11 @@ func NewConnection(conn net.Conn, server bool) (*Connection, error) {
 // NewConnectionWithOptions creates a new spdy connection and applies frame
 // parsing limits via options.
 func NewConnectionWithOptions(conn net.Conn, server bool, opts ...spdy.FramerOption) (*Connection, error) {
-	reader := newFrameReader(conn)
-	framer, framerErr := spdy.NewFramerWithOptions(conn, reader.prefix, opts...)
+	framer, framerErr := spdy.NewFramerWithOptions(conn, conn, opts...)
 	if framerErr != nil {
 		return nil, framerErr
 	}
-	idleAwareFramer := newIdleAwareFramer(framer, conn, reader)
+	idleAwareFramer := newIdleAwareFramer(framer, conn)
 	var sid spdy.StreamId
 	var rid spdy.StreamId
 	var pid uint32
@@ -400,16 +395,7 @@ Loop:
 			priority = s.getStreamPriority(frame.StreamId)
 			partition = int(frame.StreamId % FRAME_WORKERS)
 		case *spdy.DataFrame:
-			priority = 7
-			if stream, ok := s.getStream(frame.StreamId); ok {
-				priority = stream.priority
-				// kpf's: written straight to the stream's sink (see
-				// Stream.CopyTo), the frame needs no worker.
-				if stream.takeDirect(frame) {
-					s.framer.reader.reuse(frame.Data)
-					continue
-				}
-			}
+			priority = s.getStreamPriority(frame.StreamId)
 			partition = int(frame.StreamId % FRAME_WORKERS)
 		case *spdy.RstStreamFrame:
 			priority = s.getStreamPriority(frame.StreamId)
@@ -636,9 +622,6 @@ func (s *Connection) handleDataFrame(frame *spdy.DataFrame) error {
 	if !stream.replied {
 		debugMessage("(%p) Data frame not replied %d", s, frame.StreamId)
 		// No reply received...Protocol error?
-		if len(frame.Data) > 0 {
-			stream.pending.Add(-1)
-		}
 		return nil
 	}
 
@@ -654,7 +637,6 @@ func (s *Connection) handleDataFrame(frame *spdy.DataFrame) error {
 			select {
 			case <-stream.closeChan:
 				debugMessage("(%p) (%d) Data frame not sent (stream shut down)", stream, stream.streamId)
-				stream.pending.Add(-1)
 			case stream.dataChan <- frame.Data:
 				debugMessage("(%p) (%d) Data frame sent", stream, stream.streamId)
 			}

@@ -1,5 +1,5 @@
 // Package spdystream is github.com/moby/spdystream v0.5.1 (Apache-2.0,
-// see LICENSE and NOTICE), carried in kpf with two fixes and four changes;
+// see LICENSE and NOTICE), carried in kpf with two fixes and two changes;
 // its spdy framing package is still the upstream one.
 //
 // The first: the frame queue's Pop (priority.go) left each popped frame in
@@ -39,24 +39,6 @@
 // control per stream and one stopped reader otherwise holds up every
 // stream of its connection; reads of a cut stream fail with
 // ErrStreamCut. TestCutStuckStreamsFreesTheOthers shows it.
-//
-// The third change: Stream.CopyTo (kpf's) copies a stream to a sink, a
-// local socket in kpf, and while it runs the connection's reader writes a
-// data frame to the sink itself whenever none of the stream's frames
-// waits in a queue and the socket has room now (a write that does not
-// wait). A frame then costs no goroutine hand-off, where upstream's path
-// costs two (reader to frame worker to the stream's reader). What the
-// socket cannot take at once goes the usual way, and the frames after it
-// queue behind it, so the order holds.
-// TestCopyToKeepsOrderAcrossBothPaths shows it.
-//
-// The fourth change: the connection reads data frames itself
-// (dataframes.go), header in one read, into one payload buffer that it
-// reads the next frame into when the last went straight to its sink;
-// upstream's Framer allocates every frame afresh, so a bulk download
-// allocated as much as it moved. TestFrameReaderReadsWhatUpstreamReads
-// reads what upstream reads; TestCopyToKeepsOrderAcrossBothPaths would
-// see a buffer reused too early.
 //
 // A replace directive in go.mod would have carried the fix with less
 // code, but it breaks "go install github.com/kpf-dev/kpf/cmd/kpf@latest",

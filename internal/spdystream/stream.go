@@ -60,29 +60,7 @@ type Stream struct {
 	deliverySince atomic.Int64
 	cut           atomic.Bool
 	cuttable      atomic.Bool
-
-	// kpf's (see CopyTo): pending counts the stream's data frames that
-	// the connection's reader queued and that are not yet handed on (taken
-	// by a read, written by CopyTo, or dropped); sink is where CopyTo
-	// writes, and where the connection's reader writes a frame itself
-	// while nothing of the stream's is pending; direct counts the bytes it
-	// wrote there.
-	pending atomic.Int64
-	sink    atomic.Pointer[sinkBox]
-	direct  atomic.Int64
 }
-
-// Sink is where Stream.CopyTo writes a stream's data (kpf's).
-type Sink interface {
-	// Write writes all of p, waiting for room as long as it takes.
-	Write(p []byte) (int, error)
-	// TryWrite writes what of p fits now, without waiting, and returns
-	// how much that was. It must not block: the connection's reader calls
-	// it. A failure is reported as 0 and left for the next Write to see.
-	TryWrite(p []byte) int
-}
-
-type sinkBox struct{ Sink }
 
 // AllowCut lets Connection.CutStuckStreams cut the stream (kpf's). A
 // stream whose reader copies to a socket can be: its client has the
@@ -149,7 +127,6 @@ func (s *Stream) Read(p []byte) (n int, err error) {
 			if !ok {
 				return 0, s.endErr()
 			}
-			s.pending.Add(-1)
 			s.unread = read
 		}
 	}
@@ -177,83 +154,8 @@ func (s *Stream) ReadData() ([]byte, error) {
 		if !ok {
 			return nil, s.endErr()
 		}
-		s.pending.Add(-1)
 		return read, nil
 	}
-}
-
-// CopyTo writes the stream's data to sink until the stream ends (kpf's).
-// It returns how many bytes went to sink, and what ended the copy: nil
-// when the far end finished the stream, what Read would have returned
-// when the stream was reset or cut, or sink's error.
-//
-// While it runs, the connection's reader writes a data frame to sink
-// itself when none of the stream's frames is queued ahead of it and sink
-// takes the frame without waiting: then the frame costs no hand-off
-// between goroutines, only the reader's own write. What sink cannot take
-// at once goes the usual way, through a frame worker to CopyTo, and
-// frames that follow it queue behind it until it is written, so that the
-// order is kept. CopyTo must not run alongside Read or ReadData.
-func (s *Stream) CopyTo(sink Sink) (int64, error) {
-	var written int64
-	if s.unread != nil {
-		n, err := sink.Write(s.unread)
-		written += int64(n)
-		s.unread = nil
-		if err != nil {
-			return written, err
-		}
-	}
-	start := s.direct.Load()
-	s.sink.Store(&sinkBox{sink})
-	defer s.sink.Store(nil)
-	for {
-		select {
-		case <-s.closeChan:
-			return written + s.direct.Load() - start, s.copyEnd()
-		case chunk := <-s.dataChan:
-			n, err := sink.Write(chunk)
-			written += int64(n)
-			s.pending.Add(-1)
-			if err != nil {
-				return written + s.direct.Load() - start, err
-			}
-		}
-	}
-}
-
-// copyEnd is what ends CopyTo once the stream's channels are closed:
-// nil at the stream's end, as io.Copy reports it.
-func (s *Stream) copyEnd() error {
-	if err := s.endErr(); err != io.EOF {
-		return err
-	}
-	return nil
-}
-
-// takeDirect is called by the connection's reader for each data frame of
-// the stream. It writes the frame to the stream's sink itself when CopyTo
-// runs and none of the stream's frames is pending, and reports whether
-// that took the whole frame. Otherwise what is left of the frame is
-// counted pending, and the reader queues it.
-func (s *Stream) takeDirect(frame *spdy.DataFrame) bool {
-	if len(frame.Data) == 0 {
-		return false
-	}
-	// A frame that ends the stream goes through the queue: the end is
-	// the worker's to handle, after every frame before it.
-	if s.pending.Load() == 0 && frame.Flags&spdy.DataFlagFin == 0 {
-		if box := s.sink.Load(); box != nil {
-			n := box.TryWrite(frame.Data)
-			s.direct.Add(int64(n))
-			if n == len(frame.Data) {
-				return true
-			}
-			frame.Data = frame.Data[n:]
-		}
-	}
-	s.pending.Add(1)
-	return false
 }
 
 func (s *Stream) waitWriteReply() {

@@ -152,7 +152,7 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs, smallBufs *sy
 			log.Debug("connection opened", "dial", time.Since(start).Round(time.Microsecond), "sent_ahead", first.Sent(), "redialled", redialled)
 		}
 		buf := bufs.Get().(*[]byte)
-		out, upErr = copyToClient(local, up, *buf)
+		out, upErr = io.CopyBuffer(writerOnly{local}, readerOnly{up}, *buf)
 		bufs.Put(buf)
 		stopUp()
 		// The session closed before anything moved either way: its pod
@@ -214,17 +214,6 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs, smallBufs *sy
 		return
 	}
 	log.Debug("connection closed", "bytes_in", in, "bytes_out", out, "duration", time.Since(start).Round(time.Millisecond), "reason", reason)
-}
-
-// copyToClient copies what up sends to local until up ends, as
-// io.CopyBuffer does, the fast way when up has one (Conn.CopyToClient).
-func copyToClient(local net.Conn, up Upstream, buf []byte) (int64, error) {
-	if c, ok := up.(interface {
-		CopyToClient(net.Conn, []byte) (int64, error)
-	}); ok {
-		return c.CopyToClient(local, buf)
-	}
-	return io.CopyBuffer(writerOnly{local}, readerOnly{up}, buf)
 }
 
 // readerOnly and writerOnly hide ReadFrom/WriteTo so that io.CopyBuffer

@@ -26,7 +26,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kpf-dev/kpf/internal/spdystream"
 	"github.com/kpf-dev/kpf/pkg/readbatch"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -646,106 +645,30 @@ func (c *Conn) Read(p []byte) (int, error) {
 		n, err = c.data.Read(p)
 	}
 	if n > 0 {
-		c.moved()
+		c.session.lastMoved.Store(time.Now().UnixNano())
 	}
 	if err != nil && n == 0 {
-		return 0, c.endOfData(err)
+		// The kubelet writes any error before closing the data stream,
+		// and closes the error stream right after.
+		select {
+		case <-c.watch.done:
+			if c.watch.err != nil {
+				return 0, c.watch.err
+			}
+		case <-time.After(50 * time.Millisecond):
+		}
+		if isClosed(err) {
+			if c.session.ended() {
+				// The data stream did not end: the connection carrying it
+				// did (API server or kubelet gone, or the session closed).
+				// Whatever the pod was sending was cut short, and the
+				// client must not take the end for a complete answer.
+				return 0, fmt.Errorf("%w before %s:%d finished", ErrSessionClosed, c.session.Pod, c.port)
+			}
+			return 0, io.EOF
+		}
 	}
 	return n, err
-}
-
-// moved notes that data came from the pod.
-func (c *Conn) moved() { c.session.lastMoved.Store(time.Now().UnixNano()) }
-
-// endOfData tells what ended the data stream, given what reading it
-// returned: the error the kubelet reported, ErrSessionClosed when the
-// session ended rather than the stream, or io.EOF for the pod's end.
-func (c *Conn) endOfData(err error) error {
-	// The kubelet writes any error before closing the data stream,
-	// and closes the error stream right after.
-	select {
-	case <-c.watch.done:
-		if c.watch.err != nil {
-			return c.watch.err
-		}
-	case <-time.After(50 * time.Millisecond):
-	}
-	if isClosed(err) {
-		if c.session.ended() {
-			// The data stream did not end: the connection carrying it
-			// did (API server or kubelet gone, or the session closed).
-			// Whatever the pod was sending was cut short, and the
-			// client must not take the end for a complete answer.
-			return fmt.Errorf("%w before %s:%d finished", ErrSessionClosed, c.session.Pod, c.port)
-		}
-		return io.EOF
-	}
-	return err
-}
-
-// streamCopier is implemented by spdystream's streams (Stream.CopyTo).
-type streamCopier interface {
-	CopyTo(spdystream.Sink) (int64, error)
-}
-
-// CopyToClient copies what the pod sends to client until the pod has
-// finished (nil) or the connection fails (the error Read would return, or
-// client's), and returns how many bytes it copied. buf serves copies that
-// go through Read.
-//
-// When client is a socket, the session's reader writes each frame to it
-// itself whenever the socket has room (see spdystream.Stream.CopyTo): no
-// goroutine is woken for the frame, which on a loaded machine costs more
-// than the copy.
-func (c *Conn) CopyToClient(client net.Conn, buf []byte) (int64, error) {
-	st, ok := c.data.(streamCopier)
-	var sink *socketSink
-	if ok {
-		sink = newSocketSink(client, c.moved)
-	}
-	if sink == nil {
-		return io.CopyBuffer(writerOnly{client}, readerOnly{c}, buf)
-	}
-	var written int64
-	if c.early != nil {
-		// What the early reader took goes first, through reads.
-		for {
-			n, err, handled := c.early.read(buf)
-			if !handled {
-				break
-			}
-			if n > 0 {
-				c.moved()
-				m, werr := client.Write(buf[:n])
-				written += int64(m)
-				if werr != nil {
-					return written, werr
-				}
-			}
-			if err != nil {
-				return written, eofIsEnd(c.endOfData(err))
-			}
-		}
-	}
-	n, err := st.CopyTo(sink)
-	written += n
-	switch {
-	case err == nil:
-		err = c.endOfData(io.EOF)
-	case errors.Is(err, spdystream.ErrStreamCut):
-	default:
-		// The client's socket failed.
-		return written, err
-	}
-	return written, eofIsEnd(err)
-}
-
-// eofIsEnd reports the pod's end (io.EOF) as a copy's success.
-func eofIsEnd(err error) error {
-	if err == io.EOF {
-		return nil
-	}
-	return err
 }
 
 // Write writes to the pod.
