@@ -31,6 +31,9 @@ Examples:
     $ go tool task bench:smoke
     $ go run ./cmd/kpf-bench --phases scale --scale-forwards 200 --cluster perf
 
+kpf-bench starts itself as "kpf-bench minimal-forwarder" for the minimal-ws
+and minimal-spdy columns (the cheapest forwarder process the path allows).
+
 Flags:
 `
 
@@ -38,6 +41,9 @@ Flags:
 // the exit code: 0 when every measurement ran, 1 when one failed, 2 for
 // bad usage.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == minimalCommand {
+		return runMinimalForwarder(ctx, args[1:], stdout, stderr)
+	}
 	cfg, code := parseArgs(args, stderr)
 	if cfg == nil {
 		return code

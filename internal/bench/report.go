@@ -29,8 +29,9 @@ const (
 	ToolSPDY    Tool = "kubectl-spdy"
 	ToolWS      Tool = "kubectl-ws"
 	// ToolMinimal is the cheapest forwarder the WebSocket path allows
-	// (minimalForwarder), single-stream download only: the floor that
-	// shows what any forwarder could reach there.
+	// (minimalForwarder, in a process of its own), single-stream download
+	// only: the floor that shows what any forwarder process could reach
+	// there.
 	ToolMinimal Tool = "minimal-ws"
 	// ToolMinimalSPDY is the same floor on the SPDY transport, the peer
 	// of kpf-spdy and kubectl-spdy.
@@ -196,8 +197,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Sprintf("The kpf-spare column is a second kpf process, with one forward to the same service that keeps spare: %d connections open ahead of clients (connection setup and HTTP only). ", SpareConnections) +
 		"The kpf-spdy column is a third kpf process on the SPDY transport (KUBECTL_PORT_FORWARD_WEBSOCKETS=false, as kubectl-spdy runs), throughput only: " +
 		"kpf-spdy/kubectl-spdy and kpf/kubectl-ws compare each transport with itself. " +
-		"The minimal-ws column is the cheapest forwarder the WebSocket path allows, inside the benchmark process (one port-forward connection per client, one goroutine parsing the frames in place, reads batched as kpf's are), single-stream download only: " +
-		"minimal-ws/kubectl-ws is what any forwarder could reach there, kpf/minimal-ws how close kpf comes. " +
+		"The minimal-ws column is the cheapest forwarder the WebSocket path allows, in a process of its own as kpf and kubectl are (kpf-bench minimal-forwarder: one port-forward connection per client, one goroutine parsing the frames in place, reads batched as kpf's are), single-stream download only: " +
+		"minimal-ws/kubectl-ws is what any forwarder process could reach there, kpf/minimal-ws how close kpf comes. " +
 		"The minimal-spdy column is the same on the SPDY transport (an HTTP upgrade to SPDY/3.1, frames read and written on the TLS connection): " +
 		"minimal-spdy/kubectl-spdy and kpf-spdy/minimal-spdy. " +
 		"– means not applicable.\n")

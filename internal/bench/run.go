@@ -79,11 +79,14 @@ type runner struct {
 	client     kubernetes.Interface
 	kubeconfig string
 	kpfBin     string
-	tmp        string
-	be         *backends
-	col        *collector
-	notes      []string
-	failures   []string
+	// self is the kpf-bench executable, run in its minimal-forwarder
+	// mode for the minimal columns.
+	self     string
+	tmp      string
+	be       *backends
+	col      *collector
+	notes    []string
+	failures []string
 }
 
 // Run starts (or reuses) the cluster, measures everything, writes the
@@ -122,6 +125,9 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 
 	r := &runner{cfg: cfg, log: log, client: client, kubeconfig: c.Kubeconfig, tmp: tmp, col: newCollector()}
 	r.kpfBin = filepath.Join(tmp, "kpf")
+	if r.self, err = os.Executable(); err != nil {
+		return nil, fmt.Errorf("find kpf-bench's executable: %w", err)
+	}
 	log.Info("building kpf")
 	build := exec.CommandContext(ctx, "go", "build", "-o", r.kpfBin, "./cmd/kpf")
 	build.Dir, build.Stdout, build.Stderr = cfg.Repo, cfg.Stderr, cfg.Stderr

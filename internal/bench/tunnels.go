@@ -12,7 +12,6 @@ import (
 
 	"github.com/kpf-dev/kpf/pkg/dialer"
 	"github.com/kpf-dev/kpf/pkg/kube"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Metric ids.
@@ -380,30 +379,34 @@ func (r *runner) dialerTarget() (*target, error) {
 	}, nil
 }
 
-// minimalTarget is the minimal forwarder (see minimalForwarder) to the
-// main backend's pod on WebSocket or, with useSPDY, SPDY, for the
-// single-stream download.
+// minimalTarget is the minimal forwarder (see minimalForwarder), in a
+// process of its own (kpf-bench minimal-forwarder), to the main backend's
+// pod on WebSocket or, with useSPDY, SPDY, for the single-stream
+// download.
 func (r *runner) minimalTarget(ctx context.Context, useSPDY bool) (*target, error) {
 	tool := ToolMinimal
 	if useSPDY {
 		tool = ToolMinimalSPDY
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", r.kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("minimal forwarder: %w", err)
-	}
 	pod, err := runningPod(ctx, r.client, mainNamespace, mainApp)
 	if err != nil {
 		return nil, fmt.Errorf("minimal forwarder: %w", err)
 	}
-	m, err := startMinimal(cfg, mainNamespace, pod, sinkContainerPort, useSPDY, r.log.With("component", string(tool)))
+	p, sink, err := startMinimalProc(ctx, r.self, r.kubeconfig, mainNamespace, pod, sinkContainerPort, useSPDY)
 	if err != nil {
 		return nil, err
 	}
+	r.log.Debug("minimal forwarder listening", "tool", tool, "addr", sink, "pid", p.pid())
 	return &target{
-		tool: tool, sink: m.addr(), pid: func() int { return 0 }, partial: true,
+		tool: tool, sink: sink, pid: p.pid, partial: true,
 		only: map[string]bool{"download, 1 stream": true},
-		stop: m.close,
+		ensure: func(context.Context) error {
+			if !p.alive() {
+				return fmt.Errorf("the minimal forwarder exited: %v: %s", p.err, lastLines(p.stderr.String(), 3))
+			}
+			return nil
+		},
+		stop: p.stop,
 	}, nil
 }
 
