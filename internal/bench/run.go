@@ -81,12 +81,15 @@ type runner struct {
 	kpfBin     string
 	// self is the kpf-bench executable, run in its minimal-forwarder
 	// mode for the minimal columns.
-	self     string
-	tmp      string
-	be       *backends
-	col      *collector
-	notes    []string
-	failures []string
+	self string
+	// apiPID and agentPID are the cluster's kube-apiserver and node
+	// agent, whose CPU time the single-stream download records.
+	apiPID, agentPID int
+	tmp              string
+	be               *backends
+	col              *collector
+	notes            []string
+	failures         []string
 }
 
 // Run starts (or reuses) the cluster, measures everything, writes the
@@ -123,7 +126,8 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	r := &runner{cfg: cfg, log: log, client: client, kubeconfig: c.Kubeconfig, tmp: tmp, col: newCollector()}
+	r := &runner{cfg: cfg, log: log, client: client, kubeconfig: c.Kubeconfig, tmp: tmp, col: newCollector(),
+		apiPID: c.PID("kube-apiserver"), agentPID: c.PID("node-agent")}
 	r.kpfBin = filepath.Join(tmp, "kpf")
 	if r.self, err = os.Executable(); err != nil {
 		return nil, fmt.Errorf("find kpf-bench's executable: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -22,6 +23,10 @@ const (
 	mUpN          = "upload-n"
 	mCPUDown1     = "cpu-download-1"
 	mCPUUp1       = "cpu-upload-1"
+	mCPUFwd       = "cpu-per-gib-forwarder"
+	mCPUAPI       = "cpu-per-gib-apiserver"
+	mCPUAgent     = "cpu-per-gib-agent"
+	mCPUBench     = "cpu-per-gib-bench"
 	mSeqP50       = "latency-seq-p50"
 	mSeqP99       = "latency-seq-p99"
 	mConcP50      = "latency-conc-p50"
@@ -50,6 +55,7 @@ func (r *runner) defineMetrics() {
 	c := r.cfg
 	n := strconv.Itoa(c.Streams)
 	tp, lat, res := "Throughput", "Connection setup: connect → first byte of PONG", "HTTP and resources"
+	path := "CPU time per GiB of the 1-stream download, per process on the path (from /proc/PID/stat)"
 	for _, d := range []metricDef{
 		{mDown1, tp, "download, 1 stream", "MB/s", true},
 		{mUp1, tp, "upload, 1 stream", "MB/s", true},
@@ -57,6 +63,10 @@ func (r *runner) defineMetrics() {
 		{mUpN, tp, "upload, " + n + " streams", "MB/s", true},
 		{mCPUDown1, tp, "host CPU busy during 1-stream download", "% of all cores", false},
 		{mCPUUp1, tp, "host CPU busy during 1-stream upload", "% of all cores", false},
+		{mCPUFwd, path, "forwarding process", "CPU-s", false},
+		{mCPUAPI, path, "kube-apiserver", "CPU-s", false},
+		{mCPUAgent, path, "node agent (the kubelet's port-forward code)", "CPU-s", false},
+		{mCPUBench, path, "benchmark process (client and backend)", "CPU-s", false},
 		{mSeqP50, lat, "p50, sequential", "ms", false},
 		{mSeqP99, lat, "p99, sequential", "ms", false},
 		{mConcP50, lat, "p50, " + strconv.Itoa(c.Concurrency) + " concurrent", "ms", false},
@@ -186,10 +196,16 @@ func (r *runner) tunnels(ctx context.Context) error {
 	}
 	c := r.cfg
 	measures := []measure{
-		{"download, 1 stream", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mDown1, mCPUDown1, 1, false) }},
-		{"upload, 1 stream", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUp1, mCPUUp1, 1, true) }},
-		{"download, parallel", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mDownN, "", c.Streams, false) }},
-		{"upload, parallel", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUpN, "", c.Streams, true) }},
+		{"download, 1 stream", func(ctx context.Context, t *target) error {
+			return r.throughput(ctx, t, mDown1, mCPUDown1, 1, false, true)
+		}},
+		{"upload, 1 stream", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUp1, mCPUUp1, 1, true, false) }},
+		{"download, parallel", func(ctx context.Context, t *target) error {
+			return r.throughput(ctx, t, mDownN, "", c.Streams, false, false)
+		}},
+		{"upload, parallel", func(ctx context.Context, t *target) error {
+			return r.throughput(ctx, t, mUpN, "", c.Streams, true, false)
+		}},
 		{"latency, sequential", func(ctx context.Context, t *target) error { return r.latency(ctx, t, mSeqP50, mSeqP99, 1, 0) }},
 		{"latency, paced", func(ctx context.Context, t *target) error { return r.latency(ctx, t, mPacedP50, mPacedP99, 1, pace) }},
 		{"latency, concurrent", func(ctx context.Context, t *target) error {
@@ -199,7 +215,7 @@ func (r *runner) tunnels(ctx context.Context) error {
 		{"HTTP, no keep-alive", func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPNoKA, false) }},
 	}
 	metricsOf := map[string][]string{
-		"download, 1 stream": {mDown1, mCPUDown1}, "upload, 1 stream": {mUp1, mCPUUp1},
+		"download, 1 stream": {mDown1, mCPUDown1, mCPUFwd, mCPUAPI, mCPUAgent, mCPUBench}, "upload, 1 stream": {mUp1, mCPUUp1},
 		"download, parallel": {mDownN}, "upload, parallel": {mUpN},
 		"latency, sequential": {mSeqP50, mSeqP99}, "latency, concurrent": {mConcP50, mConcP99},
 		"latency, paced":   {mPacedP50, mPacedP99},
@@ -448,8 +464,9 @@ func (r *runner) kubectlTarget(tool Tool, websocket bool, sinkPort, httpPort int
 }
 
 // throughput moves cfg.Size bytes over streams connections and records
-// MB/s under id and, if cpuID is set, the host's busy CPU share.
-func (r *runner) throughput(ctx context.Context, t *target, id, cpuID string, streams int, up bool) error {
+// MB/s under id, if cpuID is set the host's busy CPU share, and with
+// perProcess the CPU time per GiB of each process on the path.
+func (r *runner) throughput(ctx context.Context, t *target, id, cpuID string, streams int, up, perProcess bool) error {
 	// Generous: 1 MB/s plus a minute.
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.Size/1e6)*time.Second+time.Minute)
 	defer cancel()
@@ -457,10 +474,13 @@ func (r *runner) throughput(ctx context.Context, t *target, id, cpuID string, st
 	if err != nil {
 		return err
 	}
+	procs := r.pathProcesses(t)
+	procsBefore := cpuSeconds(procs)
 	mbps, err := transfer(ctx, t.sink, r.cfg.Size, streams, up)
 	if err != nil {
 		return err
 	}
+	procsAfter := cpuSeconds(procs)
 	after, err := hostCPU()
 	if err != nil {
 		return err
@@ -469,8 +489,56 @@ func (r *runner) throughput(ctx context.Context, t *target, id, cpuID string, st
 	if cpuID != "" {
 		r.col.add(cpuID, t.tool, busyPercent(before, after))
 	}
+	if perProcess {
+		gib := float64(r.cfg.Size) / (1 << 30)
+		for i, p := range procs {
+			if p.pid == 0 {
+				continue // direct has no forwarder
+			}
+			b, a := procsBefore[i], procsAfter[i]
+			replaced := i == 0 && t.pid() != p.pid // kubectl exited
+			if b < 0 || a < 0 || replaced {
+				r.note("%s: no CPU time per GiB for %s in one round (process %d gone or replaced)", t.tool, p.metric, p.pid)
+				continue
+			}
+			r.col.add(p.metric, t.tool, (a-b)/gib)
+		}
+	}
 	r.log.Info("throughput", "tool", t.tool, "metric", id, "MB/s", math.Round(mbps*10)/10)
 	return nil
+}
+
+// pathProcess is a process on a transfer's path and the metric its CPU
+// time per GiB goes to.
+type pathProcess struct {
+	pid    int
+	metric string
+}
+
+// pathProcesses returns the processes on t's path: its forwarder first
+// (pid 0 for none), the API server, the node agent and this process.
+func (r *runner) pathProcesses(t *target) []pathProcess {
+	fwd := 0
+	if t.pid != nil {
+		fwd = t.pid()
+	}
+	return []pathProcess{{fwd, mCPUFwd}, {r.apiPID, mCPUAPI}, {r.agentPID, mCPUAgent}, {os.Getpid(), mCPUBench}}
+}
+
+// cpuSeconds returns the CPU time of each process, -1 where it cannot
+// be read.
+func cpuSeconds(procs []pathProcess) []float64 {
+	out := make([]float64, len(procs))
+	for i, p := range procs {
+		out[i] = -1
+		if p.pid == 0 {
+			continue
+		}
+		if st, err := readProc(p.pid); err == nil {
+			out[i] = float64(st.CPUTicks) / clockTicks
+		}
+	}
+	return out
 }
 
 // latency records p50 and p99 of cfg.Conns PINGs, concurrency at a time.

@@ -26,9 +26,28 @@ type Cluster struct {
 	Kubeconfig string `json:"kubeconfig"`
 	Server     string `json:"server"`
 	NodeName   string `json:"nodeName"`
+	// Components are the cluster's processes.
+	Components []Component `json:"components"`
 	// AlreadyRunning is set when the cluster was running before; whoever
 	// started it is the one to stop it.
 	AlreadyRunning bool `json:"alreadyRunning"`
+}
+
+// Component is one process of the cluster: etcd, kube-apiserver,
+// kube-controller-manager or node-agent.
+type Component struct {
+	Name string `json:"name"`
+	PID  int    `json:"pid"`
+}
+
+// PID returns the process id of the component name, 0 if there is none.
+func (c *Cluster) PID(name string) int {
+	for _, comp := range c.Components {
+		if comp.Name == name {
+			return comp.PID
+		}
+	}
+	return 0
 }
 
 // FindRepo returns the kpf repository root: the first directory from dir
