@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -393,9 +394,12 @@ func allReady(st []forward.Status) bool {
 	return true
 }
 
-// printStatus prints one line per forward port.
+// printStatus prints one line per forward port. The table reaches w in one
+// Write: tabwriter writes cell by cell, and a reader of a pipe (a script, a
+// test waiting for the table) must never see half of it.
 func printStatus(w io.Writer, st []forward.Status) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	for _, s := range st {
 		detail := string(s.State)
 		if s.Pod != "" {
@@ -409,6 +413,7 @@ func printStatus(w io.Writer, st []forward.Status) {
 		}
 	}
 	tw.Flush()
+	w.Write(buf.Bytes())
 }
 
 func (s *supervisor) newRunner(spec config.Forward) reconcile.Runner {

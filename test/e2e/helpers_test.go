@@ -379,14 +379,24 @@ func startKpfCmd(t *testing.T, cmd *exec.Cmd) *kpfProcess {
 	return p
 }
 
-// line returns the startup line of the forward, or "".
+// line returns the startup line of the forward, or "" if kpf has printed
+// none within 10 s. startKpfCmd returns once the table has begun: kpf writes
+// it in one Write, but the pipe between kpf and this process may still split
+// it, so line waits for the forward's whole line, its newline included.
 func (p *kpfProcess) line(name string) string {
-	for _, l := range strings.Split(p.stdout.String(), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && f[0] == name {
-			return l
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := p.stdout.String()
+		for l := range strings.Lines(out) {
+			if f := strings.Fields(l); len(f) > 0 && f[0] == name && strings.HasSuffix(l, "\n") {
+				return strings.TrimSuffix(l, "\n")
+			}
 		}
+		if time.Now().After(deadline) {
+			return ""
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return ""
 }
 
 func tail(s string, n int) string {
