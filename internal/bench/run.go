@@ -127,7 +127,12 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 	defer os.RemoveAll(tmp)
 
 	r := &runner{cfg: cfg, log: log, client: client, kubeconfig: c.Kubeconfig, tmp: tmp, col: newCollector(),
-		apiPID: c.PID("kube-apiserver"), agentPID: c.PID("node-agent")}
+		apiPID: c.PID(demo.ComponentAPIServer), agentPID: c.PID(demo.ComponentNodeAgent)}
+	for _, name := range []string{demo.ComponentAPIServer, demo.ComponentNodeAgent} {
+		if c.PID(name) == 0 {
+			r.note("kpfcluster reported no process named %s: the CPU table has no row for it", name)
+		}
+	}
 	r.kpfBin = filepath.Join(tmp, "kpf")
 	if r.self, err = os.Executable(); err != nil {
 		return nil, fmt.Errorf("find kpf-bench's executable: %w", err)

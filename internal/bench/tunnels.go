@@ -474,13 +474,19 @@ func (r *runner) throughput(ctx context.Context, t *target, id, cpuID string, st
 	if err != nil {
 		return err
 	}
-	procs := r.pathProcesses(t)
-	procsBefore := cpuSeconds(procs)
+	var procs []pathProcess
+	var procsBefore, procsAfter []float64
+	if perProcess {
+		procs = r.pathProcesses(t)
+		procsBefore = cpuSeconds(procs)
+	}
 	mbps, err := transfer(ctx, t.sink, r.cfg.Size, streams, up)
 	if err != nil {
 		return err
 	}
-	procsAfter := cpuSeconds(procs)
+	if perProcess {
+		procsAfter = cpuSeconds(procs)
+	}
 	after, err := hostCPU()
 	if err != nil {
 		return err

@@ -33,6 +33,14 @@ type Cluster struct {
 	AlreadyRunning bool `json:"alreadyRunning"`
 }
 
+// The names of two components in kpfcluster's -json output. They are
+// test/cluster/localcluster's APIServer and NodeAgent, repeated here
+// because that package lives in a module of its own.
+const (
+	ComponentAPIServer = "kube-apiserver"
+	ComponentNodeAgent = "node-agent"
+)
+
 // Component is one process of the cluster: etcd, kube-apiserver,
 // kube-controller-manager or node-agent.
 type Component struct {
