@@ -27,6 +27,7 @@ import (
 	"github.com/kpf-dev/kpf/pkg/kube"
 	"github.com/kpf-dev/kpf/pkg/metrics"
 	"github.com/kpf-dev/kpf/pkg/reconcile"
+	"github.com/kpf-dev/kpf/pkg/sleepwatch"
 )
 
 const upUsage = `Usage: kpf up [-f FILE] [flags] [NAME...]
@@ -153,6 +154,8 @@ type supervisor struct {
 	live     *liveView // nil when not on a terminal or with --no-tui
 
 	proxies *proxies
+	// sleep tells every forward that the machine slept.
+	sleep *sleepwatch.Watcher
 
 	mu       sync.Mutex
 	disabled []forward.Status // declared with enabled: false, for status
@@ -173,18 +176,25 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 		fmt.Fprintf(s.env.Stderr, "kpf up: %v\n", err)
 		return ExitInvalid
 	}
+	s.sleep = sleepwatch.New(0, 0, s.log)
 	rec := reconcile.New(s.newRunner, reconcile.Options{}, s.log)
 	// Stop the forwards first, then the control socket: status stays
 	// readable while the forwards shut down.
 	ctlCtx, stopCtl := context.WithCancel(context.WithoutCancel(ctx))
 	ctlDone := make(chan struct{})
 	metricsDone := make(chan struct{})
+	sleepDone := make(chan struct{})
 	defer func() {
 		s.proxies.Stop()
 		rec.Stop()
 		stopCtl()
 		<-ctlDone
 		<-metricsDone
+		<-sleepDone
+	}()
+	go func() {
+		defer close(sleepDone)
+		s.sleep.Run(ctlCtx)
 	}()
 	abs, _ := filepath.Abs(path)
 	started := time.Now()
@@ -417,7 +427,7 @@ func printStatus(w io.Writer, st []forward.Status) {
 }
 
 func (s *supervisor) newRunner(spec config.Forward) reconcile.Runner {
-	return forward.New(spec, s.clusters, forward.Options{ProbeInterval: s.flags.probeInterval}, s.log.With("forward", spec.Name))
+	return forward.New(spec, s.clusters, forward.Options{ProbeInterval: s.flags.probeInterval, Sleep: s.sleep}, s.log.With("forward", spec.Name))
 }
 
 // minLevel drops records below a level, whatever the wrapped handler allows.

@@ -20,6 +20,7 @@ import (
 	"github.com/kpf-dev/kpf/pkg/broadcast"
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/kube"
+	"github.com/kpf-dev/kpf/pkg/sleepwatch"
 	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
 
@@ -53,6 +54,10 @@ type Options struct {
 	// DialTimeout bounds waiting for a port-forward session when
 	// refreshing; 0 means 15 s.
 	DialTimeout time.Duration
+	// Sleep announces that the machine slept, when the forward probes its
+	// tunnel at once. Share one among every forward of a process; nil
+	// means a Watcher of the forward's own.
+	Sleep *sleepwatch.Watcher
 }
 
 // Runner runs one forward. Create it with New; Run it once.
@@ -206,9 +211,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	probe := time.NewTicker(interval)
 	defer probe.Stop()
-	clock := time.NewTicker(2 * time.Second)
-	defer clock.Stop()
-	last := time.Now()
+	sleep := r.opts.Sleep
+	if sleep == nil {
+		sleep = sleepwatch.New(0, 0, r.log)
+		wg.Go(func() { sleep.Run(ctx) })
+	}
 	// retry fires when a session that could not be opened is due for
 	// another attempt; attempts counts the failures in a row.
 	retry := time.NewTimer(time.Hour)
@@ -218,6 +225,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	check := false
 	for {
 		changed := r.changed.Next()
+		woke := sleep.Woke()
 		sess, err := r.refresh(ctx, ns, pool, check)
 		check = false
 		switch {
@@ -242,7 +250,6 @@ func (r *Runner) Run(ctx context.Context) error {
 		if sess != nil {
 			ended = sess.Done()
 		}
-	wait:
 		select {
 		case <-ctx.Done():
 			r.setState(StateStopped, "", "")
@@ -257,16 +264,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-retry.C:
 		case <-probe.C:
 			check = true
-		case now := <-clock.C:
-			// The monotonic clock stops while the machine sleeps; the wall
-			// clock does not. A gap between them means we just woke up:
-			// the tunnel is likely dead, so probe it now.
-			jump := wallJump(last, now)
-			last = now
-			if jump <= 3*time.Second {
-				goto wait
-			}
-			r.log.Info("clock jumped (the machine slept?); probing the tunnel", "jump", jump.Round(time.Second))
+		case <-woke:
+			// The machine slept: the tunnel is likely dead, so probe it
+			// now rather than at the next interval.
+			r.log.Debug("probing the tunnel after a sleep")
 			check = true
 		}
 	}
@@ -287,12 +288,6 @@ func retryDelay(attempts int, unauthorized bool) time.Duration {
 		d *= 2
 	}
 	return min(d, limit)
-}
-
-// wallJump is how much more wall-clock time than monotonic time passed
-// between two readings of time.Now.
-func wallJump(prev, now time.Time) time.Duration {
-	return now.Round(0).Sub(prev.Round(0)) - now.Sub(prev)
 }
 
 // refresh re-resolves the endpoints, keeps a session open to the pod that
