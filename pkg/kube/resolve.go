@@ -141,8 +141,7 @@ func (n *Namespace) resolveService(name string, remote config.Port, pods corelis
 	if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
 		return nil, fmt.Errorf("service %q port %s is %s; only TCP can be forwarded", name, remote, sp.Protocol)
 	}
-	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
-	slices, err := discoverylisters.NewEndpointSliceLister(n.indexer(kindEndpointSlices)).EndpointSlices(n.name).List(sel)
+	slices, err := n.serviceSlices(name)
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +169,24 @@ func (n *Namespace) resolveService(name string, remote config.Port, pods corelis
 		}
 	}
 	return eps, nil
+}
+
+// serviceSlices returns the EndpointSlices of the service name, from the
+// index by service (the cache holds one namespace).
+func (n *Namespace) serviceSlices(name string) ([]*discoveryv1.EndpointSlice, error) {
+	objs, err := n.indexer(kindEndpointSlices).ByIndex(indexServiceName, name)
+	if err != nil {
+		// Not indexed (see ensure): scan the namespace.
+		sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
+		return discoverylisters.NewEndpointSliceLister(n.indexer(kindEndpointSlices)).EndpointSlices(n.name).List(sel)
+	}
+	slices := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			slices = append(slices, s)
+		}
+	}
+	return slices, nil
 }
 
 // endpointReady follows the EndpointSlice API: a nil ready condition means

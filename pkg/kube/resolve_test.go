@@ -71,6 +71,20 @@ func objects() []runtime.Object {
 			},
 			Endpoints: []discoveryv1.Endpoint{endpoint("web-2", true), endpoint("web-1", true), endpoint("web-0", false), endpoint("web-3", true)},
 		},
+		// A second service in the namespace: its slice must not reach
+		// web's resolutions, nor web's its.
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "db"}, Ports: []corev1.ServicePort{
+				{Name: "pg", Port: 5432, TargetPort: intstr.FromString("pg")},
+			}},
+		},
+		&discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: "db-xyz", Namespace: "ns", Labels: map[string]string{discoveryv1.LabelServiceName: "db"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr("pg"), Port: ptr(int32(5432))}},
+			Endpoints:   []discoveryv1.Endpoint{endpoint("db-0", true)},
+		},
 		pod("web-0", false, web, httpPort), pod("web-1", true, web, httpPort), pod("web-2", true, web, httpPort), deleting,
 		&appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns"},
@@ -98,6 +112,7 @@ func TestResolve(t *testing.T) {
 		{"service port name", svc, config.Port{Name: "http"}, []string{"web-1:8080", "web-2:8080"}, ""},
 		{"service port to numeric targetPort", svc, config.Port{Name: "admin"}, []string{"web-1:9001", "web-2:9001"}, ""},
 		{"service port it lacks", svc, config.Port{Number: 81}, nil, `service "web" has no port 81 (it has 80 (http), 9000 (admin))`},
+		{"another service's slices only", config.Target{Kind: config.Service, Name: "db"}, config.Port{Name: "pg"}, []string{"db-0:5432"}, ""},
 		{"missing service", config.Target{Kind: config.Service, Name: "nope"}, config.Port{Number: 80}, nil, `service "nope" not found in namespace "ns"`},
 		{"pod by name, named port", config.Target{Kind: config.Pod, Name: "web-1"}, config.Port{Name: "http"}, []string{"web-1:8080"}, ""},
 		{"pod not ready", config.Target{Kind: config.Pod, Name: "web-0"}, config.Port{Number: 8080}, nil, ErrNoReadyEndpoints.Error()},
