@@ -23,12 +23,13 @@ func (c *Changes) Next() <-chan struct{} {
 	return c.ch
 }
 
-// Notify wakes every waiter of the channel Next returns until now.
+// Notify wakes every waiter of the channel Next returns until now. Without
+// waiters it allocates nothing: the next Next makes the next channel.
 func (c *Changes) Notify() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ch != nil {
 		close(c.ch)
+		c.ch = nil
 	}
-	c.ch = make(chan struct{})
 }

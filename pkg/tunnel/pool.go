@@ -212,27 +212,49 @@ func (p *Pool) sweep(pod Pod) {
 // main session, and counts the connection in its Active: the session with
 // the fewest connections, or a new extra session if every one is busy and
 // there are fewer than MaxSessionsPerPod.
+//
+// A connection that waits for an extra session to open stops waiting when
+// a connection on the least busy live session ends first, and shares that
+// session: its connections are short (a burst of requests), and one more
+// costs less there than the handshakes through the API server and the
+// kubelet that opening a session takes (tens of milliseconds under such a
+// burst). Bulk transfers, which spreading is for, do not end within a
+// session's dial, so they still get sessions of their own.
 func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, error) {
+	shareLive := false // a live session turned over while we waited
 	for {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return nil, ErrSessionClosed
 		}
-		// Spares are idle: they do not make a session busy.
+		// Spares are idle: they do not make a session busy. live is the
+		// least busy live session.
 		best, load, n := (*poolEntry)(nil), main.load(), 1
+		live, liveLoad := main, load
 		for _, e := range p.extra[pod] {
 			l := int64(e.waiters)
 			switch {
 			case e.live():
 				l = e.session.load()
+				if l < liveLoad {
+					live, liveLoad = e.session, l
+				}
 			case !e.dialing():
 				continue // failed or ended; sweep removes it
+			case shareLive:
+				n++
+				continue // not worth waiting for any more
 			}
 			n++
 			if l < load {
 				best, load = e, l
 			}
+		}
+		if shareLive {
+			live.active.Add(1)
+			p.mu.Unlock()
+			return live, nil
 		}
 		if load > 0 && n < MaxSessionsPerPod && time.Now().After(p.noSpread[pod]) {
 			best = &poolEntry{ready: make(chan struct{})}
@@ -250,10 +272,19 @@ func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, erro
 			return best.session, nil
 		}
 		best.waiters++
+		released := live.released.Next()
 		p.mu.Unlock()
 		select {
 		case <-best.ready:
+		case <-released:
+			p.mu.Lock()
+			best.waiters--
+			p.mu.Unlock()
+			shareLive = true
 		case <-ctx.Done():
+			p.mu.Lock()
+			best.waiters--
+			p.mu.Unlock()
 			return nil, ctx.Err()
 		case <-time.After(ExtraSessionWait):
 			// The API server is slow to open sessions (or cannot, as

@@ -485,6 +485,84 @@ func TestDialSharesTheMainSessionWhenAnExtraOneIsSlow(t *testing.T) {
 	})
 }
 
+// A connection waiting for an extra session shares the live one as soon as
+// a connection on it ends (short connections turn over faster than a
+// session opens), while connections that stay open still spread.
+func TestDialWaitingForAnExtraSessionSharesALiveOneThatTurnsOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		extraDial := make(chan struct{})
+		var calls atomic.Int32
+		p := newPool(func(ctx context.Context, pod Pod) (*Session, error) {
+			if calls.Add(1) > 1 {
+				select { // the extra session opens when the test says
+				case <-extraDial:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			return newSession(pod, newFakeConn(), "fake", nil), nil
+		}, 15*time.Second)
+		defer p.Close()
+		l := p.Lease()
+		defer l.Close()
+		ctx := context.Background()
+		first, err := l.Dial(ctx, podA, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type dialed struct {
+			c   *Conn
+			err error
+		}
+		second := make(chan dialed, 1)
+		go func() {
+			c, err := l.Dial(ctx, podA, 80)
+			second <- dialed{c, err}
+		}()
+		synctest.Wait()
+		select {
+		case d := <-second:
+			t.Fatalf("the second connection did not wait for the extra session: %v, %v", d.c, d.err)
+		default:
+		}
+		if n := calls.Load(); n != 2 {
+			t.Fatalf("%d sessions dialed, want the main one and an extra", n)
+		}
+		start := time.Now()
+		main := first.session
+		first.Close()
+		synctest.Wait()
+		var d dialed
+		select {
+		case d = <-second:
+		default:
+			t.Fatal("the second connection still waits after a connection on the main session ended")
+		}
+		if d.err != nil {
+			t.Fatal(d.err)
+		}
+		defer d.c.Close()
+		if d.c.session != main {
+			t.Error("the second connection did not share the main session")
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("the second connection waited %s after the release, want no wait", waited)
+		}
+		// The extra session still opens and takes the next connection
+		// while the main one carries the second.
+		close(extraDial)
+		synctest.Wait()
+		third, err := l.Dial(ctx, podA, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer third.Close()
+		if third.session == main {
+			t.Error("the third connection shared the busy main session although an idle extra one is open")
+		}
+	})
+}
+
 // InUse lists the sessions, main and extra, that carry connections to the
 // lease's pods, and drops each as its last connection closes.
 func TestInUseListsSessionsCarryingConnections(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpf-dev/kpf/pkg/broadcast"
 	"github.com/kpf-dev/kpf/pkg/readbatch"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -188,6 +189,9 @@ type Session struct {
 	// onIdle, if set before the session is shared, is called when the
 	// last open connection closes.
 	onIdle func()
+	// released announces each connection that closes (Pool.pick waits
+	// on it).
+	released broadcast.Changes
 
 	sharedMu sync.Mutex
 	shared   map[string]*sharedRun
@@ -364,7 +368,9 @@ func (s *Session) Dial(ctx context.Context, port uint16) (*Conn, error) {
 // a closed connection.
 func (s *Session) release() {
 	s.lastUsed.Store(time.Now().UnixNano())
-	if s.active.Add(-1) == 0 && s.onIdle != nil {
+	left := s.active.Add(-1)
+	s.released.Notify()
+	if left == 0 && s.onIdle != nil {
 		s.onIdle()
 	}
 }
