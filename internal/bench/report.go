@@ -23,8 +23,8 @@ const (
 	ToolKpfSpare Tool = "kpf-spare"
 	// ToolKpfSPDY is kpf on the SPDY transport
 	// (KUBECTL_PORT_FORWARD_WEBSOCKETS=false, as kubectl-spdy is run),
-	// measured for throughput only: the like-for-like peer of
-	// kubectl-spdy, where ToolKpf, on WebSocket, is kubectl-ws's.
+	// measured for throughput and connection setup: the like-for-like
+	// peer of kubectl-spdy, where ToolKpf, on WebSocket, is kubectl-ws's.
 	ToolKpfSPDY Tool = "kpf-spdy"
 	ToolSPDY    Tool = "kubectl-spdy"
 	ToolWS      Tool = "kubectl-ws"
@@ -195,7 +195,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"and a group shows it only when it measured something there; dialer/kpf is its median ÷ kpf's local port's, " +
 		"dialer/kubectl-spdy its median ÷ kubectl-spdy's. " +
 		fmt.Sprintf("The kpf-spare column is a second kpf process, with one forward to the same service that keeps spare: %d connections open ahead of clients (connection setup and HTTP only). ", SpareConnections) +
-		"The kpf-spdy column is a third kpf process on the SPDY transport (KUBECTL_PORT_FORWARD_WEBSOCKETS=false, as kubectl-spdy runs), throughput only: " +
+		"The kpf-spdy column is a third kpf process on the SPDY transport (KUBECTL_PORT_FORWARD_WEBSOCKETS=false, as kubectl-spdy runs), throughput and connection setup: " +
 		"kpf-spdy/kubectl-spdy and kpf/kubectl-ws compare each transport with itself. " +
 		"The minimal-ws column is the cheapest forwarder the WebSocket path allows, in a process of its own as kpf and kubectl are (kpf-bench minimal-forwarder: one port-forward connection per client, one goroutine parsing the frames in place, reads batched as kpf's are), single-stream download only: " +
 		"minimal-ws/kubectl-ws is what any forwarder process could reach there, kpf/minimal-ws how close kpf comes. " +
