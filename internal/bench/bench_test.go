@@ -251,7 +251,7 @@ func sampleReport() *Report {
 		KubectlVersion: "v1.32.4",
 		Kubernetes:     "v1.37.2",
 		KpfRevision:    "0123456789ab",
-		Params: Params{SizeBytes: 256 << 20, Streams: 16, Rounds: 3, Conns: 2000, Concurrency: 32, ConcRepeats: 3,
+		Params: Params{SizeBytes: 256 << 20, Streams: 16, Rounds: 3, Conns: 2000, Concurrency: 32, ConcRepeats: 3, ColdIdle: Duration(35 * time.Second),
 			HTTPDuration: Duration(5 * time.Second), HTTPWorkers: 8, ProbeInterval: Duration(20 * time.Millisecond),
 			ScaleForwards: 200, ScaleNamespaces: 4, ScaleIdle: Duration(time.Minute)},
 		Metrics:  c.metrics(),

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kpf-dev/kpf/internal/demo"
+	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
 
 const usage = `Usage: kpf-bench [--smoke] [--size SIZE] [--rounds N] [--down] [flags]
@@ -69,6 +70,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 	conns := fs.Int("conns", 2000, "connections per latency measurement")
 	conc := fs.Int("concurrency", 32, "concurrent connections of the concurrent latency measurement")
 	concRepeats := fs.Int("conc-repeats", 3, "runs of the concurrent latency measurement in each round (its p99 varies most between runs)")
+	coldIdle := fs.Duration("cold-idle", tunnel.ExtraSessionIdle+5*time.Second, "how long every tool sits idle before the first-burst latency measurement")
 	httpDur := fs.Duration("http-duration", 5*time.Second, "duration of each HTTP measurement")
 	httpWorkers := fs.Int("http-workers", 8, "HTTP client workers")
 	probe := fs.Duration("probe-interval", 20*time.Millisecond, "reconvergence: dial interval")
@@ -96,7 +98,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 	if *smoke {
 		// Tiny defaults; flags given explicitly still win.
 		for name, v := range map[string]string{"size": "4MiB", "rounds": "1", "conns": "200", "http-duration": "1s",
-			"scale-forwards": "20", "scale-idle": "3s", "reconverge-window": "3s", "conc-repeats": "1"} {
+			"scale-forwards": "20", "scale-idle": "3s", "reconverge-window": "3s", "conc-repeats": "1", "cold-idle": "1s"} {
 			if !set[name] {
 				fs.Set(name, v)
 			}
@@ -146,7 +148,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 	}
 	cfg := &Config{
 		Repo: repo, Cluster: *cluster, Down: *down,
-		Size: n, Streams: *streams, Rounds: *rounds, Conns: *conns, Concurrency: *conc, ConcRepeats: *concRepeats,
+		Size: n, Streams: *streams, Rounds: *rounds, Conns: *conns, Concurrency: *conc, ConcRepeats: *concRepeats, ColdIdle: *coldIdle,
 		HTTPDuration: *httpDur, HTTPWorkers: *httpWorkers, ProbeInterval: *probe, ReconvergeWindow: *window,
 		ScaleForwards: *scaleN, ScaleNamespaces: *scaleNS, ScaleIdle: *scaleIdle, Smoke: *smoke,
 		Phases:  only,

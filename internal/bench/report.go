@@ -134,6 +134,7 @@ type Params struct {
 	Conns           int      `json:"conns"`
 	Concurrency     int      `json:"concurrency"`
 	ConcRepeats     int      `json:"concRepeats,omitempty"`
+	ColdIdle        Duration `json:"coldIdle,omitempty"`
 	HTTPDuration    Duration `json:"httpDuration"`
 	HTTPWorkers     int      `json:"httpWorkers"`
 	ProbeInterval   Duration `json:"probeInterval"`
@@ -184,8 +185,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "| kubectl | %s |\n", r.KubectlVersion)
 	fmt.Fprintf(&b, "| Kubernetes | %s (local test cluster on loopback) |\n", r.Kubernetes)
 	fmt.Fprintf(&b, "| kpf | %s |\n", r.KpfRevision)
-	fmt.Fprintf(&b, "| parameters | size %s, %d parallel streams, %d rounds, %d connections (sequential and %d concurrent%s), HTTP %s × %d workers, reconvergence probe every %s, scale %d forwards in %d namespaces, idle window %s |\n",
-		FormatSize(p.SizeBytes), p.Streams, p.Rounds, p.Conns, p.Concurrency, concRepeats(p.ConcRepeats),
+	fmt.Fprintf(&b, "| parameters | size %s, %d parallel streams, %d rounds, %d connections (sequential and %d concurrent%s%s), HTTP %s × %d workers, reconvergence probe every %s, scale %d forwards in %d namespaces, idle window %s |\n",
+		FormatSize(p.SizeBytes), p.Streams, p.Rounds, p.Conns, p.Concurrency, concRepeats(p.ConcRepeats), coldIdle(p.ColdIdle),
 		time.Duration(p.HTTPDuration), p.HTTPWorkers, time.Duration(p.ProbeInterval),
 		p.ScaleForwards, p.ScaleNamespaces, time.Duration(p.ScaleIdle))
 	b.WriteString("\nValues are the median over the rounds (over every run, for a measurement run more than once per round), with (min–max) when they differ. " +
@@ -322,4 +323,13 @@ func concRepeats(n int) string {
 		return ""
 	}
 	return fmt.Sprintf(", the concurrent ones %d times per round", n)
+}
+
+// coldIdle describes the idle time before the first-burst latency
+// measurement, if the run had one.
+func coldIdle(d Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", the first burst of each round after %s idle", time.Duration(d))
 }

@@ -34,12 +34,15 @@ type Config struct {
 	// Down stops the cluster at the end.
 	Down bool
 
-	Size          int64 // bytes per throughput measurement
-	Streams       int   // parallel streams of the aggregate measurement
-	Rounds        int
-	Conns         int // connections per latency measurement
-	Concurrency   int // of the concurrent latency measurement
-	ConcRepeats   int // runs of the concurrent latency measurement per round
+	Size        int64 // bytes per throughput measurement
+	Streams     int   // parallel streams of the aggregate measurement
+	Rounds      int
+	Conns       int // connections per latency measurement
+	Concurrency int // of the concurrent latency measurement
+	ConcRepeats int // runs of the concurrent latency measurement per round
+	// ColdIdle is how long every tool sits idle before the first-burst
+	// latency measurement.
+	ColdIdle      time.Duration
 	HTTPDuration  time.Duration
 	HTTPWorkers   int
 	ProbeInterval time.Duration // reconvergence dial interval
@@ -215,7 +218,7 @@ func (r *runner) note(format string, args ...any) {
 func (cfg *Config) params() Params {
 	return Params{
 		SizeBytes: cfg.Size, Streams: cfg.Streams, Rounds: cfg.Rounds, Conns: cfg.Conns, Concurrency: cfg.Concurrency,
-		ConcRepeats:  cfg.ConcRepeats,
+		ConcRepeats: cfg.ConcRepeats, ColdIdle: Duration(cfg.ColdIdle),
 		HTTPDuration: Duration(cfg.HTTPDuration), HTTPWorkers: cfg.HTTPWorkers, ProbeInterval: Duration(cfg.ProbeInterval),
 		ScaleForwards: cfg.ScaleForwards, ScaleNamespaces: cfg.ScaleNamespaces, ScaleIdle: Duration(cfg.ScaleIdle), Smoke: cfg.Smoke,
 	}

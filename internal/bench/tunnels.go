@@ -31,6 +31,8 @@ const (
 	mSeqP99       = "latency-seq-p99"
 	mConcP50      = "latency-conc-p50"
 	mConcP99      = "latency-conc-p99"
+	mColdP50      = "latency-cold-p50"
+	mColdP99      = "latency-cold-p99"
 	mPacedP50     = "latency-paced-p50"
 	mPacedP99     = "latency-paced-p99"
 	mHTTPKA       = "http-keepalive"
@@ -71,6 +73,8 @@ func (r *runner) defineMetrics() {
 		{mSeqP99, lat, "p99, sequential", "ms", false},
 		{mConcP50, lat, "p50, " + strconv.Itoa(c.Concurrency) + " concurrent", "ms", false},
 		{mConcP99, lat, "p99, " + strconv.Itoa(c.Concurrency) + " concurrent", "ms", false},
+		{mColdP50, lat, fmt.Sprintf("p50, %d concurrent, first burst after %s idle", c.Concurrency, c.ColdIdle), "ms", false},
+		{mColdP99, lat, fmt.Sprintf("p99, %d concurrent, first burst after %s idle", c.Concurrency, c.ColdIdle), "ms", false},
 		{mPacedP50, lat, fmt.Sprintf("p50, paced (%d connections, one every %s)", pacedConns(c), pace), "ms", false},
 		{mPacedP99, lat, fmt.Sprintf("p99, paced (%d connections, one every %s)", pacedConns(c), pace), "ms", false},
 		{mHTTPKA, res, "HTTP GET, keep-alive, " + strconv.Itoa(c.HTTPWorkers) + " workers", "req/s", true},
@@ -161,11 +165,12 @@ func (r *runner) tunnels(ctx context.Context) error {
 		{tool: ToolKpf, sink: addr(ports[0]), http: addr(ports[1]), pid: kpf.pid, stop: func() {},
 			ensure: running("kpf up", kpf)},
 		{tool: ToolKpfSpare, sink: addr(ports[6]), http: addr(ports[7]), pid: kpfSpare.pid, stop: func() {}, partial: true,
-			only:   map[string]bool{"latency, sequential": true, "latency, paced": true, "latency, concurrent": true, "HTTP, keep-alive": true, "HTTP, no keep-alive": true},
+			only: map[string]bool{"latency, sequential": true, "latency, paced": true, "latency, concurrent": true, "latency, first burst": true,
+				"HTTP, keep-alive": true, "HTTP, no keep-alive": true},
 			ensure: running("kpf up (spare)", kpfSpare)},
 		{tool: ToolKpfSPDY, sink: addr(ports[8]), pid: kpfSPDY.pid, stop: func() {}, partial: true,
 			only: map[string]bool{"download, 1 stream": true, "upload, 1 stream": true, "download, parallel": true, "upload, parallel": true,
-				"latency, sequential": true, "latency, paced": true, "latency, concurrent": true},
+				"latency, sequential": true, "latency, paced": true, "latency, concurrent": true, "latency, first burst": true},
 			ensure: running("kpf up (spdy)", kpfSPDY)},
 		r.kubectlTarget(ToolSPDY, false, ports[2], ports[3]),
 		r.kubectlTarget(ToolWS, true, ports[4], ports[5]),
@@ -194,33 +199,51 @@ func (r *runner) tunnels(ctx context.Context) error {
 	type measure struct {
 		name string
 		run  func(context.Context, *target) error
+		// before, if set, runs once per round before the measurement.
+		before func(context.Context) error
 	}
 	c := r.cfg
 	measures := []measure{
-		{"download, 1 stream", func(ctx context.Context, t *target) error {
+		{name: "download, 1 stream", run: func(ctx context.Context, t *target) error {
 			return r.throughput(ctx, t, mDown1, mCPUDown1, 1, false, true)
 		}},
-		{"upload, 1 stream", func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUp1, mCPUUp1, 1, true, false) }},
-		{"download, parallel", func(ctx context.Context, t *target) error {
+		{name: "upload, 1 stream", run: func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUp1, mCPUUp1, 1, true, false) }},
+		{name: "download, parallel", run: func(ctx context.Context, t *target) error {
 			return r.throughput(ctx, t, mDownN, "", c.Streams, false, false)
 		}},
-		{"upload, parallel", func(ctx context.Context, t *target) error {
+		{name: "upload, parallel", run: func(ctx context.Context, t *target) error {
 			return r.throughput(ctx, t, mUpN, "", c.Streams, true, false)
 		}},
-		{"latency, sequential", func(ctx context.Context, t *target) error { return r.latency(ctx, t, mSeqP50, mSeqP99, 1, 0) }},
-		{"latency, paced", func(ctx context.Context, t *target) error { return r.latency(ctx, t, mPacedP50, mPacedP99, 1, pace) }},
-		{"latency, concurrent", func(ctx context.Context, t *target) error {
+		{name: "latency, sequential", run: func(ctx context.Context, t *target) error { return r.latency(ctx, t, mSeqP50, mSeqP99, 1, 0) }},
+		{name: "latency, paced", run: func(ctx context.Context, t *target) error { return r.latency(ctx, t, mPacedP50, mPacedP99, 1, pace) }},
+		{name: "latency, concurrent", run: func(ctx context.Context, t *target) error {
 			return r.latency(ctx, t, mConcP50, mConcP99, c.Concurrency, 0)
 		}},
-		{"HTTP, keep-alive", func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPKA, true) }},
-		{"HTTP, no keep-alive", func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPNoKA, false) }},
+		// The same burst once every tool has sat idle for c.ColdIdle,
+		// longer than kpf keeps the extra sessions of a pod it no longer
+		// uses (tunnel.ExtraSessionIdle): what a load test, or a page
+		// opening 32 connections, meets when it starts.
+		{name: "latency, first burst", run: func(ctx context.Context, t *target) error {
+			return r.latency(ctx, t, mColdP50, mColdP99, c.Concurrency, 0)
+		}, before: func(ctx context.Context) error {
+			r.log.Info("every tool idle before the first-burst latency", "for", c.ColdIdle)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(c.ColdIdle):
+				return nil
+			}
+		}},
+		{name: "HTTP, keep-alive", run: func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPKA, true) }},
+		{name: "HTTP, no keep-alive", run: func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPNoKA, false) }},
 	}
 	metricsOf := map[string][]string{
 		"download, 1 stream": {mDown1, mCPUDown1, mCPUFwd, mCPUAPI, mCPUAgent, mCPUBench}, "upload, 1 stream": {mUp1, mCPUUp1},
 		"download, parallel": {mDownN}, "upload, parallel": {mUpN},
 		"latency, sequential": {mSeqP50, mSeqP99}, "latency, concurrent": {mConcP50, mConcP99},
-		"latency, paced":   {mPacedP50, mPacedP99},
-		"HTTP, keep-alive": {mHTTPKA}, "HTTP, no keep-alive": {mHTTPNoKA},
+		"latency, first burst": {mColdP50, mColdP99},
+		"latency, paced":       {mPacedP50, mPacedP99},
+		"HTTP, keep-alive":     {mHTTPKA}, "HTTP, no keep-alive": {mHTTPNoKA},
 	}
 	// Runs per round, where more than one. The concurrent p99 is the
 	// 20th-slowest of 2,000 connections, set by pauses of whatever shares
@@ -247,6 +270,11 @@ func (r *runner) tunnels(ctx context.Context) error {
 	}
 	for round := range c.Rounds {
 		for _, m := range measures {
+			if m.before != nil {
+				if err := m.before(ctx); err != nil {
+					return err
+				}
+			}
 			for rep := range max(repeats[m.name], 1) {
 				// Rotate the order each run so that no tool always goes first.
 				for i := range targets {
