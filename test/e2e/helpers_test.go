@@ -198,9 +198,17 @@ func createStatefulSet(t *testing.T, c *cluster, ns, name string, replicas int32
 	}
 }
 
+// createPod creates a bare pod labelled app=name over backend b.
 func createPod(t *testing.T, c *cluster, ns, name string, b backend) {
 	t.Helper()
-	tmpl := podTemplate(name, b)
+	createAppPod(t, c, ns, name, name, b)
+}
+
+// createAppPod creates a bare pod labelled app=app over backend b: no
+// controller replaces it once deleted.
+func createAppPod(t *testing.T, c *cluster, ns, name, app string, b backend) {
+	t.Helper()
+	tmpl := podTemplate(app, b)
 	_, err := c.client.CoreV1().Pods(ns).Create(context.Background(), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: tmpl.Labels, Annotations: tmpl.Annotations},
 		Spec:       tmpl.Spec,
