@@ -58,10 +58,7 @@ func TestE2EDialerSurvivesPodDeletion(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "dialer")
 	one, two := startHTTPBackend(t, "one", 200), startHTTPBackend(t, "two", 200)
-	createAppPod(t, s.primary, ns, "echo-one", "echo", one)
-	createAppPod(t, s.primary, ns, "echo-two", "echo", two)
-	createService(t, s.primary, ns, "echo", "echo")
-	waitEndpoints(t, s.primary, ns, "echo", 2)
+	deployBareEcho(t, s.primary, ns, one, two)
 	baseline := goleak.IgnoreCurrent()
 
 	d := newDialer(t, s)

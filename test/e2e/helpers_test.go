@@ -557,6 +557,20 @@ func deployEcho(t *testing.T, c *cluster, ns string, replicas int32, backends ..
 	return waitEndpoints(t, c, ns, "echo", int(replicas))
 }
 
+// deployBareEcho creates one bare pod "echo-NAME" per backend, labelled
+// app=echo, the Service "echo" in front of them, and waits for every pod to
+// be a ready endpoint. Unlike deployEcho's Deployment, nothing replaces a
+// deleted pod, so a test can tell "reached the deleted pod" from "reached
+// its replacement", which would be given the same backend.
+func deployBareEcho(t *testing.T, c *cluster, ns string, backends ...backend) {
+	t.Helper()
+	for _, b := range backends {
+		createAppPod(t, c, ns, "echo-"+b.name, "echo", b)
+	}
+	createService(t, c, ns, "echo", "echo")
+	waitEndpoints(t, c, ns, "echo", len(backends))
+}
+
 // echoConfig is a forwards.yaml with one forward, "echo", from local port
 // to port 80 of the Service "echo" in ns on the primary cluster.
 func echoConfig(ns string, port int) string {

@@ -83,7 +83,9 @@ func TestE2EPodDeletionLosesNoConnection(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "podkill")
 	a, b := startBackend(t, "a"), startBackend(t, "b")
-	deployEcho(t, s.primary, ns, 2, a, b)
+	// Bare pods: a Deployment's replacement would be given the deleted
+	// pod's backend, and reaching it would look like reaching that pod.
+	deployBareEcho(t, s.primary, ns, a, b)
 	port := freePort(t)
 	p := startKpf(t, s, writeConfig(t, echoConfig(ns, port)))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
