@@ -14,15 +14,16 @@ import (
 // no lease holds its pod and no connection goes through it. Concurrent
 // Gets for a pod share one dial.
 //
-// Connections opened with Lease.Dial are spread over up to
-// MaxSessionsPerPod sessions to the pod: a connection that would share a
-// busy session gets a session of its own while there are fewer. One
-// multiplexed connection carries every stream through one reader in each
-// process on the path (kpf, API server, kubelet), and a stream whose
-// reader falls behind holds up the others; parallel transfers go faster
-// and cost less CPU over several. Extra sessions close after
-// ExtraSessionIdle without connections. A Pool is safe for concurrent
-// use.
+// Connections opened with Lease.Dial to a pod that carries bulk
+// transfers are spread over up to MaxSessionsPerPod sessions to the pod:
+// a connection that would share a busy session gets a session of its own
+// while there are fewer. One multiplexed connection carries every stream
+// through one reader in each process on the path (kpf, API server,
+// kubelet), and a stream whose reader falls behind holds up the others;
+// parallel transfers go faster and cost less CPU over several. A pod whose
+// recent connections were short keeps them on its main session, where they
+// cost less (see podTraffic). Extra sessions close after ExtraSessionIdle
+// without connections. A Pool is safe for concurrent use.
 type Pool struct {
 	connect     func(context.Context, Pod) (*Session, error)
 	dialTimeout time.Duration
@@ -32,6 +33,7 @@ type Pool struct {
 	extra    map[Pod][]*poolEntry // extra sessions for parallel connections
 	noSpread map[Pod]time.Time    // until when not to open extra sessions (one failed)
 	holds    map[Pod]int          // leases holding each pod
+	traffic  map[Pod]*podTraffic  // what the pod's connections were like
 	closed   bool
 }
 
@@ -81,7 +83,35 @@ func NewPool(connector *Connector, dialTimeout time.Duration) *Pool {
 
 func newPool(connect func(context.Context, Pod) (*Session, error), dialTimeout time.Duration) *Pool {
 	return &Pool{connect: connect, dialTimeout: dialTimeout, sessions: map[Pod]*poolEntry{}, extra: map[Pod][]*poolEntry{},
-		noSpread: map[Pod]time.Time{}, holds: map[Pod]int{}}
+		noSpread: map[Pod]time.Time{}, holds: map[Pod]int{}, traffic: map[Pod]*podTraffic{}}
+}
+
+// observe sets the hooks through which the pool follows s, a new session
+// to pod: it sweeps when s goes idle, and records its connections'
+// traffic.
+func (p *Pool) observe(pod Pod, s *Session) {
+	s.onIdle = func() { p.sweep(pod) }
+	s.onBulk = func() {
+		p.mu.Lock()
+		p.trafficOf(pod).becameBulk()
+		p.mu.Unlock()
+	}
+	s.onEnd = func(moved int64, bulk bool) {
+		p.mu.Lock()
+		p.trafficOf(pod).ended(moved, bulk)
+		p.mu.Unlock()
+	}
+}
+
+// trafficOf returns the record of pod's traffic, starting one if needed.
+// p.mu must be held.
+func (p *Pool) trafficOf(pod Pod) *podTraffic {
+	t := p.traffic[pod]
+	if t == nil {
+		t = &podTraffic{}
+		p.traffic[pod] = t
+	}
+	return t
 }
 
 // Lease returns a new, empty hold on the pool's sessions for one user.
@@ -125,7 +155,7 @@ func (p *Pool) dial(pod Pod, e *poolEntry) {
 	defer cancel()
 	s, err := p.connect(ctx, pod)
 	if err == nil {
-		s.onIdle = func() { p.sweep(pod) }
+		p.observe(pod, s)
 	}
 	p.mu.Lock()
 	e.session, e.err = s, err
@@ -202,6 +232,11 @@ func (p *Pool) sweep(pod Pod) {
 	} else {
 		p.extra[pod] = kept
 	}
+	if p.sessions[pod] == nil && len(kept) == 0 {
+		// No session is left to carry a connection: a new one starts
+		// with nothing known.
+		delete(p.traffic, pod)
+	}
 	p.mu.Unlock()
 	for _, s := range closing {
 		s.Close()
@@ -209,9 +244,11 @@ func (p *Pool) sweep(pod Pod) {
 }
 
 // pick chooses the session for a new connection to pod, given its live
-// main session, and counts the connection in its Active: the session with
-// the fewest connections, or a new extra session if every one is busy and
-// there are fewer than MaxSessionsPerPod.
+// main session, and counts the connection in its Active. While the pod's
+// traffic calls for spreading (podTraffic.spread), that is the session
+// with the fewest connections, or a new extra session if every one is
+// busy and there are fewer than MaxSessionsPerPod; otherwise it is the
+// main session, and idle extra sessions close in time.
 //
 // A connection that waits for an extra session to open stops waiting when
 // a connection on the least busy live session ends first, and shares that
@@ -227,6 +264,11 @@ func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, erro
 		if p.closed {
 			p.mu.Unlock()
 			return nil, ErrSessionClosed
+		}
+		if !p.traffic[pod].spread() {
+			main.active.Add(1)
+			p.mu.Unlock()
+			return main, nil
 		}
 		// Spares are idle: they do not make a session busy. live is the
 		// least busy live session.
@@ -307,7 +349,7 @@ func (p *Pool) dialExtra(pod Pod, e *poolEntry) {
 	defer cancel()
 	s, err := p.connect(ctx, pod)
 	if err == nil {
-		s.onIdle = func() { p.sweep(pod) }
+		p.observe(pod, s)
 	}
 	p.mu.Lock()
 	e.session, e.err = s, err

@@ -416,6 +416,72 @@ func TestDialSpreadsConcurrentConnectionsOverSessions(t *testing.T) {
 	})
 }
 
+// A pod whose connections have been short keeps new ones on its main
+// session, even many at once; once a connection moves BulkBytes, those
+// opened beside it spread again.
+func TestDialSpreadsOnlyWhileThePodCarriesBulkTransfers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePool()
+		defer fp.Close()
+		ctx := context.Background()
+		l := fp.Lease()
+		defer l.Close()
+		dial := func() *Conn {
+			t.Helper()
+			c, err := l.Dial(ctx, podA, 80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		// Short exchanges: a request and an answer's worth of bytes.
+		for range ShortRunToStopSpreading {
+			c := dial()
+			if _, err := c.Write([]byte("PING\n")); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+		var open []*Conn
+		for range 2 * MaxSessionsPerPod {
+			open = append(open, dial())
+		}
+		synctest.Wait()
+		if n := len(fp.opened()); n != 1 {
+			t.Fatalf("after short connections, %d open ones opened %d sessions, want only the main one", len(open), n)
+		}
+		for _, c := range open[1:] {
+			if c.session != open[0].session {
+				t.Fatal("a connection went to another session than the main one")
+			}
+		}
+		// One of them becomes a bulk transfer.
+		chunk := make([]byte, 64<<10)
+		for moved := 0; moved < BulkBytes; moved += len(chunk) {
+			if _, err := open[0].Write(chunk); err != nil {
+				t.Fatal(err)
+			}
+		}
+		next := dial()
+		synctest.Wait()
+		if n := len(fp.opened()); n != 2 || next.session == open[0].session {
+			t.Fatalf("beside a bulk transfer, a new connection went to the main session (%d sessions opened); want an extra one", n)
+		}
+		// The bulk transfer ends; the pod stays spread until a run of
+		// short connections ends.
+		open[0].Close()
+		for _, c := range append(open[1:], next) {
+			c.Close()
+		}
+		fp.Pool.mu.Lock()
+		spread := fp.traffic[podA].spread()
+		fp.Pool.mu.Unlock()
+		if !spread {
+			t.Fatal("the pod stopped spreading when its bulk transfer ended")
+		}
+	})
+}
+
 func TestLeaseCloseClosesIdleExtraSessionsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fp := newFakePool()

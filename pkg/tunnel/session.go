@@ -189,6 +189,11 @@ type Session struct {
 	// onIdle, if set before the session is shared, is called when the
 	// last open connection closes.
 	onIdle func()
+	// onBulk and onEnd, if set before the session is shared, hear of each
+	// connection that has moved BulkBytes, and of each connection that
+	// closes: what it moved and whether it had become bulk.
+	onBulk func()
+	onEnd  func(moved int64, bulk bool)
 	// released announces each connection that closes (Pool.pick waits
 	// on it).
 	released broadcast.Changes
@@ -634,6 +639,21 @@ type Conn struct {
 
 	closeOnce  sync.Once
 	writeClose sync.Once
+	// moved counts the bytes read and written until they reach BulkBytes,
+	// when bulk is set.
+	moved atomic.Int64
+	bulk  atomic.Bool
+}
+
+// count adds n bytes moved to c's count, and tells the session once c has
+// moved BulkBytes.
+func (c *Conn) count(n int) {
+	if c.bulk.Load() {
+		return
+	}
+	if c.moved.Add(int64(n)) >= BulkBytes && c.bulk.CompareAndSwap(false, true) && c.session.onBulk != nil {
+		c.session.onBulk()
+	}
 }
 
 // Read reads from the pod. When the pod side ends with an error the kubelet
@@ -652,6 +672,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	if n > 0 {
 		c.session.lastMoved.Store(time.Now().UnixNano())
+		c.count(n)
 	}
 	if err != nil && n == 0 {
 		// The kubelet writes any error before closing the data stream,
@@ -686,6 +707,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		now := time.Now().UnixNano()
 		c.session.lastWrote.Store(now)
 		c.session.lastMoved.Store(now)
+		c.count(n)
 	}
 	return n, err
 }
@@ -713,6 +735,9 @@ func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.data.Reset()
 		c.session.conn.RemoveStreams(c.errStream, c.data)
+		if c.session.onEnd != nil {
+			c.session.onEnd(c.moved.Load(), c.bulk.Load())
+		}
 		c.session.release()
 	})
 	return nil

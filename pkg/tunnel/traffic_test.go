@@ -1,0 +1,54 @@
+package tunnel
+
+import "testing"
+
+func TestPodTrafficSpreadsForBulkOnly(t *testing.T) {
+	// Each step is one event: 'b' a connection becomes bulk, 'B' a bulk
+	// one ends, 's' one ends short, '0' one ends having moved nothing.
+	short := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = 's'
+		}
+		return string(b)
+	}
+	tests := []struct {
+		name   string
+		events string
+		spread bool
+	}{
+		{"nothing known", "", true},
+		{"a few short ones", short(ShortRunToStopSpreading - 1), true},
+		{"a run of short ones", short(ShortRunToStopSpreading), false},
+		{"empty connections say nothing", short(ShortRunToStopSpreading-1) + "0000", true},
+		{"a bulk transfer starts after short ones", short(ShortRunToStopSpreading) + "b", true},
+		{"short ones while a bulk transfer is open", "b" + short(2*ShortRunToStopSpreading), true},
+		{"bulk transfer ended, then short ones", "bB" + short(ShortRunToStopSpreading-1), true},
+		{"bulk transfer ended, then a run of short ones", "bB" + short(ShortRunToStopSpreading), false},
+		{"two bulk, one ended", "bbB" + short(ShortRunToStopSpreading), true},
+		{"both ended", "bbBB" + short(ShortRunToStopSpreading), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tr podTraffic
+			for _, e := range tt.events {
+				switch e {
+				case 'b':
+					tr.becameBulk()
+				case 'B':
+					tr.ended(BulkBytes, true)
+				case 's':
+					tr.ended(100, false)
+				case '0':
+					tr.ended(0, false)
+				}
+			}
+			if got := tr.spread(); got != tt.spread {
+				t.Errorf("spread after %q = %v, want %v (%+v)", tt.events, got, tt.spread, tr)
+			}
+		})
+	}
+	if !(*podTraffic)(nil).spread() {
+		t.Error("a pod with no record does not spread")
+	}
+}
