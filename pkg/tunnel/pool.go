@@ -247,8 +247,10 @@ func (p *Pool) sweep(pod Pod) {
 // main session, and counts the connection in its Active. While the pod's
 // traffic calls for spreading (podTraffic.spread), that is the session
 // with the fewest connections, or a new extra session if every one is
-// busy and there are fewer than MaxSessionsPerPod; otherwise it is the
-// main session, and idle extra sessions close in time.
+// busy and there are fewer than MaxSessionsPerPod. Otherwise it is the
+// main session, and idle extra sessions close in time, unless a write on
+// the main session is held up (writeStalled): then the connection is
+// spread too, rather than queue behind a pod that stopped reading.
 //
 // A connection that waits for an extra session to open stops waiting when
 // a connection on the least busy live session ends first, and shares that
@@ -265,7 +267,7 @@ func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, erro
 			p.mu.Unlock()
 			return nil, ErrSessionClosed
 		}
-		if !p.traffic[pod].spread() {
+		if !p.traffic[pod].spread() && !main.writeStalled(time.Now()) {
 			main.active.Add(1)
 			p.mu.Unlock()
 			return main, nil

@@ -26,7 +26,10 @@ type fakeConn struct {
 	refuse string
 	// stall, if set, makes stream creation wait until the connection
 	// closes, as on a connection that nothing reads any more.
-	stall   bool
+	stall bool
+	// writesBlock, if set, makes writes to data streams wait until it is
+	// closed or the stream ends, as to a pod that stopped reading.
+	writesBlock chan struct{}
 	mu      sync.Mutex
 	nextID  uint32
 	closed  chan bool
@@ -66,6 +69,9 @@ func (f *fakeConn) CreateStream(h http.Header) (httpstream.Stream, error) {
 	defer f.mu.Unlock()
 	f.nextID++
 	st := &fakeStream{id: f.nextID, headers: h, done: make(chan struct{})}
+	if h.Get("streamType") == "data" {
+		st.writesBlock = f.writesBlock
+	}
 	if f.refuse != "" {
 		st.msg = []byte(f.refuse)
 		st.Reset()
@@ -98,7 +104,8 @@ func (f *fakeConn) isClosed() bool {
 }
 
 type fakeStream struct {
-	msg     []byte // what reads return before io.EOF
+	writesBlock chan struct{} // see fakeConn
+	msg         []byte        // what reads return before io.EOF
 	id      uint32
 	headers http.Header
 	done    chan struct{}
@@ -114,7 +121,16 @@ func (s *fakeStream) Read(p []byte) (int, error) {
 	}
 	return 0, io.EOF
 }
-func (s *fakeStream) Write(p []byte) (int, error) { return len(p), nil }
+func (s *fakeStream) Write(p []byte) (int, error) {
+	if s.writesBlock != nil {
+		select {
+		case <-s.writesBlock:
+		case <-s.done:
+			return 0, errors.New("stream reset")
+		}
+	}
+	return len(p), nil
+}
 func (s *fakeStream) Close() error                { return nil }
 func (s *fakeStream) Reset() error {
 	s.once.Do(func() { close(s.done) })
@@ -478,6 +494,59 @@ func TestDialSpreadsOnlyWhileThePodCarriesBulkTransfers(t *testing.T) {
 		fp.Pool.mu.Unlock()
 		if !spread {
 			t.Fatal("the pod stopped spreading when its bulk transfer ended")
+		}
+	})
+}
+
+// On a pod whose connections have been short, a new connection still
+// avoids the main session once a write there has been held up for
+// StalledWrite: it would queue behind a pod that stopped reading.
+func TestDialAvoidsAMainSessionWithAStalledWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fp := newFakePool()
+		defer fp.Close()
+		ctx := context.Background()
+		l := fp.Lease()
+		defer l.Close()
+		dial := func() *Conn {
+			t.Helper()
+			c, err := l.Dial(ctx, podA, 80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		for range ShortRunToStopSpreading {
+			c := dial()
+			c.moved.Store(5) // as if it had read an answer
+			c.Close()
+		}
+		// From now on the main session's pod stops reading.
+		fp.mu.Lock()
+		fp.conns[0].writesBlock = make(chan struct{})
+		fp.mu.Unlock()
+		stuck := dial()
+		done := make(chan error, 1)
+		go func() {
+			_, err := stuck.Write([]byte("upload"))
+			done <- err
+		}()
+		synctest.Wait()
+		early := dial()
+		defer early.Close()
+		if early.session != stuck.session {
+			t.Fatal("a connection opened just as a write began went to an extra session")
+		}
+		time.Sleep(StalledWrite)
+		late := dial()
+		defer late.Close()
+		synctest.Wait()
+		if late.session == stuck.session {
+			t.Fatalf("a connection opened while the main session's write was held up for %v shared that session", StalledWrite)
+		}
+		stuck.Close()
+		if err := <-done; err == nil {
+			t.Error("the held-up write succeeded")
 		}
 	})
 }

@@ -205,6 +205,7 @@ type Session struct {
 func newSession(pod Pod, conn httpstream.Connection, protocol string, transport io.Closer) *Session {
 	s := &Session{Pod: pod, Protocol: protocol, conn: conn, transport: transport, done: make(chan struct{})}
 	s.lastUsed.Store(time.Now().UnixNano())
+	s.lastWrote.Store(s.lastUsed.Load())
 	go func() {
 		select {
 		case <-conn.CloseChan():
@@ -311,6 +312,19 @@ func (s *Session) Busy(t time.Time) bool {
 		return false
 	}
 	return s.lastMoved.Load() >= since
+}
+
+// StalledWrite is how long a write may take before the session counts as
+// held up (writeStalled).
+const StalledWrite = 250 * time.Millisecond
+
+// writeStalled reports whether a connection's write has been in progress
+// for StalledWrite with no write on the session finishing meanwhile: its
+// pod or a peer on the way has stopped taking data, and while that write
+// holds the session's frame-write lock, no other connection on it can
+// send or open.
+func (s *Session) writeStalled(now time.Time) bool {
+	return s.writing.Load() > 0 && now.Sub(time.Unix(0, s.lastWrote.Load())) >= StalledWrite
 }
 
 // progressed reports whether, since t, a stream was acknowledged on the
