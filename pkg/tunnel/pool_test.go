@@ -30,10 +30,10 @@ type fakeConn struct {
 	// writesBlock, if set, makes writes to data streams wait until it is
 	// closed or the stream ends, as to a pod that stopped reading.
 	writesBlock chan struct{}
-	mu      sync.Mutex
-	nextID  uint32
-	closed  chan bool
-	closing sync.Once
+	mu          sync.Mutex
+	nextID      uint32
+	closed      chan bool
+	closing     sync.Once
 	// leaving records the calls of pingFastUntil: whether each asked for
 	// fast pings (a non-zero time) or stopped them.
 	leaving []bool
@@ -106,10 +106,10 @@ func (f *fakeConn) isClosed() bool {
 type fakeStream struct {
 	writesBlock chan struct{} // see fakeConn
 	msg         []byte        // what reads return before io.EOF
-	id      uint32
-	headers http.Header
-	done    chan struct{}
-	once    sync.Once
+	id          uint32
+	headers     http.Header
+	done        chan struct{}
+	once        sync.Once
 }
 
 func (s *fakeStream) Read(p []byte) (int, error) {
@@ -131,7 +131,7 @@ func (s *fakeStream) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-func (s *fakeStream) Close() error                { return nil }
+func (s *fakeStream) Close() error { return nil }
 func (s *fakeStream) Reset() error {
 	s.once.Do(func() { close(s.done) })
 	return nil
