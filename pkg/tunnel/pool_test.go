@@ -432,6 +432,16 @@ func TestDialSpreadsConcurrentConnectionsOverSessions(t *testing.T) {
 	})
 }
 
+// mustDial opens a connection to port 80 of pod through l.
+func mustDial(t *testing.T, l *Lease, pod Pod) *Conn {
+	t.Helper()
+	c, err := l.Dial(context.Background(), pod, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // A pod whose connections have been short keeps new ones on its main
 // session, even many at once; once a connection moves BulkBytes, those
 // opened beside it spread again.
@@ -439,17 +449,9 @@ func TestDialSpreadsOnlyWhileThePodCarriesBulkTransfers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fp := newFakePool()
 		defer fp.Close()
-		ctx := context.Background()
 		l := fp.Lease()
 		defer l.Close()
-		dial := func() *Conn {
-			t.Helper()
-			c, err := l.Dial(ctx, podA, 80)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
-		}
+		dial := func() *Conn { return mustDial(t, l, podA) }
 		// Short exchanges: a request and an answer's worth of bytes.
 		for range ShortRunToStopSpreading {
 			c := dial()
@@ -505,17 +507,9 @@ func TestDialAvoidsAMainSessionWithAStalledWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fp := newFakePool()
 		defer fp.Close()
-		ctx := context.Background()
 		l := fp.Lease()
 		defer l.Close()
-		dial := func() *Conn {
-			t.Helper()
-			c, err := l.Dial(ctx, podA, 80)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
-		}
+		dial := func() *Conn { return mustDial(t, l, podA) }
 		for range ShortRunToStopSpreading {
 			c := dial()
 			c.moved.Store(5) // as if it had read an answer
