@@ -90,7 +90,10 @@ func TestE2ESpareConnections(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "spare")
 	a, b := startCountingBackend(t, "a"), startCountingBackend(t, "b")
-	deployEcho(t, s.primary, ns, 2, a.backend, b.backend)
+	// Bare pods: a Deployment's replacement for the deleted pod would be
+	// given its backend, and spares moving to the replacement would look
+	// like spares left on the deleted pod.
+	deployBareEcho(t, s.primary, ns, a.backend, b.backend)
 	closer := startCountingServer(t, "closer", func(net.Conn) {})
 	createDeployment(t, s.primary, ns, "closer", 1, closer.backend)
 	createService(t, s.primary, ns, "closer", "closer")
