@@ -257,7 +257,7 @@ forwards:
 		t.Errorf("good forward over ::1 (localhost binds both loopbacks): %q, %v", g, err)
 	}
 	want := map[string]string{
-		"busy":      fmt.Sprintf("127.0.0.1:%d: local port %d is already in use by another process (stop it, or pick another local port)", busyPort, busyPort),
+		"busy":      fmt.Sprintf("127.0.0.1:%d: local port %d is already in use by another process (stop it, or pick another local port; `ss -ltnp 'sport = :%d'` shows which process)", busyPort, busyPort, busyPort),
 		"elsewhere": "192.0.2.1 is not an address of this host (use one of its addresses, or localhost)",
 	}
 	if low < start {
