@@ -18,7 +18,8 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	env := cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Name: cli.ProgramName(os.Args[0])}
+	code := cli.Run(ctx, env, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

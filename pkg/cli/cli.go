@@ -1,15 +1,22 @@
 // Package cli implements the kpf command line: it parses arguments, wires
 // the other packages together and turns results into output and exit codes.
 // Only cmd/kpf's main exits the process.
+//
+// The command line follows kubectl's conventions, on the same library
+// (github.com/spf13/cobra with pflag): flags anywhere on the line, --long
+// and -s forms, `help CMD`, suggestions for mistyped commands and flags,
+// and completion scripts for bash, zsh, fish and PowerShell that complete
+// the forward and group names of the file in use.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes returned by Main.
@@ -19,105 +26,153 @@ const (
 	ExitUsage   = 2 // bad command line
 )
 
-// Env is what a subcommand may use of the outside world.
+// Env is what a command may use of the outside world.
 type Env struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// Name is how the user invoked kpf: "kpf", or "kubectl kpf" when
+	// kubectl runs it as a plugin. Help text and examples use it.
+	Name string
 }
 
-// command is one subcommand. run gets the arguments after the subcommand's
-// name and returns the exit code.
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, env Env, args []string) int
-}
-
-// commands returns the subcommand table. To add a subcommand, add a row
-// here and a runNAME function in its own file.
-func commands() []command {
-	return []command{
-		{"up", "start the declared forwards and keep them running", runUp},
-		{"status", "show the forwards of the running kpf up", runStatus},
-		{"restart", "re-dial forwards of the running kpf up", runRestart},
-		{"validate", "check forwards.yaml and print the resolved plan", runValidate},
-		{"version", "print kpf's version", runVersion},
+// ProgramName returns the name to show for a process started as argv0:
+// "kubectl kpf" when the binary is the kubectl plugin kubectl-kpf (kubectl
+// runs plugins by that file name, krew links it so), else "kpf".
+func ProgramName(argv0 string) string {
+	// Cut at either separator: a Windows path is read the same way
+	// whatever system the code runs on.
+	base := argv0[strings.LastIndexAny(argv0, `/\`)+1:]
+	base = strings.TrimSuffix(strings.ToLower(base), ".exe")
+	if base == "kubectl-kpf" {
+		return "kubectl kpf"
 	}
+	return "kpf"
 }
 
-const usage = `kpf keeps the port-forwards declared in forwards.yaml running.
-
-Usage:
-    kpf COMMAND [FLAGS]
-
-Commands:
-%s
-Run "kpf COMMAND -h" for a command's flags.
-
-Examples:
-    $ kpf validate
-    $ kpf validate -f deploy/forwards.yaml --context staging
-    $ kpf version
-
-kpf finds forwards.yaml by walking up from the current directory, the way
-git finds .git; -f names another file.
-`
-
-func printUsage(w io.Writer) {
-	var b strings.Builder
-	for _, c := range commands() {
-		fmt.Fprintf(&b, "    %-10s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintf(w, usage, b.String())
-}
-
-// Main runs kpf with args (without the program name) and returns the exit
-// code. ctx is cancelled on interrupt; long-running commands stop when it
-// is done.
+// Main runs kpf, invoked as "kpf", with args (without the program name)
+// and returns the exit code. ctx is cancelled on interrupt; long-running
+// commands stop when it is done.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	env := Env{Stdin: stdin, Stdout: stdout, Stderr: stderr}
-	if len(args) == 0 {
-		printUsage(stderr)
-		return ExitUsage
+	return Run(ctx, Env{Stdin: stdin, Stdout: stdout, Stderr: stderr, Name: "kpf"}, args)
+}
+
+// Run is Main with the whole environment given, the name included.
+func Run(ctx context.Context, env Env, args []string) int {
+	if env.Name == "" {
+		env.Name = "kpf"
 	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		printUsage(stdout)
+	root := newRootCmd(env)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
 		return ExitOK
 	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(ctx, env, args[1:])
-		}
+	if code, ok := errors.AsType[exitCode](err); ok {
+		return int(code)
 	}
-	fmt.Fprintf(stderr, "kpf: unknown command %q\n", args[0])
-	printUsage(stderr)
+	// Everything else is cobra's: a bad command line.
+	reportUsageError(env, root, args, err)
 	return ExitUsage
 }
 
-// newFlagSet returns a FlagSet for a subcommand that prints text as its
-// usage, followed by the flag defaults.
-func newFlagSet(env Env, name, text string) *flag.FlagSet {
-	fs := flag.NewFlagSet("kpf "+name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), text)
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
+// exitCode is the error a command returns to end with that exit status
+// after it has printed its own messages.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+// done turns a command's exit status into what RunE returns.
+func done(code int) error {
+	if code == ExitOK {
+		return nil
 	}
-	return fs
+	return exitCode(code)
 }
 
-// parseFlags parses args and returns the exit code to return at once, or -1
-// to go on. -h prints usage and succeeds; other flag errors are usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) int {
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return ExitOK
-	case err != nil:
-		return ExitUsage
+const rootLong = `kpf keeps the port-forwards declared in forwards.yaml running: pods
+restarting or rolling, endpoints changing, the API server blipping and the
+file being edited are all followed without you doing anything.
+
+kpf finds forwards.yaml by walking up from the current directory, the way
+git finds .git; -f names another file.`
+
+const rootExample = `  kpf validate                 # check forwards.yaml, print the plan
+  kpf up                       # start every forward; Ctrl-C stops them
+  kpf up api db --once         # only these; exit 0 once they are ready
+  kpf status -o json
+  kpf completion bash --help   # set up shell completion`
+
+// newRootCmd builds the command tree. To add a command, add a newXxxCmd
+// constructor in its own file and list it here.
+func newRootCmd(env Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:     "kpf",
+		Short:   "Keep the port-forwards declared in forwards.yaml running",
+		Long:    rootLong,
+		Example: forName(env, rootExample),
+		Version: versionText(),
+		// A bare "kpf" is a usage error: show what there is to run.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			cmd.SetOut(env.Stderr)
+			cmd.Help()
+			return exitCode(ExitUsage)
+		},
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		DisableAutoGenTag: true,
 	}
-	return -1
+	if env.Name != "kpf" {
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: env.Name}
+	}
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SetVersionTemplate("{{.Version}}")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return &flagError{cmd: cmd, err: err} })
+	root.AddCommand(
+		newUpCmd(env),
+		newStatusCmd(env),
+		newRestartCmd(env),
+		newReloadCmd(env),
+		newValidateCmd(env),
+		newSchemaCmd(env),
+		newVersionCmd(env),
+	)
+	return root
 }
+
+// forName rewrites the "kpf " of example lines for the name kpf runs as.
+func forName(env Env, example string) string {
+	if env.Name == "kpf" {
+		return example
+	}
+	lines := strings.Split(example, "\n")
+	for i, l := range lines {
+		trimmed := strings.TrimLeft(l, " ")
+		if strings.HasPrefix(trimmed, "kpf ") {
+			lines[i] = l[:len(l)-len(trimmed)] + env.Name + trimmed[len("kpf"):]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// noArgs is cobra.NoArgs with kpf's wording.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &argError{cmd: cmd, msg: fmt.Sprintf("unexpected argument %q", args[0])}
+	}
+	return nil
+}
+
+// argError is a wrong number of arguments for cmd.
+type argError struct {
+	cmd *cobra.Command
+	msg string
+}
+
+func (e *argError) Error() string { return e.msg }

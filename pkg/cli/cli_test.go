@@ -2,11 +2,14 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kpf-dev/kpf/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -59,16 +62,27 @@ func TestExitCodes(t *testing.T) {
 		args []string
 		want int
 		out  string // a substring of the output
+		not  string // must not be in the output
 	}{
-		{"no args", nil, ExitUsage, "Usage:"},
-		{"help", []string{"help"}, ExitOK, "Commands:"},
-		{"unknown command", []string{"frobnicate"}, ExitUsage, `unknown command "frobnicate"`},
-		{"bad flag", []string{"validate", "--nope"}, ExitUsage, "flag provided but not defined"},
-		{"extra argument", []string{"validate", "-f", "x.yaml", "extra"}, ExitUsage, `unexpected argument "extra"`},
-		{"validate help", []string{"validate", "-h"}, ExitOK, "kpf validate [-f FILE]"},
-		{"missing file", []string{"validate", "-f", "does-not-exist.yaml"}, ExitInvalid, "does-not-exist.yaml"},
-		{"version", []string{"version"}, ExitOK, "kpf "},
-		{"version extra", []string{"version", "x"}, ExitUsage, "unexpected argument"},
+		{"no args", nil, ExitUsage, "Usage:", ""},
+		{"help", []string{"help"}, ExitOK, "Available Commands:", ""},
+		{"--help", []string{"--help"}, ExitOK, "Available Commands:", ""},
+		{"help command", []string{"help", "up"}, ExitOK, "kpf up [NAME...] [flags]", ""},
+		{"unknown command", []string{"frobnicate"}, ExitUsage, `kpf: unknown command "frobnicate"`, "Usage:"},
+		{"mistyped command", []string{"stauts"}, ExitUsage, "did you mean kpf status?", "Usage:"},
+		{"unknown flag", []string{"validate", "--nope"}, ExitUsage, "kpf validate: unknown flag --nope\n\thint: kpf validate --help lists the flags", "Usage:"},
+		{"mistyped flag", []string{"up", "--onec"}, ExitUsage, "did you mean --once?", "Usage:"},
+		{"unknown shorthand", []string{"status", "-x"}, ExitUsage, "kpf status: unknown flag -x", "Usage:"},
+		{"bad duration", []string{"up", "--timeout", "soon"}, ExitUsage, `invalid argument "soon" for "--timeout"`, "Usage:"},
+		{"extra argument", []string{"validate", "-f", "x.yaml", "extra"}, ExitUsage, `kpf validate: unexpected argument "extra"`, ""},
+		{"validate help", []string{"validate", "-h"}, ExitOK, "kpf validate [flags]", ""},
+		{"long file flag", []string{"validate", "--file", "does-not-exist.yaml"}, ExitInvalid, "does-not-exist.yaml", ""},
+		{"missing file", []string{"validate", "-f", "does-not-exist.yaml"}, ExitInvalid, "does-not-exist.yaml", ""},
+		{"restart without names", []string{"restart"}, ExitUsage, "kpf restart: name at least one forward", ""},
+		{"version", []string{"version"}, ExitOK, "kpf ", ""},
+		{"--version", []string{"--version"}, ExitOK, "kpf ", ""},
+		{"version extra", []string{"version", "x"}, ExitUsage, "unexpected argument", ""},
+		{"bad output format", []string{"status", "-o", "yaml", "-f", "x.yaml"}, ExitUsage, `unknown output format "yaml"`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,7 +93,111 @@ func TestExitCodes(t *testing.T) {
 			if !strings.Contains(out, tt.out) {
 				t.Errorf("output does not contain %q:\n%s", tt.out, out)
 			}
+			if tt.not != "" && strings.Contains(out, tt.not) {
+				t.Errorf("output contains %q:\n%s", tt.not, out)
+			}
+			if n := strings.Count(out, "kpf: kpf"); n > 0 {
+				t.Errorf("doubled prefix in output:\n%s", out)
+			}
 		})
+	}
+}
+
+// TestHelpOnStdout: help asked for goes to standard output, so that
+// `kpf up -h | less` works; a usage error goes to standard error.
+func TestHelpOnStdout(t *testing.T) {
+	for _, args := range [][]string{{"up", "-h"}, {"help", "status"}, {"--help"}} {
+		var stdout, stderr bytes.Buffer
+		code := Main(t.Context(), args, strings.NewReader(""), &stdout, &stderr)
+		if code != ExitOK || !strings.Contains(stdout.String(), "Usage:") || stderr.Len() != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main(t.Context(), []string{"up", "--bogus"}, strings.NewReader(""), &stdout, &stderr); code != ExitUsage || stdout.Len() != 0 {
+		t.Errorf("bad flag: exit %d, stdout %q", code, stdout.String())
+	}
+}
+
+// TestFlagsAnywhere: flags may follow the names, GNU style, as in kubectl.
+func TestFlagsAnywhere(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "forwards.yaml")
+	if err := os.WriteFile(file, []byte(minimal), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", dir)
+	kubeconfig := filepath.Join("..", "..", "testdata", "config", "kubeconfig.yaml")
+	// The name is checked against the file before anything is dialled:
+	// "nope" is reported, and -v is taken as a flag, not a name.
+	code, out := run(t, "up", "-f", file, "nope", "-v", "--kubeconfig", kubeconfig)
+	if code != ExitUsage || !strings.Contains(out, `"nope"`) || strings.Contains(out, `"-v"`) {
+		t.Errorf("exit code %d, output:\n%s", code, out)
+	}
+	code, out = run(t, "validate", "--kubeconfig", kubeconfig, "--file", file, "--context", "prod-eu")
+	if code != ExitOK || !strings.Contains(out, "prod-eu") {
+		t.Errorf("exit code %d, output:\n%s", code, out)
+	}
+}
+
+func TestProgramName(t *testing.T) {
+	for argv0, want := range map[string]string{
+		"kpf":                           "kpf",
+		"/usr/local/bin/kpf":            "kpf",
+		"kubectl-kpf":                   "kubectl kpf",
+		"/home/u/.krew/bin/kubectl-kpf": "kubectl kpf",
+		`C:\tools\kubectl-kpf.exe`:      "kubectl kpf",
+		`C:\tools\KPF.EXE`:              "kpf",
+		"kubectl-kpf-old":               "kpf",
+	} {
+		if got := ProgramName(argv0); got != want {
+			t.Errorf("ProgramName(%q) = %q, want %q", argv0, got, want)
+		}
+	}
+}
+
+// TestKubectlPluginHelp: run as a kubectl plugin, help and examples say
+// "kubectl kpf".
+func TestKubectlPluginHelp(t *testing.T) {
+	var out bytes.Buffer
+	env := Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Name: "kubectl kpf"}
+	if code := Run(t.Context(), env, []string{"up", "--help"}); code != ExitOK {
+		t.Fatalf("exit code %d:\n%s", code, out.String())
+	}
+	for _, want := range []string{"kubectl kpf up [NAME...] [flags]", "  kubectl kpf up api db"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help does not contain %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "\n  kpf ") {
+		t.Errorf("help still shows a bare kpf command:\n%s", out.String())
+	}
+	out.Reset()
+	if code := Run(t.Context(), env, []string{"up", "--bogus"}); code != ExitUsage || !strings.Contains(out.String(), "kubectl kpf up: unknown flag --bogus") {
+		t.Errorf("exit code %d:\n%s", code, out.String())
+	}
+}
+
+// TestSchemaCommand: kpf schema prints the schema the binary embeds, with
+// its stable $id.
+func TestSchemaCommand(t *testing.T) {
+	code, out := run(t, "schema")
+	if code != ExitOK {
+		t.Fatalf("exit code %d:\n%s", code, out)
+	}
+	var doc struct {
+		ID     string `json:"$id"`
+		Schema string `json:"$schema"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	if doc.ID != schema.ID || doc.Schema == "" {
+		t.Errorf("$id %q, $schema %q", doc.ID, doc.Schema)
+	}
+	onDisk, err := os.ReadFile("../../schema/forwards.schema.json")
+	if err != nil || string(onDisk) != out {
+		t.Errorf("kpf schema differs from schema/forwards.schema.json (%v)", err)
 	}
 }
 

@@ -5,32 +5,42 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spf13/cobra"
+
 	"github.com/kpf-dev/kpf/pkg/control"
 )
 
-const restartUsage = `Usage: kpf restart [-f FILE] NAME...
-
-Re-dial the named forwards of the kpf up running FILE: each is stopped
+const restartLong = `Re-dial the named forwards of the kpf up running FILE: each is stopped
 (its local ports released) and started again with a fresh backoff. The
-other forwards are not touched.
+other forwards are not touched.`
 
-Examples:
-    $ kpf restart db
-    $ kpf restart -f deploy/forwards.yaml api web
-`
+const restartExample = `  kpf restart db
+  kpf restart api web -f deploy/forwards.yaml`
 
-func runRestart(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet(env, "restart", restartUsage)
-	file := fs.String("f", "", "the `FILE` kpf up runs (default: forwards.yaml found from the current directory up)")
-	if code := parseFlags(fs, args); code >= 0 {
-		return code
+func newRestartCmd(env Env) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:               "restart NAME...",
+		Short:             "Re-dial forwards of the running kpf up",
+		Long:              restartLong,
+		Example:           forName(env, restartExample),
+		ValidArgsFunction: completeNames(&file),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return &argError{cmd: cmd, msg: "name at least one forward"}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return done(runRestart(cmd.Context(), env, file, args))
+		},
 	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(env.Stderr, "kpf restart: name at least one forward")
-		fs.Usage()
-		return ExitUsage
-	}
-	path, sock, code := controlSocket(env, "restart", *file)
+	addFileFlag(cmd, &file, runningFileUsage)
+	return cmd
+}
+
+func runRestart(ctx context.Context, env Env, file string, names []string) int {
+	path, sock, code := controlSocket(env, "restart", file)
 	if code >= 0 {
 		return code
 	}
@@ -38,7 +48,7 @@ func runRestart(ctx context.Context, env Env, args []string) int {
 		return unreachable(env, "restart", path, sock, err)
 	}
 	code = ExitOK
-	for _, name := range fs.Args() {
+	for _, name := range names {
 		if err := control.Restart(ctx, sock, name); err != nil {
 			if errors.Is(err, control.ErrUnknownForward) {
 				fmt.Fprintf(env.Stderr, "kpf restart: no forward %q is running\n", name)

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/control"
 	"github.com/kpf-dev/kpf/pkg/forward"
@@ -19,33 +21,42 @@ import (
 // ExitNotRunning is kpf status's exit code when no kpf up runs the file.
 const ExitNotRunning = 3
 
-const statusUsage = `Usage: kpf status [-f FILE] [-o table|json]
-
-Show the forwards of the kpf up running FILE (forwards.yaml found from the
+const statusLong = `Show the forwards of the kpf up running FILE (forwards.yaml found from the
 current directory up, by default): state, serving pod, connections, bytes
-and the last error. It asks kpf up over its control socket.
+and the last error. It asks kpf up over its control channel.
 
 Exit status: 0 when every forward is ready, 1 when some are not (or the
 kpf up running the file belongs to another user), 3 when no kpf up runs
-the file.
+the file.`
 
-Examples:
-    $ kpf status
-    $ kpf status -o json | jq '.forwards[] | select(.state != "ready")'
-`
+const statusExample = `  kpf status
+  kpf status -o json | jq '.forwards[] | select(.state != "ready")'`
 
-func runStatus(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet(env, "status", statusUsage)
-	file := fs.String("f", "", "the `FILE` kpf up runs (default: forwards.yaml found from the current directory up)")
-	output := fs.String("o", "table", "output `FORMAT`: table or json")
-	if code := parseFlags(fs, args); code >= 0 {
-		return code
+func newStatusCmd(env Env) *cobra.Command {
+	var file, output string
+	cmd := &cobra.Command{
+		Use:     "status",
+		Aliases: []string{"ps"},
+		Short:   "Show the forwards of the running kpf up",
+		Long:    statusLong,
+		Example: forName(env, statusExample),
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return done(runStatus(cmd.Context(), env, file, output))
+		},
 	}
-	if *output != "table" && *output != "json" {
-		fmt.Fprintf(env.Stderr, "kpf status: unknown output format %q (want table or json)\n", *output)
+	addFileFlag(cmd, &file, runningFileUsage)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output `FORMAT`: table or json")
+	cmd.RegisterFlagCompletionFunc("output", fixedValues("table", "json"))
+	return cmd
+}
+
+func runStatus(ctx context.Context, env Env, file, output string) int {
+	if output != "table" && output != "json" {
+		fmt.Fprintf(env.Stderr, "kpf status: unknown output format %q (want table or json)\n", output)
 		return ExitUsage
 	}
-	path, sock, code := controlSocket(env, "status", *file)
+	path, sock, code := controlSocket(env, "status", file)
 	if code >= 0 {
 		return code
 	}
@@ -53,7 +64,7 @@ func runStatus(ctx context.Context, env Env, args []string) int {
 	if err != nil {
 		return unreachable(env, "status", path, sock, err)
 	}
-	if *output == "json" {
+	if output == "json" {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(snap); err != nil {

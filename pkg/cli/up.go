@@ -15,10 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
 	"github.com/kpf-dev/kpf/pkg/config"
@@ -30,20 +30,16 @@ import (
 	"github.com/kpf-dev/kpf/pkg/sleepwatch"
 )
 
-const upUsage = `Usage: kpf up [-f FILE] [flags] [NAME...]
-
-Start every enabled forward of forwards.yaml (or only the forwards and
+const upLong = `Start every enabled forward of forwards.yaml (or only the forwards and
 groups NAMEd) and keep them running: pods restarting or rolling, endpoints
 changing, the API server blipping and the file being edited are all
 followed without you doing anything. Ctrl-C stops every forward and exits;
-a second Ctrl-C exits at once.
+a second Ctrl-C exits at once.`
 
-Examples:
-    $ kpf up
-    $ kpf up api db              # only these forwards (or groups)
-    $ kpf up --once --timeout 1m # exit 0 once all are ready, 1 if not (CI)
-    $ kpf up -v --log-format json
-`
+const upExample = `  kpf up
+  kpf up api db                # only these forwards (or groups)
+  kpf up --once --timeout 1m   # exit 0 once all are ready, 1 if not (CI)
+  kpf up -v --log-format json`
 
 type upFlags struct {
 	file      string
@@ -60,24 +56,36 @@ type upFlags struct {
 	noTUI         bool
 }
 
-func runUp(ctx context.Context, env Env, args []string) int {
-	fs := newFlagSet(env, "up", upUsage)
+func newUpCmd(env Env) *cobra.Command {
 	var f upFlags
-	fs.StringVar(&f.file, "f", "", "read `FILE` instead of the forwards.yaml found from the current directory up")
-	fs.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "kubeconfig `PATH` (default: $KUBECONFIG, else ~/.kube/config)")
-	fs.StringVar(&f.kube.context, "context", "", "kube context `NAME` for forwards that name none (default: the kubeconfig's current-context)")
-	fs.BoolVar(&f.once, "once", false, "exit 0 as soon as every forward is ready, or 1 if they are not all ready within -timeout")
-	fs.DurationVar(&f.timeout, "timeout", time.Minute, "with -once, how long to wait for every forward to be ready")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
-	fs.BoolVar(&f.verbose, "v", false, "verbose: log every connection")
-	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9091); off by default")
-	fs.BoolVar(&f.pprof, "pprof", false, "with -metrics-addr, also serve Go's /debug/pprof/ profiles there")
-	fs.DurationVar(&f.probeInterval, "probe-interval", 0, "override every forward's health check interval (default: each forward's health.interval, 10s unless set)")
-	fs.BoolVar(&f.noTUI, "no-tui", false, "on a terminal, print logs instead of the live status view")
-	fs.StringVar(&f.logFile, "log-file", "", "append logs to `PATH` (mode 0600) instead of standard error")
-	if code := parseFlags(fs, args); code >= 0 {
-		return code
+	cmd := &cobra.Command{
+		Use:               "up [NAME...]",
+		Short:             "Start the declared forwards and keep them running",
+		Long:              upLong,
+		Example:           forName(env, upExample),
+		ValidArgsFunction: completeNames(&f.file),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return done(runUp(cmd.Context(), env, f, args))
+		},
 	}
+	fl := cmd.Flags()
+	addFileFlag(cmd, &f.file, fileUsage)
+	addKubeFlags(cmd, &f.kube)
+	fl.BoolVar(&f.once, "once", false, "exit 0 as soon as every forward is ready, or 1 if they are not all ready within --timeout")
+	fl.DurationVar(&f.timeout, "timeout", time.Minute, "with --once, how long to wait for every forward to be ready")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log `FORMAT`: text or json")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "verbose: log every connection")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9091); off by default")
+	fl.BoolVar(&f.pprof, "pprof", false, "with --metrics-addr, also serve Go's /debug/pprof/ profiles there")
+	fl.DurationVar(&f.probeInterval, "probe-interval", 0, "override every forward's health check interval (default: each forward's health.interval, 10s unless set)")
+	fl.BoolVar(&f.noTUI, "no-tui", false, "on a terminal, print logs instead of the live status view")
+	fl.StringVar(&f.logFile, "log-file", "", "append logs to `PATH` (mode 0600) instead of standard error")
+	cmd.RegisterFlagCompletionFunc("log-format", fixedValues("text", "json"))
+	cmd.MarkFlagFilename("log-file")
+	return cmd
+}
+
+func runUp(ctx context.Context, env Env, f upFlags, names []string) int {
 	logOut := env.Stderr
 	if f.logFile != "" {
 		lf, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -117,7 +125,7 @@ func runUp(ctx context.Context, env Env, args []string) int {
 		return ExitInvalid
 	}
 	clusters := forward.KubeClusters(kube.NewClusters(kc, log))
-	s := &supervisor{env: env, log: log, flags: f, names: fs.Args(), live: live, clusters: clusters,
+	s := &supervisor{env: env, log: log, flags: f, names: names, live: live, clusters: clusters,
 		proxies: &proxies{clusters: clusters, defaultContext: f.kube.context, log: log}}
 	return s.run(ctx, path)
 }
@@ -157,8 +165,19 @@ type supervisor struct {
 	// sleep tells every forward that the machine slept.
 	sleep *sleepwatch.Watcher
 
+	// reloads carries `kpf reload` requests from the control endpoint to
+	// the event loop, which alone applies config.
+	reloads chan reloadRequest
+
 	mu       sync.Mutex
 	disabled []forward.Status // declared with enabled: false, for status
+}
+
+// reloadRequest asks the event loop to re-read the file; done receives the
+// outcome (buffered, so the loop never waits for the asker).
+type reloadRequest struct {
+	why  string
+	done chan error
 }
 
 func (s *supervisor) run(ctx context.Context, path string) int {
@@ -169,7 +188,7 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	}
 	ln, err := control.Listen(sock)
 	if errors.Is(err, control.ErrRunning) {
-		fmt.Fprintf(s.env.Stderr, "kpf up: %v: %s\n\thint: see it with kpf status -f %s\n", err, path, path)
+		fmt.Fprintf(s.env.Stderr, "kpf up: another kpf up already runs %s\n\thint: see it with kpf status -f %s, stop it with Ctrl-C in its terminal\n", path, path)
 		return ExitInvalid
 	}
 	if err != nil {
@@ -177,6 +196,7 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 		return ExitInvalid
 	}
 	s.sleep = sleepwatch.New(0, 0, s.log)
+	s.reloads = make(chan reloadRequest)
 	rec := reconcile.New(s.newRunner, reconcile.Options{}, s.log)
 	// Stop the forwards first, then the control socket: status stays
 	// readable while the forwards shut down.
@@ -208,7 +228,7 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	}
 	go func() {
 		defer close(ctlDone)
-		api := controlAPI{rec: rec, ctx: ctx, snapshot: snapshot}
+		api := controlAPI{rec: rec, ctx: ctx, snapshot: snapshot, reloads: s.reloads}
 		if err := control.Serve(ctlCtx, ln, control.Handler(api)); err != nil {
 			s.log.Error("control socket stopped", "err", err)
 		}
@@ -254,8 +274,10 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	if sigs := reloadSignals(); len(sigs) > 0 {
+		signal.Notify(hup, sigs...)
+		defer signal.Stop(hup)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -276,9 +298,13 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 			if first {
 				continue
 			}
-			s.log.Info("SIGHUP: reloading", "file", path)
-			cfg, warns, err := config.Load(path)
-			s.apply(ctx, rec, path, config.Update{Config: cfg, Warnings: warns, Err: err}, false)
+			s.reload(ctx, rec, path, "SIGHUP")
+		case req := <-s.reloads:
+			if first {
+				req.done <- errors.New("kpf up has not read its file yet; try again in a moment")
+				continue
+			}
+			req.done <- s.reload(ctx, rec, path, req.why)
 		case <-tick.C:
 			if first || printed {
 				continue
@@ -305,6 +331,23 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 			return ExitInvalid
 		}
 	}
+}
+
+// reload re-reads the file at path and converges rec to it, as an edit
+// of the file would. A file that cannot be run (invalid, or without the
+// names given on the command line) leaves the running forwards alone and
+// is an error wrapping control.ErrInvalidConfig.
+func (s *supervisor) reload(ctx context.Context, rec *reconcile.Reconciler, path, why string) error {
+	s.log.Info("reloading", "file", path, "asked_by", why)
+	cfg, warns, err := config.Load(path)
+	s.apply(ctx, rec, path, config.Update{Config: cfg, Warnings: warns, Err: err}, false)
+	if err != nil {
+		return control.InvalidConfig(err)
+	}
+	if _, err := cfg.Select(s.names...); err != nil {
+		return control.InvalidConfig(fmt.Errorf("%s: %w", path, err))
+	}
+	return nil
 }
 
 // apply converges rec to an update of the file. For the first update, a
@@ -450,6 +493,7 @@ type controlAPI struct {
 	rec      *reconcile.Reconciler
 	ctx      context.Context // the forwards' lifetime
 	snapshot func() control.Snapshot
+	reloads  chan<- reloadRequest
 }
 
 func (a controlAPI) Snapshot() control.Snapshot { return a.snapshot() }
@@ -460,4 +504,25 @@ func (a controlAPI) Restart(_ context.Context, name string) error {
 		return fmt.Errorf("%w: %q", control.ErrUnknownForward, name)
 	}
 	return err
+}
+
+// Reload hands the request to the event loop and waits for its outcome.
+// It gives up when the caller goes or kpf up stops.
+func (a controlAPI) Reload(ctx context.Context) error {
+	req := reloadRequest{why: "kpf reload", done: make(chan error, 1)}
+	select {
+	case a.reloads <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.ctx.Done():
+		return errors.New("kpf up is stopping")
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.ctx.Done():
+		return errors.New("kpf up is stopping")
+	}
 }

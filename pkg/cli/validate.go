@@ -2,7 +2,6 @@ package cli
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,50 +12,44 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kpf-dev/kpf/pkg/config"
 )
 
-const validateUsage = `Usage:
-    kpf validate [-f FILE] [--kubeconfig PATH] [--context NAME]
-
-Checks forwards.yaml and prints every problem found, or, if there is none,
+const validateLong = `Check forwards.yaml and print every problem found, or, if there is none,
 the resolved plan: one row per port mapping, with defaults applied and the
 kube context of forwards that name none resolved from the kubeconfig.
 Only the kubeconfig is read; no cluster is contacted.
 
 Exit status is 0 for a valid file (warnings allowed), 1 for an invalid one
-and 2 for a bad command line.
+and 2 for a bad command line.`
 
-Examples:
-    $ kpf validate
-    $ kpf validate -f ~/work/forwards.yaml
-    $ kpf validate --kubeconfig ~/.kube/lab.yaml --context lab
-`
+const validateExample = `  kpf validate
+  kpf validate -f ~/work/forwards.yaml
+  kpf validate --kubeconfig ~/.kube/lab.yaml --context lab`
 
-// kubeFlags are the kubeconfig flags shared by the commands that read it.
-type kubeFlags struct {
-	kubeconfig string
-	context    string
+func newValidateCmd(env Env) *cobra.Command {
+	var file string
+	var kf kubeFlags
+	cmd := &cobra.Command{
+		Use:     "validate",
+		Short:   "Check forwards.yaml and print the resolved plan",
+		Long:    validateLong,
+		Example: forName(env, validateExample),
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return done(runValidate(env, file, kf))
+		},
+	}
+	addFileFlag(cmd, &file, fileUsage)
+	addKubeFlags(cmd, &kf)
+	return cmd
 }
 
-func runValidate(_ context.Context, env Env, args []string) int {
-	fs := newFlagSet(env, "validate", validateUsage)
-	file := fs.String("f", "", "read `FILE` instead of the forwards.yaml found from the current directory up")
-	var kf kubeFlags
-	fs.StringVar(&kf.kubeconfig, "kubeconfig", "", "kubeconfig `PATH` (default: $KUBECONFIG, else ~/.kube/config)")
-	fs.StringVar(&kf.context, "context", "", "kube context `NAME` for forwards that name none (default: the kubeconfig's current-context)")
-	if code := parseFlags(fs, args); code >= 0 {
-		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "kpf validate: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return ExitUsage
-	}
-
-	path := *file
+func runValidate(env Env, file string, kf kubeFlags) int {
+	path := file
 	if path == "" {
 		var err error
 		if path, err = config.Find("."); err != nil {

@@ -1,38 +1,40 @@
 package cli
 
 import (
-	"context"
+	"encoding/json"
 	"fmt"
-	"runtime"
-	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kpf-dev/kpf/internal/buildinfo"
 )
 
-const versionUsage = `Usage:
-    kpf version
-
-Prints kpf's version, VCS revision and Go version.
-`
-
-func runVersion(_ context.Context, env Env, args []string) int {
-	fs := newFlagSet(env, "version", versionUsage)
-	if code := parseFlags(fs, args); code >= 0 {
-		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.Stderr, "kpf version: unexpected argument %q\n", fs.Arg(0))
-		return ExitUsage
-	}
-	version, revision := "(devel)", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				revision = " " + s.Value
+func newVersionCmd(env Env) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print kpf's version, commit, build date, Go version and platform",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			info := buildinfo.Get()
+			switch output {
+			case "text":
+				fmt.Fprintln(env.Stdout, info)
+			case "json":
+				enc := json.NewEncoder(env.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			default:
+				fmt.Fprintf(env.Stderr, "kpf version: unknown output format %q (want text or json)\n", output)
+				return exitCode(ExitUsage)
 			}
-		}
+			return nil
+		},
 	}
-	fmt.Fprintf(env.Stdout, "kpf %s%s %s %s/%s\n", version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return ExitOK
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output `FORMAT`: text or json")
+	cmd.RegisterFlagCompletionFunc("output", fixedValues("text", "json"))
+	return cmd
 }
+
+// versionText is what kpf --version prints: the line kpf version prints.
+func versionText() string { return buildinfo.Get().String() + "\n" }

@@ -1,14 +1,7 @@
-// Package control is kpf up's local API: an HTTP server on a Unix socket,
-// one per config file, in the user's runtime directory. The socket is mode
-// 0600 in a 0700 directory, and connections from any other user are
-// refused (SO_PEERCRED), so only the user who runs kpf can read its status
-// or steer it. It is never served on TCP.
 package control
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,11 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/kpf-dev/kpf/pkg/forward"
@@ -50,73 +39,43 @@ func (s Snapshot) AllReady() bool {
 	return true
 }
 
-// SocketPath is the control socket of the kpf up running configPath:
-// $XDG_RUNTIME_DIR/kpf/<hash>.sock, or a per-user directory under the
-// temporary directory when XDG_RUNTIME_DIR is unset.
-func SocketPath(configPath string) (string, error) {
-	abs, err := filepath.Abs(configPath)
-	if err != nil {
-		return "", fmt.Errorf("resolve %s: %w", configPath, err)
-	}
-	if real, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = real
-	}
-	dir := os.Getenv("XDG_RUNTIME_DIR")
-	if dir != "" {
-		dir = filepath.Join(dir, "kpf")
-	} else {
-		dir = filepath.Join(os.TempDir(), "kpf-"+strconv.Itoa(os.Getuid()))
-	}
-	sum := sha256.Sum256([]byte(abs))
-	return filepath.Join(dir, hex.EncodeToString(sum[:8])+".sock"), nil
-}
-
-// ErrRunning is returned by Listen when a kpf up already serves the socket.
+// ErrRunning is returned by Listen when a kpf up already serves the
+// endpoint.
 var ErrRunning = errors.New("kpf up is already running for this file")
 
-// Listen creates the control socket at path. A live socket means another
-// kpf up runs the same file: Listen fails with ErrRunning. A stale one, left
-// by a process that died, is replaced.
-func Listen(path string) (net.Listener, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dir, err)
-	}
-	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("restrict %s: %w", dir, err)
-		}
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, ErrRunning
-	}
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("restrict %s: %w", path, err)
-	}
-	return ln, nil
-}
-
-// API is what the control socket exposes of a running kpf up.
+// API is what the control endpoint exposes of a running kpf up.
 type API interface {
 	// Snapshot returns the current status.
 	Snapshot() Snapshot
 	// Restart re-dials one forward; an unknown name is an error wrapping
 	// ErrUnknownForward.
 	Restart(ctx context.Context, name string) error
+	// Reload re-reads the config file now and converges to it, and
+	// returns once that is done. A file that is invalid leaves the running
+	// forwards alone and is an error wrapping ErrInvalidConfig (see
+	// InvalidConfig) whose text is the file's problems, with their lines.
+	Reload(ctx context.Context) error
 }
 
 // ErrUnknownForward is the error Restart reports for a name not running.
 var ErrUnknownForward = errors.New("no such forward running")
 
-// Handler serves the API: GET /v1/status, POST /v1/forwards/{name}/restart
-// and GET /healthz.
+// ErrInvalidConfig is wrapped by the error Reload reports when kpf up found
+// the file invalid and kept running what it ran.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// InvalidConfig marks err, the problems found in a config file, as the
+// answer to a reload of an invalid file: the result wraps both
+// ErrInvalidConfig and err, and its text is err's alone.
+func InvalidConfig(err error) error { return invalidConfig{err} }
+
+type invalidConfig struct{ err error }
+
+func (e invalidConfig) Error() string   { return e.err.Error() }
+func (e invalidConfig) Unwrap() []error { return []error{ErrInvalidConfig, e.err} }
+
+// Handler serves the API: GET /v1/status, POST /v1/forwards/{name}/restart,
+// POST /v1/reload and GET /healthz.
 func Handler(api API) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -136,25 +95,44 @@ func Handler(api API) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 		}
 	})
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		err := api.Reload(r.Context())
+		switch {
+		case errors.Is(err, ErrInvalidConfig):
+			// The body is the config's problems, verbatim.
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
 	return mux
 }
 
-// ErrRefused is what Fetch and Restart report when kpf up refuses the
-// caller because it runs as another user.
+// ErrRefused is what Fetch, Restart and Reload report when kpf up refuses
+// the caller because it runs as another user.
 var ErrRefused = errors.New("refused by kpf up")
 
 // peerKey is the context key of a connection's peer check.
 type peerKey struct{}
 
-// Serve serves h on ln until ctx is done, then closes ln and removes the
-// socket file. Requests from a peer that is neither this process's user
-// nor root (SO_PEERCRED) never reach h: they get 403 with a message saying
-// why. The socket's file mode already keeps other users out; this holds
-// even if someone loosens it.
+// Serve serves h on ln, a listener from Listen, until ctx is done; then it
+// shuts the server down (waiting up to 2 seconds for requests in flight),
+// closes ln and removes the socket file, if the endpoint has one, before
+// it returns. Requests from a peer that is not this process's user (nor
+// root, on Unix) never reach h: they get 403 with a message saying why.
+// The endpoint's permissions already keep other users out; this holds
+// even if someone loosens them.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	return serve(ctx, ln, h, peerOf)
+}
+
+// serve is Serve with the peer check as a parameter, for tests.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, check func(net.Conn) peer) error {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if p, _ := r.Context().Value(peerKey{}).(peer); !p.allowed {
@@ -166,11 +144,10 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, peerKey{}, peerOf(c))
+			return context.WithValue(ctx, peerKey{}, check(c))
 		},
 	}
-	path := ln.Addr().String()
-	defer os.Remove(path)
+	defer removeEndpoint(ln.Addr().String())
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -178,55 +155,22 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	})
 	defer stop()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("control socket: %w", err)
+		return fmt.Errorf("control endpoint: %w", err)
 	}
 	return nil
 }
 
-// peer is who is on the other end of a control connection.
-type peer struct {
-	uid     int // -1 if unknown
-	allowed bool
-}
+// Client returns an HTTP client that talks to the endpoint at path (a
+// socket path, or a pipe name on Windows); use it with URLs like
+// http://kpf/v1/status. Each request times out after 5 seconds.
+func Client(path string) *http.Client { return newClient(path, 5*time.Second) }
 
-func (p peer) refusal() string {
-	who := "a peer whose user could not be told"
-	if p.uid >= 0 {
-		who = "uid " + strconv.Itoa(p.uid)
-	}
-	return fmt.Sprintf("kpf up refuses %s: it runs as uid %d, and its control socket serves only that user and root", who, os.Getuid())
-}
-
-// peerOf checks the peer of a Unix connection: it is allowed if it runs as
-// this process's user or as root.
-func peerOf(c net.Conn) peer {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return peer{uid: -1}
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return peer{uid: -1}
-	}
-	var cred *syscall.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		return peer{uid: -1}
-	}
-	return peer{uid: int(cred.Uid), allowed: cred.Uid == uint32(os.Getuid()) || cred.Uid == 0}
-}
-
-// Client returns an HTTP client that talks to the socket at path; use it
-// with URLs like http://kpf/v1/status.
-func Client(path string) *http.Client {
+func newClient(path string, timeout time.Duration) *http.Client {
 	return &http.Client{
-		Timeout: 5 * time.Second,
+		Timeout: timeout,
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", path)
+				return dial(ctx, path)
 			},
 		},
 	}
@@ -271,6 +215,40 @@ func Restart(ctx context.Context, path, name string) error {
 		return fmt.Errorf("%q: %w", name, ErrUnknownForward)
 	default:
 		return fmt.Errorf("restart %q: %w", name, responseError(resp))
+	}
+}
+
+// reloadTimeout bounds a reload: kpf up answers once the forwards that the
+// new file changes have been stopped and started again.
+const reloadTimeout = 30 * time.Second
+
+// Reload asks the kpf up serving path to re-read its config file now, as
+// SIGHUP does on Unix, and returns once kpf up has converged to it (or
+// after 30 seconds, or when ctx is done). When kpf up found the file
+// invalid, and so kept running what it ran, the error wraps
+// ErrInvalidConfig and its text is the file's problems as kpf up reported
+// them, one per line.
+func Reload(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://kpf/v1/reload", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := newClient(path, reloadTimeout).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		return nil
+	case http.StatusUnprocessableEntity:
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return fmt.Errorf("reload: read the answer: %w", err)
+		}
+		return InvalidConfig(errors.New(strings.TrimSuffix(string(body), "\n")))
+	default:
+		return fmt.Errorf("reload: %w", responseError(resp))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,8 +19,9 @@ import (
 	"github.com/kpf-dev/kpf/pkg/forward"
 )
 
-// captureRequests returns the raw bytes of the requests that Fetch and
-// Restart (what kpf status and kpf restart call) send over the socket.
+// captureRequests returns the raw bytes of the requests that Fetch,
+// Restart and Reload (what kpf status, kpf restart and kpf reload call)
+// send over the socket.
 func captureRequests(f *testing.F) [][]byte {
 	f.Helper()
 	path := filepath.Join(f.TempDir(), "c.sock")
@@ -62,20 +64,25 @@ func captureRequests(f *testing.F) [][]byte {
 		f.Fatalf("restart through the capturing socket: %v", err)
 	}
 	Restart(ctx, path, "a name/with?odd#chars")
+	if err := Reload(ctx, path); err != nil {
+		f.Fatalf("reload through the capturing socket: %v", err)
+	}
 	ln.Close()
 	<-done
-	if len(reqs) != 3 {
-		f.Fatalf("captured %d requests, want 3", len(reqs))
+	if len(reqs) != 4 {
+		f.Fatalf("captured %d requests, want 4", len(reqs))
 	}
 	return reqs
 }
 
 // FuzzHandler drives the control socket's HTTP handler with arbitrary
-// requests, seeded with the real ones kpf status and kpf restart send, and
-// checks what it answers: only the three routes succeed, a restart happens
-// only for POST /v1/forwards/NAME/restart and only of the forward named,
-// status is the API's snapshot as JSON, and nothing else gets a success or
-// a server error.
+// requests, seeded with the real ones kpf status, kpf restart and kpf
+// reload send, and checks what it answers: only the four routes succeed, a
+// restart happens only for POST /v1/forwards/NAME/restart and only of the
+// forward named, a reload only for POST /v1/reload, and answers 204 for a
+// valid file or 422 with the file's problems for an invalid one, status
+// is the API's snapshot as JSON, and nothing else gets a success or a
+// server error.
 func FuzzHandler(f *testing.F) {
 	for _, raw := range captureRequests(f) {
 		f.Add(raw)
@@ -90,6 +97,11 @@ func FuzzHandler(f *testing.F) {
 		"POST //v1/forwards/web/restart HTTP/1.1\r\nHost: kpf\r\n\r\n",
 		"POST /v1/forwards/web%2Frestart/restart HTTP/1.1\r\nHost: kpf\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"GET http://evil.example/v1/status HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+		"GET /v1/reload HTTP/1.1\r\nHost: kpf\r\n\r\n",
+		"POST /v1/reload/ HTTP/1.1\r\nHost: kpf\r\n\r\n",
+		"POST /v1/./reload HTTP/1.1\r\nHost: kpf\r\n\r\n",
+		"POST /v1/reload HTTP/1.1\r\nHost: kpf\r\nContent-Length: 1\r\n\r\nx",
+		"POST /v1/forwards/reload/restart HTTP/1.1\r\nHost: kpf\r\n\r\n",
 	} {
 		f.Add([]byte(raw))
 	}
@@ -106,14 +118,30 @@ func FuzzHandler(f *testing.F) {
 		if err != nil {
 			return // net/http answers 400 before any handler runs
 		}
-		api := &recordingAPI{snap: snap}
+		// Half the inputs meet a file that has become invalid.
+		api := &recordingAPI{snap: snap, invalid: len(raw)%2 == 1}
 		rec := httptest.NewRecorder()
 		Handler(api).ServeHTTP(rec, req)
 		code := rec.Code
 		path := req.URL.Path
 
-		if !slices.Contains([]int{200, 204, 301, 307, 308, 400, 404, 405}, code) {
+		if !slices.Contains([]int{200, 204, 301, 307, 308, 400, 404, 405, 422}, code) {
 			t.Fatalf("%s %q: status %d", req.Method, req.URL, code)
+		}
+		if api.reloads > 1 || api.reloads == 1 && len(api.restarted) > 0 {
+			t.Fatalf("%s %q: %d reloads and %d restarts", req.Method, req.URL, api.reloads, len(api.restarted))
+		}
+		if api.reloads == 1 {
+			if req.Method != http.MethodPost || path != "/v1/reload" {
+				t.Fatalf("%s %q reloaded", req.Method, req.URL)
+			}
+			if api.invalid && (code != http.StatusUnprocessableEntity || rec.Body.String() != invalidProblems+"\n") ||
+				!api.invalid && code != http.StatusNoContent {
+				t.Fatalf("reload (file invalid: %v) answered %d %q", api.invalid, code, rec.Body.String())
+			}
+		}
+		if code == http.StatusUnprocessableEntity && api.reloads != 1 {
+			t.Fatalf("%s %q: 422 without a reload", req.Method, req.URL)
 		}
 		if len(api.restarted) > 1 {
 			t.Fatalf("%s %q: %d restarts", req.Method, req.URL, len(api.restarted))
@@ -130,8 +158,8 @@ func FuzzHandler(f *testing.F) {
 		}
 		switch code {
 		case http.StatusNoContent:
-			if len(api.restarted) != 1 {
-				t.Fatalf("%s %q: 204 without a restart", req.Method, req.URL)
+			if len(api.restarted)+api.reloads != 1 {
+				t.Fatalf("%s %q: 204 without a restart or a reload", req.Method, req.URL)
 			}
 		case http.StatusOK:
 			get := req.Method == http.MethodGet || req.Method == http.MethodHead
@@ -163,10 +191,23 @@ func FuzzHandler(f *testing.F) {
 	})
 }
 
-// recordingAPI is an API that records restarts.
+// recordingAPI is an API that records restarts and reloads.
 type recordingAPI struct {
 	snap      Snapshot
 	restarted []string
+	reloads   int
+	invalid   bool // whether the file is invalid when reloaded
+}
+
+// invalidProblems is what recordingAPI's invalid file reports.
+const invalidProblems = "forwards.yaml:3:5: forwards[0]: unknown field \"servce\"\n\thint: did you mean service?"
+
+func (a *recordingAPI) Reload(context.Context) error {
+	a.reloads++
+	if a.invalid {
+		return InvalidConfig(errors.New(invalidProblems))
+	}
+	return nil
 }
 
 func (a *recordingAPI) Snapshot() Snapshot { return a.snap }

@@ -190,8 +190,9 @@ forwards:
 	}
 }
 
-// kpf restart re-dials one forward, SIGHUP reloads the file, and a
-// disabled forward is listed as such without making status fail.
+// kpf restart re-dials one forward, SIGHUP and kpf reload reload the
+// file, and a disabled forward is listed as such without making status
+// fail.
 func TestE2ERestartReloadAndDisabled(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "control")
@@ -236,9 +237,39 @@ forwards:
 
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	waitUntil(t, 10*time.Second, "the SIGHUP reload to be logged", func(context.Context) (bool, error) {
-		return strings.Contains(p.stderr.String(), "SIGHUP: reloading"), nil
+		return strings.Contains(p.stderr.String(), "asked_by=SIGHUP"), nil
 	})
 	if g, err := greeting(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil || g != "hello from a" {
 		t.Fatalf("after restart and SIGHUP: %q, %v", g, err)
 	}
+
+	// kpf reload, the way to reload on Windows: an invalid file is
+	// reported with its line and exit status 1, and the forwards keep
+	// running.
+	valid, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceConfig(t, cfg, string(valid)+"    bogus: true\n")
+	out, code = exitCode(t, exec.Command(s.kpf, "reload", "-f", cfg))
+	if code != 1 || !strings.Contains(out, "forwards.yaml:11") || !strings.Contains(out, "bogus") {
+		t.Errorf("kpf reload of an invalid file: exit %d\n%s\nwant exit 1 and the bad line (11)", code, out)
+	}
+	if g, err := greeting(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil || g != "hello from a" {
+		t.Fatalf("after an invalid reload: %q, %v", g, err)
+	}
+	// A valid file with one more forward: once kpf reload returns, kpf up
+	// runs it.
+	extra := freePort(t)
+	replaceConfig(t, cfg, string(valid)+fmt.Sprintf("  - name: more\n    service: echo\n    ports: [\"%d:80\"]\n", extra))
+	if out, err := runKpf(s, "reload", "-f", cfg); err != nil || !strings.Contains(out, "reloaded") {
+		t.Fatalf("kpf reload: %v\n%s", err, out)
+	}
+	if snap, _ := kpfStatus(t, s, cfg); statusOf(snap, "more").Name != "more" {
+		t.Errorf("right after kpf reload, status does not list the new forward: %+v", snap.Forwards)
+	}
+	if g, err := greeting(fmt.Sprintf("127.0.0.1:%d", extra), 15*time.Second); err != nil || g != "hello from a" {
+		t.Errorf("the forward added by kpf reload: %q, %v", g, err)
+	}
 }
+
