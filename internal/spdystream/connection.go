@@ -12,6 +12,10 @@
    WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
    See the License for the specific language governing permissions and
    limitations under the License.
+
+   Modified by the kpf authors in 2026: ErrConnectionClosed for streams
+   waiting when the connection ends, header frames written by kpf
+   (headers.go), and CutStuckStreams. See doc.go.
 */
 
 package spdystream

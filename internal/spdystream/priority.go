@@ -12,6 +12,10 @@
    WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
    See the License for the specific language governing permissions and
    limitations under the License.
+
+   Modified by the kpf authors in 2026: Pop clears the slot it pops, and
+   the queue records since when a push waits (for CutStuckStreams). See
+   doc.go.
 */
 
 package spdystream

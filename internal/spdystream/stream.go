@@ -12,6 +12,9 @@
    WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
    See the License for the specific language governing permissions and
    limitations under the License.
+
+   Modified by the kpf authors in 2026: WaitTimeout ends with the
+   connection, and streams can be cut (AllowCut). See doc.go.
 */
 
 package spdystream
