@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Helpers of the load, churn, backpressure and soak tests: kpf's own

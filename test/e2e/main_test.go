@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e runs kpf end to end: the kpf binary against real local
 // clusters (etcd, kube-apiserver, kube-controller-manager and the node agent
 // of test/cluster), through the real port-forward path, to real loopback
