@@ -274,4 +274,3 @@ forwards:
 		t.Errorf("the forward added by kpf reload: %q, %v", g, err)
 	}
 }
-
