@@ -3,7 +3,7 @@
 // A forwards.yaml declares the port-forwards kpf keeps running, the way a
 // docker-compose file declares containers:
 //
-//	# yaml-language-server: $schema=./schema/forwards.schema.json
+//	# yaml-language-server: $schema=https://raw.githubusercontent.com/kpf-dev/kpf/main/schema/forwards.schema.json
 //	version: 1
 //	defaults:
 //	  context: dev          # kubeconfig context name; absent = current-context
