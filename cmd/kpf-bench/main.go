@@ -1,6 +1,6 @@
 // Command kpf-bench measures kpf against kubectl port-forward on the local
 // cluster and writes bench/results/latest.{md,json}. Run it with
-// `go tool task bench` (or `go tool task bench:smoke`) from the repository.
+// `go tool -modfile=tools/go.mod task bench` (or `go tool -modfile=tools/go.mod task bench:smoke`) from the repository.
 package main
 
 import (

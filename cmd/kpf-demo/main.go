@@ -1,7 +1,7 @@
 // Command kpf-demo runs kpf's demo: it starts (or reuses) the local cluster
 // named kpf, serves stand-in backends on loopback, applies the workloads
 // that forwards.yaml names and runs kpf up on them until Ctrl-C. Run it with
-// `go tool task demo` from the repository.
+// `go tool -modfile=tools/go.mod task demo` from the repository.
 package main
 
 import (
@@ -22,13 +22,13 @@ const usage = `Usage: kpf-demo [--once | --smoke] [-v]
 
 Start (or reuse) the local cluster "kpf", serve the demo backends on
 127.0.0.1, apply the demo workloads and run kpf up with forwards.yaml until
-Ctrl-C. The cluster keeps running afterwards: go tool task cluster:down
+Ctrl-C. The cluster keeps running afterwards: go tool -modfile=tools/go.mod task cluster:down
 stops it.
 
 Examples:
-    $ go tool task demo
-    $ go tool task demo -- --once     # exit 0 once every forward is ready
-    $ go tool task demo -- --smoke    # also check each local port's answer
+    $ go tool -modfile=tools/go.mod task demo
+    $ go tool -modfile=tools/go.mod task demo -- --once     # exit 0 once every forward is ready
+    $ go tool -modfile=tools/go.mod task demo -- --smoke    # also check each local port's answer
 
 Flags:
 `
@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string) int {
 	}
 	repo, err := demo.FindRepo(wd)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "kpf-demo: %v\n\thint: run it from the kpf repository: go tool task demo\n", err)
+		fmt.Fprintf(os.Stderr, "kpf-demo: %v\n\thint: run it from the kpf repository: go tool -modfile=tools/go.mod task demo\n", err)
 		return 1
 	}
 	log.Info("starting the local cluster (the first run builds it: 10-15 minutes)", "cluster", *cluster)
@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string) int {
 		Repo: repo, Once: *once, Smoke: *smoke, SmokeTimeout: *smokeTimeout, KpfArgs: kpfArgs,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Log: log,
 	})
-	down := "go tool task cluster:down"
+	down := "go tool -modfile=tools/go.mod task cluster:down"
 	if c.Name != demo.ForwardsContext {
 		down = "CLUSTER=" + c.Name + " " + down
 	}

@@ -27,9 +27,9 @@ bench/results/latest.md and latest.json and updates BENCHMARKS.md; --smoke
 runs every measurement with tiny sizes and writes to a temporary directory.
 
 Examples:
-    $ go tool task bench
-    $ go tool task bench -- --size 256MiB
-    $ go tool task bench:smoke
+    $ go tool -modfile=tools/go.mod task bench
+    $ go tool -modfile=tools/go.mod task bench -- --size 256MiB
+    $ go tool -modfile=tools/go.mod task bench:smoke
     $ go run ./cmd/kpf-bench --phases scale --scale-forwards 200 --cluster perf
 
 kpf-bench starts itself as "kpf-bench minimal-forwarder" for the minimal-ws
@@ -143,7 +143,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 	}
 	repo, err := demo.FindRepo(wd)
 	if err != nil {
-		fmt.Fprintf(stderr, "kpf-bench: %v\n\thint: run it from the kpf repository: go tool task bench\n", err)
+		fmt.Fprintf(stderr, "kpf-bench: %v\n\thint: run it from the kpf repository: go tool -modfile=tools/go.mod task bench\n", err)
 		return nil, 1
 	}
 	cfg := &Config{

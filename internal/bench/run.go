@@ -354,7 +354,7 @@ func (r *runner) write(rep *Report, complete bool) error {
 
 // Markers around the generated part of BENCHMARKS.md.
 const (
-	resultsBegin = "<!-- results:begin (written by go tool task bench) -->"
+	resultsBegin = "<!-- results:begin (written by go tool -modfile=tools/go.mod task bench) -->"
 	resultsEnd   = "<!-- results:end -->"
 )
 
@@ -378,6 +378,6 @@ kpf against ` + "`kubectl port-forward`" + ` (SPDY and WebSocket) and against no
 tunnel at all ("direct": the client talks to the loopback backend itself,
 the physical limit of this machine), on the local test cluster.
 
-Reproduce with ` + "`go tool task bench`" + ` (` + "`go tool task bench -- --size 256MiB`" + ` for a
-shorter run, ` + "`go tool task bench:smoke`" + ` to check that every measurement runs).
+Reproduce with ` + "`go tool -modfile=tools/go.mod task bench`" + ` (` + "`go tool -modfile=tools/go.mod task bench -- --size 256MiB`" + ` for a
+shorter run, ` + "`go tool -modfile=tools/go.mod task bench:smoke`" + ` to check that every measurement runs).
 `

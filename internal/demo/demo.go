@@ -141,7 +141,7 @@ func smoke(ctx context.Context, args []string, o Options) ([]Result, error) {
 
 // printTryIt tells the user what to do while the demo runs.
 func printTryIt(w io.Writer, c *Cluster) {
-	down := "go tool task cluster:down"
+	down := "go tool -modfile=tools/go.mod task cluster:down"
 	if c.Name != ForwardsContext {
 		down = "CLUSTER=" + c.Name + " " + down
 	}

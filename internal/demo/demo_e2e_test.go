@@ -12,7 +12,7 @@ import (
 // e2eCluster is the local cluster the end-to-end test uses. forwards.yaml
 // names context "kpf"; Run hands kpf a copy of this cluster's kubeconfig
 // with its context renamed, so the test never touches the cluster "kpf"
-// that `go tool task demo` uses.
+// that `go tool -modfile=tools/go.mod task demo` uses.
 const e2eCluster = "demo-e2e"
 
 // TestDemoE2E runs the demo with --smoke semantics on a real local cluster

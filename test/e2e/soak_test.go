@@ -33,7 +33,7 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 // Deployment of one replica, a StatefulSet of two), two clients each
 // opening connection after connection, and a pod of one of them deleted
 // every KPF_SOAK_DELETE_EVERY (10s) in turn, for KPF_SOAK_DURATION (3m;
-// `go tool task soak` runs it for an hour). It fails if any client
+// `go tool -modfile=tools/go.mod task soak` runs it for an hour). It fails if any client
 // connection failed other than one open on a pod as it was deleted (see
 // accountConnections), or if kpf's goroutines, fds or heap did not return
 // to the baseline once the clients stopped. It reports the connections,

@@ -1,9 +1,13 @@
-// Package release checks the artefacts GoReleaser writes to dist/ (go tool
-// task release:snapshot): that every platform kpf promises is there, built
-// the way it must be, packaged with what users need, and listed with the
-// right checksums in the checksum file, the krew manifest and the Homebrew
-// cask. It does not build anything: it skips unless KPF_DIST names the
-// directory (and fails if CI is set without it).
+// Package release checks what GoReleaser writes to dist/. It builds
+// nothing: it skips unless KPF_DIST names the directory (and fails if CI
+// is set without it).
+//
+// After `task release:build` (this machine's target only, as CI runs it)
+// it checks that binary and runs it. After `task release:snapshot`
+// (KPF_DIST_FULL=1) it also checks that every platform kpf promises is
+// there, built the way it must be, packaged with what users need, and
+// listed with the right checksums in the checksum file, the krew manifest
+// and the Homebrew cask.
 package release
 
 import (
@@ -46,9 +50,9 @@ func distDir(t *testing.T) string {
 	dir := os.Getenv("KPF_DIST")
 	if dir == "" {
 		if os.Getenv("CI") != "" {
-			t.Fatal("KPF_DIST is not set: run go tool task release:snapshot")
+			t.Fatal("KPF_DIST is not set: run go tool -modfile=tools/go.mod task release:snapshot")
 		}
-		t.Skip("KPF_DIST is not set: run go tool task release:snapshot")
+		t.Skip("KPF_DIST is not set: run go tool -modfile=tools/go.mod task release:snapshot")
 	}
 	return dir
 }
@@ -87,8 +91,59 @@ func archiveName(version, goos, goarch string) string {
 	return fmt.Sprintf("kpf_%s_%s_%s%s", version, goos, goarch, ext)
 }
 
+// fullSnapshot skips a test unless dist/ holds a whole snapshot release.
+func fullSnapshot(t *testing.T) {
+	t.Helper()
+	if os.Getenv("KPF_DIST_FULL") != "1" {
+		t.Skip("needs the whole snapshot release (task release:snapshot sets KPF_DIST_FULL=1)")
+	}
+}
+
+// artifact is an entry of dist/artifacts.json.
+type artifact struct {
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	GOOS   string `json:"goos"`
+	GOARCH string `json:"goarch"`
+	Type   string `json:"type"`
+}
+
+// binaryFor returns the release binary built for goos/goarch.
+func binaryFor(t *testing.T, dist, goos, goarch string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dist, "artifacts.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arts []artifact
+	if err := json.Unmarshal(b, &arts); err != nil {
+		t.Fatalf("artifacts.json: %v", err)
+	}
+	for _, a := range arts {
+		if a.Type == "Binary" && a.GOOS == goos && a.GOARCH == goarch {
+			// Paths are relative to the directory GoReleaser ran in,
+			// dist/'s parent.
+			bin, err := os.ReadFile(filepath.Join(filepath.Dir(dist), a.Path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return bin
+		}
+	}
+	t.Fatalf("artifacts.json lists no binary for %s/%s", goos, goarch)
+	return nil
+}
+
+// TestHostBinary checks and runs the binary built for this machine.
+func TestHostBinary(t *testing.T) {
+	dist := distDir(t)
+	meta := readMetadata(t, dist)
+	checkBinary(t, binaryFor(t, dist, runtime.GOOS, runtime.GOARCH), runtime.GOOS, runtime.GOARCH, meta)
+}
+
 func TestArchives(t *testing.T) {
 	dist := distDir(t)
+	fullSnapshot(t)
 	meta := readMetadata(t, dist)
 	sums := checksums(t, dist)
 	if len(sums) != len(platforms) {
@@ -286,6 +341,7 @@ func checkBinary(t *testing.T, bin []byte, goos, goarch string, meta metadata) {
 // the archive's checksum, running kpf (krew links it as kubectl-kpf).
 func TestKrewManifest(t *testing.T) {
 	dist := distDir(t)
+	fullSnapshot(t)
 	meta := readMetadata(t, dist)
 	sums := checksums(t, dist)
 	b, err := os.ReadFile(filepath.Join(dist, "krew", "kpf.yaml"))
@@ -313,6 +369,7 @@ func TestKrewManifest(t *testing.T) {
 // their checksums, and the completions.
 func TestHomebrewCask(t *testing.T) {
 	dist := distDir(t)
+	fullSnapshot(t)
 	meta := readMetadata(t, dist)
 	sums := checksums(t, dist)
 	b, err := os.ReadFile(filepath.Join(dist, "homebrew", "Casks", "kpf.rb"))
