@@ -461,3 +461,16 @@ func TestLocalAddrs(t *testing.T) {
 		t.Errorf("addresses %q, %q", cfg.Forwards[0].Address, cfg.Forwards[1].Address)
 	}
 }
+
+// A directory given as the file is named once, with what to do.
+func TestLoadDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "adir.yaml")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := Load(dir)
+	want := fmt.Sprintf("load config: %s is a directory, not a forwards.yaml (name the file, e.g. %s)", dir, filepath.Join(dir, "forwards.yaml"))
+	if err == nil || err.Error() != want {
+		t.Errorf("Load(directory) = %v\nwant %s", err, want)
+	}
+}

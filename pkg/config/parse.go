@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,6 +17,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/kpf-dev/kpf/internal/suggest"
 )
 
 // maxVisits bounds how many nodes the parser visits beyond the nodes the
@@ -45,9 +48,13 @@ func readFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, not a forwards.yaml (name the file, e.g. %s)", path, filepath.Join(path, "forwards.yaml"))
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		// os.File's errors name the path already.
+		return nil, err
 	}
 	return data, nil
 }
@@ -57,7 +64,7 @@ func readFile(path string) ([]byte, error) {
 // error, nil and an *Error holding every diagnostic (warnings included),
 // sorted by position.
 func Parse(file string, data []byte) (*Config, []Diagnostic, error) {
-	d := &decoder{file: file, pos: map[string]Position{}, bad: map[string]bool{}}
+	d := &decoder{file: file, data: data, pos: map[string]Position{}, bad: map[string]bool{}}
 	cfg := d.document(data)
 	if cfg != nil && !d.exhausted {
 		d.diags = append(d.diags, validate(cfg, d.bad)...)
@@ -73,6 +80,7 @@ func Parse(file string, data []byte) (*Config, []Diagnostic, error) {
 // value and keeps decoding strict.
 type decoder struct {
 	file  string
+	data  []byte // the file's bytes, for syntax errors' columns
 	diags []Diagnostic
 	// visits counts nodes visited; budget is the document's own node
 	// count plus maxVisits.
@@ -118,10 +126,42 @@ func (d *decoder) syntaxError(err error) {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
-	d.diags = append(d.diags, Diagnostic{
-		Pos:     Position{File: d.file, Line: line, Col: 1},
-		Message: "invalid YAML: " + msg,
-	})
+	diag := Diagnostic{Pos: Position{File: d.file, Line: line, Col: 1}, Message: "invalid YAML: " + msg}
+	// yaml.v3 often names the line before the one holding the tab.
+	for l := line; l <= line+1; l++ {
+		col := tabColumn(d.data, l)
+		if col == 0 {
+			continue
+		}
+		diag.Pos.Line, diag.Pos.Col = l, col
+		if !strings.Contains(msg, "tab") {
+			diag.Message += " (a tab)"
+		}
+		diag.Hint = "YAML indents with spaces only: replace the tab with spaces"
+		break
+	}
+	d.diags = append(d.diags, diag)
+}
+
+// tabColumn returns the 1-based column of the first tab in the leading
+// whitespace of line (1-based) of data, or 0 if there is none: a tab
+// there is what YAML's "found character that cannot start any token"
+// most often means.
+func tabColumn(data []byte, line int) int {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return 0
+	}
+	for i, c := range lines[line-1] {
+		switch c {
+		case '\t':
+			return i + 1
+		case ' ':
+		default:
+			return 0
+		}
+	}
+	return 0
 }
 
 // document decodes the whole file; nil means nothing could be decoded.
@@ -285,8 +325,11 @@ func (d *decoder) collect(path string, n *yaml.Node, kind mappingKind, out map[s
 		if !slices.Contains(allowed, name) {
 			hint := forbiddenHint(name)
 			if hint == "" {
-				if s := suggest(name, allowed); s != "" {
+				if s := suggest.Closest(name, allowed); s != "" {
 					hint = fmt.Sprintf("did you mean %q?", s)
+					// The field is most likely written, under a wrong
+					// name: validation must not also say it is missing.
+					d.bad[join(path, s)] = true
 				} else if kind == kindDefaultsHealth && name == fPort {
 					hint = "the probed port is per forward: set health.port on the forwards that need it"
 				}
@@ -350,43 +393,6 @@ func forbiddenHint(name string) string {
 func looksLikePath(s string) bool {
 	return strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../") ||
 		strings.HasPrefix(s, "~") || strings.HasPrefix(s, `\`) || len(s) > 2 && s[1] == ':' && (s[2] == '\\' || s[2] == '/')
-}
-
-// suggest returns the candidate closest to name, if it is close enough to
-// be a likely typo.
-func suggest(name string, candidates []string) string {
-	norm := func(s string) string {
-		return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s))
-	}
-	best, bestDist := "", len(name)/3+1
-	for _, c := range candidates {
-		if dist := editDistance(norm(name), norm(c)); dist < bestDist || dist == 0 {
-			best, bestDist = c, dist
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 func (d *decoder) str(path string, raw *yaml.Node) (string, bool) {
@@ -665,6 +671,12 @@ func (d *decoder) common(path string, fs map[string]field, ctx, ns, addr *string
 
 // duration decodes a Go duration written as a string.
 func (d *decoder) duration(path string, raw *yaml.Node) (time.Duration, bool) {
+	if n := d.value(path, raw); n != nil && n.Kind == yaml.ScalarNode && (n.ShortTag() == "!!int" || n.ShortTag() == "!!float") {
+		d.bad[path] = true
+		d.report(n, path, fmt.Sprintf("expected a duration, got the number %s", n.Value),
+			fmt.Sprintf("write it with its unit, as a string: %q", n.Value+"s"))
+		return 0, false
+	}
 	s, ok := d.str(path, raw)
 	if !ok {
 		return 0, false

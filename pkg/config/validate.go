@@ -13,6 +13,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kpf-dev/kpf/internal/suggest"
 )
 
 // namePattern is what forward and group names must match.
@@ -267,7 +269,7 @@ func (v *validator) common(prefix, ns, addr string, wait time.Duration, bal Bala
 	}
 	if p := join(prefix, fBalance); v.check(p) && !bal.Valid() {
 		hint := `use "first" or "round-robin"`
-		if s := suggest(string(bal), []string{string(BalanceFirst), string(BalanceRoundRobin)}); s != "" {
+		if s := suggest.Closest(string(bal), []string{string(BalanceFirst), string(BalanceRoundRobin)}); s != "" {
 			hint = fmt.Sprintf("did you mean %q?", s)
 		}
 		v.errorf(p, hint, "unknown balance %q", bal)
@@ -434,6 +436,11 @@ func (v *validator) target(path string, t Target) {
 	p := join(path, field)
 	switch t.Kind {
 	case 0:
+		for _, tf := range targetFields {
+			if v.bad[join(path, tf.field)] {
+				return // written under a misspelt name, reported as such
+			}
+		}
 		v.errorf(path, "set exactly one of service, pod, deployment, statefulset or selector", "missing target")
 	case Service:
 		if errs := validation.IsDNS1035Label(t.Name); len(errs) > 0 {
