@@ -23,7 +23,7 @@ import (
 // explicit path, else the KUBECONFIG list, else ~/.kube/config. Exec
 // credential plugins and auth providers work as they do in kubectl.
 type Kubeconfig struct {
-	loader clientcmd.ClientConfigLoader
+	loader *clientcmdLoadingRules
 	path   string
 
 	mu  sync.Mutex
@@ -62,7 +62,12 @@ func (k *Kubeconfig) CurrentContext() string {
 	return k.raw.CurrentContext
 }
 
-// ErrNoContext is returned for a context the kubeconfig does not define.
+// clientcmdLoadingRules are kubectl's rules for finding the kubeconfig.
+type clientcmdLoadingRules = clientcmd.ClientConfigLoadingRules
+
+// ErrNoContext is wrapped by the error (a *ContextError) for a context
+// that the kubeconfig does not define, or for any context when no
+// kubeconfig was found.
 var ErrNoContext = errors.New("context not found in kubeconfig")
 
 // ResolveContext returns name, or the current context when name is empty.
@@ -73,7 +78,7 @@ func (k *Kubeconfig) ResolveContext(name string) (string, error) {
 	if cur := k.CurrentContext(); cur != "" {
 		return cur, nil
 	}
-	return "", errors.New("no context given and the kubeconfig has no current-context")
+	return "", k.contextError("")
 }
 
 // RESTConfig builds the client configuration of one context.
@@ -82,7 +87,7 @@ func (k *Kubeconfig) RESTConfig(context string) (*rest.Config, error) {
 	raw := k.raw
 	k.mu.Unlock()
 	if _, ok := raw.Contexts[context]; !ok {
-		return nil, fmt.Errorf("context %q: %w", context, ErrNoContext)
+		return nil, k.contextError(context)
 	}
 	cc := clientcmd.NewNonInteractiveClientConfig(*raw, context, &clientcmd.ConfigOverrides{}, k.loader)
 	cfg, err := cc.ClientConfig()
