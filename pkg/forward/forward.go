@@ -40,7 +40,10 @@ type Cluster interface {
 // Resolver resolves a target port to ready endpoints from caches.
 type Resolver interface {
 	Resolve(target config.Target, remote config.Port) ([]kube.Endpoint, error)
-	WaitSynced(ctx context.Context) error
+	WaitSynced(ctx context.Context, report func(error)) error
+	// Explain turns an error from the context's API server into one that
+	// says what failed and what to do (see kube.Explain).
+	Explain(err error) error
 }
 
 // ClusterSource finds the Cluster of a context name.
@@ -201,9 +204,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 	r.setState(StateWaiting, "waiting for the namespace's caches to sync", "")
-	if err := ns.WaitSynced(ctx); err != nil && ctx.Err() == nil {
-		r.setState(StateWaiting, err.Error(), "")
-	}
+	_ = ns.WaitSynced(ctx, func(err error) { r.setState(stateFor(err), err.Error(), "") })
 
 	interval := r.spec.Health.Interval
 	if r.opts.ProbeInterval > 0 {
@@ -328,18 +329,14 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, p
 	}
 	pool.Retain(func(p tunnel.Pod) bool { return ready[p.Name] })
 	if firstErr != nil {
-		state := StateWaiting
-		if !errors.Is(firstErr, kube.ErrNoReadyEndpoints) && !errors.Is(firstErr, kube.ErrNotSynced) {
-			state = StateFailed
-		}
-		r.setState(state, firstErr.Error(), "")
+		r.setState(stateFor(firstErr), firstErr.Error(), "")
 		return nil, nil
 	}
 	dctx, cancel := context.WithTimeout(ctx, r.opts.DialTimeout)
 	defer cancel()
 	sess, err := pool.Get(dctx, tunnel.Pod{Namespace: r.spec.Namespace, Name: pod})
 	if err != nil {
-		err = kube.CheckAuth(err)
+		err = ns.Explain(err)
 		if ctx.Err() == nil {
 			r.setState(StateFailed, err.Error(), pod)
 		}
@@ -472,7 +469,7 @@ func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remo
 			if ctx.Err() == nil {
 				r.badUntil.Store(ep.Pod, time.Now().Add(2*time.Second))
 			}
-			last = kube.CheckAuth(err)
+			last = ns.Explain(err)
 		} else {
 			last = err
 		}
@@ -518,4 +515,18 @@ func (r *Runner) pick(remote config.Port, eps []kube.Endpoint, forConn bool) kub
 		r.log.Info("using pod", "pod", ep.Namespace+"/"+ep.Pod, "remote", remote.String())
 	}
 	return ep
+}
+
+// stateFor is the state of a forward that cannot resolve its target
+// because of err: waiting while the target has no ready pod or the caches
+// are filling, failed when something needs the user (the API server
+// cannot be used, the target does not exist).
+func stateFor(err error) State {
+	if _, ok := errors.AsType[*kube.ClusterError](err); ok {
+		return StateFailed
+	}
+	if errors.Is(err, kube.ErrNoReadyEndpoints) || errors.Is(err, kube.ErrNotSynced) {
+		return StateWaiting
+	}
+	return StateFailed
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -88,6 +89,7 @@ type Namespace struct {
 	nextID    int
 	informers map[string]cache.SharedIndexInformer
 	lastErr   map[string]error
+	started   time.Time // when the informers started, for silentFor
 }
 
 const (
@@ -109,6 +111,7 @@ func newNamespace(c *Cluster, ns string) *Namespace {
 		listeners: map[int]func(){},
 		informers: map[string]cache.SharedIndexInformer{},
 		lastErr:   map[string]error{},
+		started:   time.Now(),
 	}
 	for _, kind := range []string{kindEndpointSlices, kindServices, kindPods} {
 		n.ensure(kind)
@@ -147,10 +150,14 @@ func (n *Namespace) ensure(kind string) cache.SharedIndexInformer {
 		panic("kube: unknown informer kind " + kind)
 	}
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		err = Explain(err, n.cluster.Name, n.cluster.Config)
 		n.mu.Lock()
-		n.lastErr[kind] = CheckAuth(err)
+		changed := n.lastErr[kind] == nil || n.lastErr[kind].Error() != err.Error()
+		n.lastErr[kind] = err
 		n.mu.Unlock()
-		n.notify()
+		if changed {
+			n.notify()
+		}
 	})
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { n.clearErr(kind); n.notify() },
@@ -234,7 +241,10 @@ func (n *Namespace) stop() {
 }
 
 // synced reports whether the informers of kinds have synced; if not, it
-// returns the last error their watches saw, if any.
+// returns why, when that is known: the explained error of their last list
+// or watch, or, when the API server has not answered at all for a while
+// (a VPN down drops packets rather than refuse), a ClusterError of
+// CauseTimeout saying for how long.
 func (n *Namespace) synced(kinds ...string) (bool, error) {
 	for _, k := range kinds {
 		inf := n.ensure(k)
@@ -242,32 +252,68 @@ func (n *Namespace) synced(kinds ...string) (bool, error) {
 			n.mu.Lock()
 			err := n.lastErr[k]
 			n.mu.Unlock()
+			if err == nil {
+				err = n.cluster.silentFor(time.Since(n.started))
+			}
 			return false, err
 		}
 	}
 	return true, nil
 }
 
-// WaitSynced blocks until the base informers have synced or ctx is done.
-// It returns at once, with the error, when the API server rejected the
-// credentials: that needs the user, not patience (the informers keep
-// retrying, and their listeners hear when they sync).
-func (n *Namespace) WaitSynced(ctx context.Context) error {
+// Explain is the package's Explain for this namespace's context.
+// A refused port-forward upgrade carries no Status to quote, so it is
+// named here: the verb, resource and namespace RBAC denied.
+func (n *Namespace) Explain(err error) error {
+	if isUpgradeStatus(err, "Forbidden") && !apierrors.IsForbidden(err) {
+		return &ClusterError{Cause: CauseForbidden, Context: n.cluster.Name, Server: n.cluster.Config.Host, Err: err,
+			msg: fmt.Sprintf("the API server %s of context %q: permission denied: create pods/portforward in namespace %q is not allowed for your user (ask for the role in kpf's docs/rbac.md)",
+				n.cluster.Config.Host, n.cluster.Name, n.name)}
+	}
+	return Explain(err, n.cluster.Name, n.cluster.Config)
+}
+
+// silentSteps are the waits after which an API server that has not
+// answered is reported, and the elapsed times the report names: one line
+// per step, not one per second.
+var silentSteps = []time.Duration{2 * time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
+
+// silentFor is the error for an API server that has not answered for d,
+// or nil if d is below the first step.
+func (c *Cluster) silentFor(d time.Duration) error {
+	var step time.Duration
+	for _, s := range silentSteps {
+		if d >= s {
+			step = s
+		}
+	}
+	if step == 0 {
+		return nil
+	}
+	at := fmt.Sprintf("the API server %s of context %q", c.Config.Host, c.Name)
+	return &ClusterError{Cause: CauseTimeout, Context: c.Name, Server: c.Config.Host, Err: context.DeadlineExceeded,
+		msg: fmt.Sprintf("%s has not answered for %s: is your VPN up? (a firewall that drops packets looks like this too)", at, step)}
+}
+
+// WaitSynced blocks until the base informers have synced or ctx is done,
+// whichever comes first; in the second case it returns ctx.Err(). While it
+// waits, it calls report (if not nil) with the reason they have not
+// synced (see synced) each time that reason changes, within 20 ms.
+func (n *Namespace) WaitSynced(ctx context.Context, report func(error)) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
+	var last string
 	for {
 		ok, err := n.synced(kindEndpointSlices, kindServices, kindPods)
 		if ok {
 			return nil
 		}
-		if errors.Is(err, ErrUnauthorized) {
-			return fmt.Errorf("watch namespace %q: %w", n.name, err)
+		if err != nil && report != nil && err.Error() != last {
+			last = err.Error()
+			report(err)
 		}
 		select {
 		case <-ctx.Done():
-			if err != nil {
-				return fmt.Errorf("watch namespace %q: %w", n.name, err)
-			}
 			return ctx.Err()
 		case <-t.C:
 		}

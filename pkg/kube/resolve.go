@@ -34,6 +34,12 @@ func (e Endpoint) String() string { return fmt.Sprintf("%s/%s:%d", e.Namespace, 
 // hold the reason (for example an RBAC denial).
 var ErrNotSynced = errors.New("waiting for the namespace's caches to sync")
 
+// notSynced is ErrNotSynced with its cause, which is also its message.
+type notSynced struct{ cause error }
+
+func (e notSynced) Error() string   { return e.cause.Error() }
+func (e notSynced) Unwrap() []error { return []error{ErrNotSynced, e.cause} }
+
 // ErrNoReadyEndpoints means the target exists but has no ready pod now.
 var ErrNoReadyEndpoints = errors.New("no ready endpoints")
 
@@ -50,12 +56,9 @@ func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoin
 		kinds = append(kinds, kindStatefulSets)
 	}
 	if ok, err := n.synced(kinds...); !ok {
-		if errors.Is(err, ErrUnauthorized) {
-			// Not a wait: the user must act. Say so first.
-			return nil, err
-		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNotSynced, err)
+			// The cause first: it is what the user can act on.
+			return nil, notSynced{err}
 		}
 		return nil, ErrNotSynced
 	}

@@ -163,7 +163,7 @@ func TestResolveFollowsChanges(t *testing.T) {
 	defer release()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := ns.WaitSynced(ctx); err != nil {
+	if err := ns.WaitSynced(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	target := config.Target{Kind: config.Pod, Name: "web-1"}
@@ -248,7 +248,7 @@ func syncedNamespace(t *testing.T) (*Namespace, context.Context) {
 	t.Cleanup(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
-	if err := ns.WaitSynced(ctx); err != nil {
+	if err := ns.WaitSynced(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	return ns, ctx

@@ -609,7 +609,10 @@ func grantForwarding(t *testing.T, c *cluster) {
 	}
 }
 
-func unauthorized(st forward.Status) bool { return strings.HasPrefix(st.Reason, "unauthorized: ") }
+// unauthorized: the status says the API server rejected the credentials.
+func unauthorized(st forward.Status) bool {
+	return strings.Contains(st.Reason, "rejected the credentials (401)")
+}
 
 // checkNoToken fails if kpf's output carries the token's secret.
 func checkNoToken(t *testing.T, p *kpfProcess, b bootstrapToken) {
@@ -620,7 +623,8 @@ func checkNoToken(t *testing.T, p *kpfProcess, b bootstrapToken) {
 }
 
 // The kube context's credentials are rejected (a revoked token): the
-// forward says "unauthorized: ..." in its status and logs, keeps retrying
+// forward says so ("... rejected the credentials (401) ...") in its status
+// and logs, keeps retrying
 // with backoff, and recovers once the credentials are valid again, without
 // restarting kpf.
 func TestE2EFaultTokenRevoked(t *testing.T) {
@@ -644,7 +648,7 @@ func TestE2EFaultTokenRevoked(t *testing.T) {
 			t.Errorf("state %s, want failed or retrying", st.State)
 		}
 		waitUntil(t, 10*time.Second, "kpf to log unauthorized", func(context.Context) (bool, error) {
-			return strings.Contains(p.stderr.String(), "unauthorized: "), nil
+			return strings.Contains(p.stderr.String(), "rejected the credentials (401)"), nil
 		})
 		tok.grant(t, c)
 		restored := time.Now()
@@ -685,7 +689,7 @@ func TestE2EFaultTokenRevoked(t *testing.T) {
 			return unauthorized(s2) && s2.Attempts >= 5
 		})
 		t.Logf("after attempt %d: %s, next at %s", later.Attempts, later.State, later.RetryAt.Format(time.StampMilli))
-		for _, want := range []string{"level=WARN msg=\"cannot open a port-forward session; retrying\" forward=echo err=\"unauthorized: ",
+		for _, want := range []string{"level=WARN msg=\"cannot open a port-forward session; retrying\" forward=echo err=\"the API server https://",
 			"in=1s attempt=3", "in=2s attempt=4", "in=4s attempt=5"} {
 			if !strings.Contains(p.stderr.String(), want) {
 				t.Errorf("kpf's log lacks %q", want)

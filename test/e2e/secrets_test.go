@@ -129,8 +129,8 @@ forwards:
 		secrets map[string]string
 		shows   []string // evidence that the error path ran
 	}{
-		{"unauthorized", unauthorized, map[string]string{"bogus token": bogusToken, "real token": realToken}, []string{"Unauthorized"}},
-		{"wrong CA", wrongCA, map[string]string{"token": realToken, "CA": base64.StdEncoding.EncodeToString(otherCA)[:40], "CA PEM": string(otherCA[30:70])}, []string{"certificate"}},
+		{"unauthorized", unauthorized, map[string]string{"bogus token": bogusToken, "real token": realToken}, []string{"rejected the credentials (401)"}},
+		{"wrong CA", wrongCA, map[string]string{"token": realToken, "CA": base64.StdEncoding.EncodeToString(otherCA)[:40], "CA PEM": string(otherCA[30:70])}, []string{"its certificate is signed by an authority the kubeconfig does not trust"}},
 	} {
 		for _, format := range []string{"json", "text"} {
 			t.Run(tt.name+"/"+format, func(t *testing.T) {

@@ -264,7 +264,7 @@ forwards:
 	if l := p.line("busy"); !strings.Contains(l, fmt.Sprintf("local port %d is already in use by another process", busy.Addr().(*net.TCPAddr).Port)) {
 		t.Errorf("busy forward's line: %q", l)
 	}
-	if l := p.line("nocontext"); !strings.Contains(l, `context "nope": context not found in kubeconfig`) {
+	if l := p.line("nocontext"); !strings.Contains(l, `context "nope" is not in the kubeconfig (`) {
 		t.Errorf("nocontext forward's line: %q", l)
 	}
 	createService(t, s.primary, ns, "later", "echo")

@@ -1,0 +1,127 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// An API server kpf cannot use, for each reason a new developer meets
+// one: each forward's status says why, naming the context and the server,
+// within 2 s of kpf up starting; and Ctrl-C ends kpf within 1 s while it
+// waits.
+func TestE2EClusterErrorsExplainThemselves(t *testing.T) {
+	s := needSuite(t)
+	base, err := clientcmd.LoadFromFile(s.primary.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin, err := filepath.Abs(filepath.Join("testdata", "failing-credential-plugin.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := freePort(t) // nothing listens there
+	tests := []struct {
+		name   string
+		mutate func(*clientcmdapi.Config)
+		want   string
+		within time.Duration
+	}{
+		{"refused", func(c *clientcmdapi.Config) {
+			for _, cl := range c.Clusters {
+				cl.Server = fmt.Sprintf("https://127.0.0.1:%d", closed)
+			}
+		}, "refused the connection: is the cluster running", 2 * time.Second},
+		// The resolver's own timeouts are outside kpf: a machine whose DNS
+		// server does not answer takes seconds to say so.
+		{"unresolvable", func(c *clientcmdapi.Config) {
+			for _, cl := range c.Clusters {
+				cl.Server = "https://kpf-e2e-no-such-host.invalid:6443"
+			}
+		}, "cannot resolve kpf-e2e-no-such-host.invalid", 10 * time.Second},
+		{"wrong CA", func(c *clientcmdapi.Config) {
+			ca := selfSignedCA(t)
+			for _, cl := range c.Clusters {
+				cl.CertificateAuthorityData = ca
+			}
+		}, "its certificate is signed by an authority the kubeconfig does not trust", 2 * time.Second},
+		{"rejected token", func(c *clientcmdapi.Config) {
+			for _, u := range c.AuthInfos {
+				u.Token = "kpf-e2e-rejected-token"
+			}
+		}, "rejected the credentials (401)", 2 * time.Second},
+		{"failing credential plugin", func(c *clientcmdapi.Config) {
+			for _, u := range c.AuthInfos {
+				u.Token = ""
+				u.Exec = &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: plugin, InteractiveMode: clientcmdapi.NeverExecInteractiveMode}
+			}
+		}, `the credential plugin "` + plugin + `" of context "e2e" failed`, 2 * time.Second},
+	}
+	var worstExit time.Duration
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kc := base.DeepCopy()
+			tt.mutate(kc)
+			path := filepath.Join(t.TempDir(), "kubeconfig")
+			if err := clientcmd.WriteToFile(*kc, path); err != nil {
+				t.Fatal(err)
+			}
+			cfg := writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: echo
+    context: e2e
+    service: echo
+    ports: ["%d:80"]
+`, freePort(t)))
+			cmd := exec.Command(s.kpf, "up", "-f", cfg, "-v")
+			// A kpf built with -race (KPF_E2E_RACE=1) sleeps 1 s at exit
+			// for late race reports (GORACE's atexit_sleep_ms): time kpf,
+			// not the race runtime. Races are still reported as found.
+			cmd.Env = environ("KUBECONFIG="+path, "GORACE=atexit_sleep_ms=0")
+			started := time.Now()
+			p := startKpfCmd(t, cmd)
+			var reason string
+			waitUntil(t, 30*time.Second, "status to give the reason", func(context.Context) (bool, error) {
+				snap, _ := kpfStatus(t, s, cfg)
+				reason = statusOf(snap, "echo").Reason
+				return strings.Contains(reason, tt.want), nil
+			})
+			took := time.Since(started)
+			t.Logf("FIGURE cluster-error %s: in kpf status %s after kpf up started: %s", tt.name, took.Round(10*time.Millisecond), reason)
+			if took > tt.within {
+				t.Errorf("the reason took %s to reach kpf status, want at most %s", took.Round(10*time.Millisecond), tt.within)
+			}
+			if !strings.Contains(reason, `context "e2e"`) {
+				t.Errorf("the reason does not name the context: %s", reason)
+			}
+			if strings.Contains(p.stderr.String()+p.stdout.String(), "kpf-e2e-rejected-token") {
+				t.Error("kpf's output carries the token")
+			}
+
+			sent := time.Now()
+			p.cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("kpf did not exit within 10 s of Ctrl-C")
+			}
+			exit := time.Since(sent)
+			worstExit = max(worstExit, exit)
+			t.Logf("FIGURE cluster-error %s: exited %s after Ctrl-C", tt.name, exit.Round(time.Millisecond))
+			if exit > time.Second {
+				t.Errorf("kpf took %s to exit after Ctrl-C, want at most 1 s", exit.Round(time.Millisecond))
+			}
+		})
+	}
+	t.Logf("FIGURE cluster-error: worst exit after Ctrl-C %s", worstExit.Round(time.Millisecond))
+}
