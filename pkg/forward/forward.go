@@ -518,11 +518,15 @@ func (r *Runner) pick(remote config.Port, eps []kube.Endpoint, forConn bool) kub
 }
 
 // stateFor is the state of a forward that cannot resolve its target
-// because of err: waiting while the target has no ready pod or the caches
-// are filling, failed when something needs the user (the API server
-// cannot be used, the target does not exist).
+// because of err: waiting while the target has no ready pod, the caches
+// are filling or the API server is slow to answer; failed when something
+// needs the user (the API server refuses or rejects kpf, the target does
+// not exist).
 func stateFor(err error) State {
-	if _, ok := errors.AsType[*kube.ClusterError](err); ok {
+	if ce, ok := errors.AsType[*kube.ClusterError](err); ok {
+		if ce.Cause == kube.CauseTimeout {
+			return StateWaiting
+		}
 		return StateFailed
 	}
 	if errors.Is(err, kube.ErrNoReadyEndpoints) || errors.Is(err, kube.ErrNotSynced) {

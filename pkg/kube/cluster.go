@@ -89,7 +89,7 @@ type Namespace struct {
 	nextID    int
 	informers map[string]cache.SharedIndexInformer
 	lastErr   map[string]error
-	started   time.Time // when the informers started, for silentFor
+	started   map[string]time.Time // when each informer started, for silentFor
 }
 
 const (
@@ -111,7 +111,7 @@ func newNamespace(c *Cluster, ns string) *Namespace {
 		listeners: map[int]func(){},
 		informers: map[string]cache.SharedIndexInformer{},
 		lastErr:   map[string]error{},
-		started:   time.Now(),
+		started:   map[string]time.Time{},
 	}
 	for _, kind := range []string{kindEndpointSlices, kindServices, kindPods} {
 		n.ensure(kind)
@@ -165,6 +165,7 @@ func (n *Namespace) ensure(kind string) cache.SharedIndexInformer {
 		DeleteFunc: func(any) { n.notify() },
 	})
 	n.informers[kind] = inf
+	n.started[kind] = time.Now()
 	n.factory.Start(n.ctx.Done())
 	// Tell the listeners once the cache has synced: an empty list brings
 	// no add event, and a resolution that was waiting for the sync must
@@ -250,10 +251,10 @@ func (n *Namespace) synced(kinds ...string) (bool, error) {
 		inf := n.ensure(k)
 		if !inf.HasSynced() {
 			n.mu.Lock()
-			err := n.lastErr[k]
+			err, started := n.lastErr[k], n.started[k]
 			n.mu.Unlock()
 			if err == nil {
-				err = n.cluster.silentFor(time.Since(n.started))
+				err = n.cluster.silentFor(time.Since(started))
 			}
 			return false, err
 		}
