@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kpf-dev/kpf/pkg/forward"
 )
 
 // An API server kpf cannot use, for each reason a new developer meets
@@ -124,4 +128,81 @@ forwards:
 		})
 	}
 	t.Logf("FIGURE cluster-error: worst exit after Ctrl-C %s", worstExit.Round(time.Millisecond))
+}
+
+// Ctrl-C ends kpf up within 1 s whatever its forwards are doing: in the
+// middle of a transfer, holding a client that waits for a ready pod, and
+// in backoff after a failure.
+func TestE2EInterruptIsPromptInEveryState(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "interrupt")
+	deployEcho(t, s.primary, ns, 1, startStreamBackend(t, "stream"))
+	createService(t, s.primary, ns, "nobody", "no-such-app") // never has a ready pod
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, port int) // brings the forward into the state
+		state forward.State
+	}{
+		{"mid-transfer", func(t *testing.T, port int) {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if n, err := io.CopyN(io.Discard, c, 1<<20); err != nil {
+				t.Fatalf("transfer: %d bytes, %v", n, err)
+			}
+			go io.Copy(io.Discard, c) // still streaming at Ctrl-C
+		}, forward.StateReady},
+		{"waiting for a ready pod", func(t *testing.T, port int) {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+		}, forward.StateWaiting},
+		{"backoff", func(*testing.T, int) {}, forward.StateRetrying},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port, service := freePort(t), "echo"
+			switch tt.state {
+			case forward.StateWaiting:
+				service = "nobody"
+			case forward.StateRetrying:
+				port = busy.Addr().(*net.TCPAddr).Port
+			}
+			cfg := writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: echo
+    context: e2e
+    namespace: %s
+    service: %s
+    ports: ["%d:80"]
+`, ns, service, port))
+			cmd := exec.Command(s.kpf, "up", "-f", cfg, "-v")
+			cmd.Env = environ("KUBECONFIG="+s.kubeconfig, "GORACE=atexit_sleep_ms=0")
+			p := startKpfCmd(t, cmd)
+			waitStatus(t, s, cfg, 30*time.Second, "the forward to be "+string(tt.state), func(st forward.Status) bool { return st.State == tt.state })
+			tt.setup(t, port)
+			sent := time.Now()
+			p.cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("kpf did not exit within 10 s of Ctrl-C")
+			}
+			exit := time.Since(sent)
+			t.Logf("FIGURE interrupt %s: exited %s after Ctrl-C", tt.name, exit.Round(time.Millisecond))
+			if exit > time.Second {
+				t.Errorf("kpf took %s to exit after Ctrl-C, want at most 1 s", exit.Round(time.Millisecond))
+			}
+		})
+	}
 }
