@@ -10,6 +10,7 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -266,7 +267,7 @@ func (n *Namespace) synced(kinds ...string) (bool, error) {
 // A refused port-forward upgrade carries no Status to quote, so it is
 // named here: the verb, resource and namespace RBAC denied.
 func (n *Namespace) Explain(err error) error {
-	if isUpgradeStatus(err, "Forbidden") && !apierrors.IsForbidden(err) {
+	if hasStatus(err, metav1.StatusReasonForbidden) && !apierrors.IsForbidden(err) {
 		return &ClusterError{Cause: CauseForbidden, Context: n.cluster.Name, Server: n.cluster.Config.Host, Err: err,
 			msg: fmt.Sprintf("the API server %s of context %q: permission denied: create pods/portforward in namespace %q is not allowed for your user (ask for the role in kpf's docs/rbac.md)",
 				n.cluster.Config.Host, n.cluster.Name, n.name)}

@@ -87,7 +87,7 @@ func Explain(err error, context string, cfg *rest.Config) error {
 	case isCredPluginFailure(err):
 		e.Cause = CauseCredPlugin
 		e.msg = fmt.Sprintf("the credential plugin %q of context %q failed: %s (run your cluster's login command, or the plugin by hand to see why)", plugin, context, pluginFailure(err))
-	case isUnauthorized(err):
+	case hasStatus(err, metav1.StatusReasonUnauthorized):
 		e.Cause = CauseCredentials
 		e.msg = fmt.Sprintf("%s rejected the credentials (401): they are expired, revoked or wrong", at)
 		if plugin != "" {
@@ -95,7 +95,7 @@ func Explain(err error, context string, cfg *rest.Config) error {
 		} else {
 			e.msg += "; get new ones (your cluster's login tool rewrites the kubeconfig) and kpf retries"
 		}
-	case apierrors.IsForbidden(err) || isUpgradeStatus(err, "Forbidden"):
+	case hasStatus(err, metav1.StatusReasonForbidden):
 		e.Cause = CauseForbidden
 		e.msg = fmt.Sprintf("%s: %s (ask for the role in kpf's docs/rbac.md)", at, forbiddenWhat(err))
 	case apierrors.IsNotFound(err):
@@ -224,17 +224,22 @@ func lastPart(s string) string {
 	return s
 }
 
-// isUpgradeStatus reports whether err is a port-forward upgrade that the
-// API server refused with the HTTP status text reason ("Forbidden"),
-// whichever of client-go's dialers failed.
-func isUpgradeStatus(err error, reason string) bool {
+// hasStatus reports whether err is the API server's answer with the
+// given reason (Unauthorized, Forbidden), including in the cause of a
+// failed port-forward upgrade, which client-go does not unwrap: its
+// WebSocket dialer fails with k8s.io/streaming's type, its SPDY one with
+// apimachinery's, or only with the message.
+func hasStatus(err error, reason metav1.StatusReason) bool {
+	if apierrors.ReasonForError(err) == reason {
+		return true
+	}
 	var up *httpstream.UpgradeFailureError
-	if errors.As(err, &up) && up.Cause != nil && (apierrors.ReasonForError(up.Cause) == metav1.StatusReason(reason) || isUpgradeStatus(up.Cause, reason)) {
+	if errors.As(err, &up) && up.Cause != nil && hasStatus(up.Cause, reason) {
 		return true
 	}
 	var sup *streamhttp.UpgradeFailureError
-	if errors.As(err, &sup) && sup.Cause != nil && (apierrors.ReasonForError(sup.Cause) == metav1.StatusReason(reason) || isUpgradeStatus(sup.Cause, reason)) {
+	if errors.As(err, &sup) && sup.Cause != nil && hasStatus(sup.Cause, reason) {
 		return true
 	}
-	return strings.HasSuffix(err.Error(), "unable to upgrade connection: "+reason)
+	return strings.HasSuffix(err.Error(), "unable to upgrade connection: "+string(reason))
 }

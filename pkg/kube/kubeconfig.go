@@ -8,15 +8,11 @@ package kube
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	streamhttp "k8s.io/streaming/pkg/httpstream"
 )
 
 // Kubeconfig is the user's kubeconfig, loaded with kubectl's rules: an
@@ -102,32 +98,3 @@ func (k *Kubeconfig) RESTConfig(context string) (*rest.Config, error) {
 // Only the user can fix it; kpf keeps retrying with backoff meanwhile.
 var ErrUnauthorized = errors.New("unauthorized")
 
-// CheckAuth returns err wrapped with ErrUnauthorized, and a message that
-// says what it means, when it is the API server's 401; any other error is
-// returned as it is. The message never carries the credentials.
-func CheckAuth(err error) error {
-	if err == nil || errors.Is(err, ErrUnauthorized) || !isUnauthorized(err) {
-		return err
-	}
-	return fmt.Errorf("%w: the API server rejected the credentials (revoked or expired?): %w", ErrUnauthorized, err)
-}
-
-// isUnauthorized finds a 401 in err, including in the cause of a failed
-// port-forward upgrade, which client-go does not unwrap.
-func isUnauthorized(err error) bool {
-	if apierrors.IsUnauthorized(err) {
-		return true
-	}
-	// client-go's WebSocket dialer fails with k8s.io/streaming's type,
-	// its SPDY one with apimachinery's.
-	var up *httpstream.UpgradeFailureError
-	if errors.As(err, &up) && up.Cause != nil && isUnauthorized(up.Cause) {
-		return true
-	}
-	var sup *streamhttp.UpgradeFailureError
-	if errors.As(err, &sup) && sup.Cause != nil && isUnauthorized(sup.Cause) {
-		return true
-	}
-	// client-go's SPDY dialer keeps only the message of a failed upgrade.
-	return strings.HasSuffix(err.Error(), "unable to upgrade connection: Unauthorized")
-}
