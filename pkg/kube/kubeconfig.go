@@ -97,4 +97,3 @@ func (k *Kubeconfig) RESTConfig(context string) (*rest.Config, error) {
 // (HTTP 401): a revoked or expired token, an unknown client certificate.
 // Only the user can fix it; kpf keeps retrying with backoff meanwhile.
 var ErrUnauthorized = errors.New("unauthorized")
-
