@@ -1,30 +1,13 @@
 package control
 
-import (
-	"net"
+import "golang.org/x/sys/unix"
 
-	"golang.org/x/sys/unix"
-)
-
-// peerOf tells who is on the other end of a Unix connection from its
-// LOCAL_PEERCRED credentials (struct xucred, see unix(4)), which the
-// kernel records at connect(2): allowed if it runs as this process's user
-// or root. A peer whose credentials cannot be read is refused.
-func peerOf(c net.Conn) peer {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return peer{}
-	}
-	raw, err := uc.SyscallConn()
+// peerUID reads the peer's user from LOCAL_PEERCRED (struct xucred, see
+// unix(4)).
+func peerUID(fd int) (uint32, error) {
+	cred, err := unix.GetsockoptXucred(fd, unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
 	if err != nil {
-		return peer{}
+		return 0, err
 	}
-	var cred *unix.Xucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
-	}); err != nil || cerr != nil {
-		return peer{}
-	}
-	return uidPeer(cred.Uid)
+	return cred.Uid, nil
 }

@@ -1,29 +1,12 @@
 package control
 
-import (
-	"net"
-	"syscall"
-)
+import "syscall"
 
-// peerOf tells who is on the other end of a Unix connection from its
-// SO_PEERCRED credentials, which the kernel records at connect(2): allowed
-// if it runs as this process's user or root. A peer whose credentials
-// cannot be read is refused.
-func peerOf(c net.Conn) peer {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return peer{}
-	}
-	raw, err := uc.SyscallConn()
+// peerUID reads the peer's user from SO_PEERCRED.
+func peerUID(fd int) (uint32, error) {
+	cred, err := syscall.GetsockoptUcred(fd, syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	if err != nil {
-		return peer{}
+		return 0, err
 	}
-	var cred *syscall.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		return peer{}
-	}
-	return uidPeer(cred.Uid)
+	return cred.Uid, nil
 }

@@ -2,10 +2,12 @@
 
 package control
 
-import "net"
+import "errors"
 
-// peerOf refuses every peer: on this system kpf does not read a Unix
-// connection's credentials, and a control socket that cannot tell who
-// calls serves no one. The socket's file mode would keep other users out
+// peerUID fails: on this system kpf does not read a Unix connection's
+// credentials, so every peer is refused (a control socket that cannot tell
+// who calls serves no one). The socket's file mode keeps other users out
 // anyway.
-func peerOf(net.Conn) peer { return peer{} }
+func peerUID(int) (uint32, error) {
+	return 0, errors.New("peer credentials are not read on this system")
+}

@@ -4,9 +4,31 @@ package control
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 )
+
+// peerOf tells who is on the other end of a Unix connection from the
+// credentials the kernel recorded at connect(2), read by peerUID (one per
+// system): allowed if it runs as this process's user or root. A peer whose
+// credentials cannot be read is refused.
+func peerOf(c net.Conn) peer {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return peer{}
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return peer{}
+	}
+	var uid uint32
+	var uerr error
+	if err := raw.Control(func(fd uintptr) { uid, uerr = peerUID(int(fd)) }); err != nil || uerr != nil {
+		return peer{}
+	}
+	return uidPeer(uid)
+}
 
 // uidPeer is a peer running as uid: allowed if that is this process's
 // user or root, whom a socket's file mode does not stop either.
