@@ -199,11 +199,7 @@ func Fetch(ctx context.Context, path string) (Snapshot, error) {
 
 // Restart asks the kpf up serving path to re-dial the named forward.
 func Restart(ctx context.Context, path, name string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://kpf/v1/forwards/"+url.PathEscape(name)+"/restart", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := Client(path).Do(req)
+	resp, err := post(ctx, Client(path), "http://kpf/v1/forwards/"+url.PathEscape(name)+"/restart")
 	if err != nil {
 		return err
 	}
@@ -229,11 +225,7 @@ const reloadTimeout = 30 * time.Second
 // ErrInvalidConfig and its text is the file's problems as kpf up reported
 // them, one per line.
 func Reload(ctx context.Context, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://kpf/v1/reload", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := newClient(path, reloadTimeout).Do(req)
+	resp, err := post(ctx, newClient(path, reloadTimeout), "http://kpf/v1/reload")
 	if err != nil {
 		return err
 	}
@@ -250,6 +242,15 @@ func Reload(ctx context.Context, path string) error {
 	default:
 		return fmt.Errorf("reload: %w", responseError(resp))
 	}
+}
+
+// post sends an empty POST to u with c; the caller closes the body.
+func post(ctx context.Context, c *http.Client, u string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.Do(req)
 }
 
 // responseError describes an unexpected answer, wrapping ErrRefused for a
