@@ -14,6 +14,7 @@ import (
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/kpf-dev/kpf/pkg/config"
 )
@@ -62,28 +63,35 @@ func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoin
 		}
 		return nil, ErrNotSynced
 	}
-	pods := corelisters.NewPodLister(n.indexer(kindPods)).Pods(n.name)
+	return resolveIn(n.indexer, n.name, target, remote)
+}
+
+// resolveIn resolves target in namespace ns from the caches that stores
+// returns by kind: the informers' of a watched namespace, or the lists of
+// a NamespaceSnapshot. Both resolve alike.
+func resolveIn(stores func(kind string) cache.Indexer, ns string, target config.Target, remote config.Port) ([]Endpoint, error) {
+	pods := corelisters.NewPodLister(stores(kindPods)).Pods(ns)
 	var eps []Endpoint
 	var err error
 	switch target.Kind {
 	case config.Service:
-		eps, err = n.resolveService(target.Name, remote, pods)
+		eps, err = resolveService(stores, ns, target.Name, remote, pods)
 	case config.Pod:
 		pod, gerr := pods.Get(target.Name)
 		if gerr != nil {
-			return nil, notFound("pod", target.Name, n.name, gerr)
+			return nil, notFound("pod", target.Name, ns, gerr)
 		}
 		eps, err = podEndpoints([]*corev1.Pod{pod}, remote)
 	case config.Deployment:
-		d, gerr := appslisters.NewDeploymentLister(n.indexer(kindDeployments)).Deployments(n.name).Get(target.Name)
+		d, gerr := appslisters.NewDeploymentLister(stores(kindDeployments)).Deployments(ns).Get(target.Name)
 		if gerr != nil {
-			return nil, notFound("deployment", target.Name, n.name, gerr)
+			return nil, notFound("deployment", target.Name, ns, gerr)
 		}
 		eps, err = selectPods(pods, d.Spec.Selector, remote)
 	case config.StatefulSet:
-		s, gerr := appslisters.NewStatefulSetLister(n.indexer(kindStatefulSets)).StatefulSets(n.name).Get(target.Name)
+		s, gerr := appslisters.NewStatefulSetLister(stores(kindStatefulSets)).StatefulSets(ns).Get(target.Name)
 		if gerr != nil {
-			return nil, notFound("statefulset", target.Name, n.name, gerr)
+			return nil, notFound("statefulset", target.Name, ns, gerr)
 		}
 		eps, err = selectPods(pods, s.Spec.Selector, remote)
 	case config.Selector:
@@ -107,7 +115,7 @@ func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoin
 	}
 	sort.Slice(eps, func(i, j int) bool { return eps[i].Pod < eps[j].Pod })
 	for i := range eps {
-		eps[i].Namespace = n.name
+		eps[i].Namespace = ns
 	}
 	return eps, nil
 }
@@ -125,10 +133,10 @@ func notFound(kind, name, ns string, err error) error {
 //
 // The pod cache is consulted too: a pod being deleted is skipped even before
 // the EndpointSlice controller has marked its endpoint terminating.
-func (n *Namespace) resolveService(name string, remote config.Port, pods corelisters.PodNamespaceLister) ([]Endpoint, error) {
-	svc, err := corelisters.NewServiceLister(n.indexer(kindServices)).Services(n.name).Get(name)
+func resolveService(stores func(string) cache.Indexer, ns, name string, remote config.Port, pods corelisters.PodNamespaceLister) ([]Endpoint, error) {
+	svc, err := corelisters.NewServiceLister(stores(kindServices)).Services(ns).Get(name)
 	if err != nil {
-		return nil, notFound("service", name, n.name, err)
+		return nil, notFound("service", name, ns, err)
 	}
 	var sp *corev1.ServicePort
 	for i := range svc.Spec.Ports {
@@ -144,7 +152,7 @@ func (n *Namespace) resolveService(name string, remote config.Port, pods corelis
 	if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
 		return nil, fmt.Errorf("service %q port %s is %s; only TCP can be forwarded", name, remote, sp.Protocol)
 	}
-	slices, err := n.serviceSlices(name)
+	slices, err := serviceSlices(stores(kindEndpointSlices), ns, name)
 	if err != nil {
 		return nil, err
 	}
@@ -176,12 +184,12 @@ func (n *Namespace) resolveService(name string, remote config.Port, pods corelis
 
 // serviceSlices returns the EndpointSlices of the service name, from the
 // index by service (the cache holds one namespace).
-func (n *Namespace) serviceSlices(name string) ([]*discoveryv1.EndpointSlice, error) {
-	objs, err := n.indexer(kindEndpointSlices).ByIndex(indexServiceName, name)
+func serviceSlices(idx cache.Indexer, ns, name string) ([]*discoveryv1.EndpointSlice, error) {
+	objs, err := idx.ByIndex(indexServiceName, name)
 	if err != nil {
 		// Not indexed (see ensure): scan the namespace.
 		sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
-		return discoverylisters.NewEndpointSliceLister(n.indexer(kindEndpointSlices)).EndpointSlices(n.name).List(sel)
+		return discoverylisters.NewEndpointSliceLister(idx).EndpointSlices(ns).List(sel)
 	}
 	slices := make([]*discoveryv1.EndpointSlice, 0, len(objs))
 	for _, o := range objs {

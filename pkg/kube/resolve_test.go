@@ -123,35 +123,50 @@ func TestResolve(t *testing.T) {
 		{"selector", config.Target{Kind: config.Selector, Selector: "app in (web,db)"}, config.Port{Number: 7}, []string{"db-0:7", "web-1:7", "web-2:7"}, ""},
 		{"selector matching nothing", config.Target{Kind: config.Selector, Selector: "app=none"}, config.Port{Number: 7}, nil, ErrNoReadyEndpoints.Error()},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			eps, err := ns.Resolve(tt.target, tt.remote)
-			// Deployments and StatefulSets are watched from their first
-			// use on: wait for that cache.
-			for errors.Is(err, ErrNotSynced) && ctx.Err() == nil {
-				time.Sleep(5 * time.Millisecond)
-				eps, err = ns.Resolve(tt.target, tt.remote)
-			}
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+	// kpf doctor's one-off snapshot must resolve as kpf up's informers do.
+	snap, err := newCluster("test", nil, fake.NewClientset(objects()...), slog.New(slog.DiscardHandler)).
+		Snapshot(ctx, "ns", config.Deployment, config.StatefulSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolvers := []struct {
+		name    string
+		resolve func(config.Target, config.Port) ([]Endpoint, error)
+	}{{"watched", ns.Resolve}, {"snapshot", snap.Resolve}}
+	for _, r := range resolvers {
+		for _, tt := range tests {
+			t.Run(r.name+"/"+tt.name, func(t *testing.T) {
+				eps, err := r.resolve(tt.target, tt.remote)
+				// Deployments and StatefulSets are watched from their first
+				// use on: wait for that cache.
+				for errors.Is(err, ErrNotSynced) && ctx.Err() == nil {
+					time.Sleep(5 * time.Millisecond)
+					eps, err = r.resolve(tt.target, tt.remote)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, ep := range eps {
-				got = append(got, ep.Pod+":"+itoa(ep.Port))
-				if ep.Namespace != "ns" {
-					t.Errorf("endpoint namespace = %q", ep.Namespace)
+				if tt.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+						t.Fatalf("err = %v, want %q", err, tt.wantErr)
+					}
+					return
 				}
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Fatalf("endpoints = %v, want %v", got, tt.want)
-			}
-		})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, ep := range eps {
+					got = append(got, ep.Pod+":"+itoa(ep.Port))
+					if ep.Namespace != "ns" {
+						t.Errorf("endpoint namespace = %q", ep.Namespace)
+					}
+				}
+				if !slices.Equal(got, tt.want) {
+					t.Fatalf("endpoints = %v, want %v", got, tt.want)
+				}
+			})
+		}
+	}
+	if got, want := snap.Names(config.Service), []string{"db", "web"}; !slices.Equal(got, want) {
+		t.Errorf("snapshot service names = %v, want %v", got, want)
 	}
 }
 
@@ -252,4 +267,41 @@ func syncedNamespace(t *testing.T) (*Namespace, context.Context) {
 		t.Fatal(err)
 	}
 	return ns, ctx
+}
+
+// A snapshot lists the kinds every forward needs, and Deployments or
+// StatefulSets only when a target is one (kpf doctor asks for no more
+// than kpf up would watch).
+func TestSnapshotListsEveryKind(t *testing.T) {
+	snap, err := newCluster("test", nil, fake.NewClientset(objects()...), slog.New(slog.DiscardHandler)).
+		Snapshot(context.Background(), "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Names(config.Pod); len(got) != 5 {
+		t.Errorf("pods = %v, want 5", got)
+	}
+	// Without asking for them, deployments are not listed.
+	if got := snap.Names(config.Deployment); len(got) != 0 {
+		t.Errorf("deployments = %v, want none", got)
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	str := func(ps []Permission) string {
+		var s []string
+		for _, p := range ps {
+			s = append(s, p.String())
+		}
+		return strings.Join(s, "; ")
+	}
+	base := "list services; watch services; list endpointslices.discovery.k8s.io; watch endpointslices.discovery.k8s.io; list pods; watch pods"
+	pf := "get pods/portforward; create pods/portforward"
+	if got, want := str(Permissions(config.Service, config.Selector)), base+"; "+pf; got != want {
+		t.Errorf("services:\n got %s\nwant %s", got, want)
+	}
+	if got, want := str(Permissions(config.StatefulSet, config.Deployment)),
+		base+"; list deployments.apps; watch deployments.apps; list statefulsets.apps; watch statefulsets.apps; "+pf; got != want {
+		t.Errorf("workloads:\n got %s\nwant %s", got, want)
+	}
 }
