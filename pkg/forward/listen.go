@@ -69,3 +69,22 @@ func listen(ctx context.Context, spec config.Forward, m config.PortMapping, log 
 	}
 	return ls, nil
 }
+
+// CheckListen binds every local address of mapping m of spec, as kpf up
+// does, and releases them at once. Its error is the one kpf up would
+// report for that port: in use (with how to find the holder), denied, no
+// such address, in the words of this system.
+func CheckListen(ctx context.Context, spec config.Forward, m config.PortMapping) error {
+	ls, err := listen(ctx, spec, m, slog.New(slog.DiscardHandler))
+	for _, l := range ls {
+		l.Close()
+	}
+	return err
+}
+
+// IsAddrInUse reports whether err, from CheckListen or a listen, means that
+// another socket holds the port.
+func IsAddrInUse(err error) bool {
+	le, ok := errors.AsType[*listenError](err)
+	return ok && le.problem == bindInUse
+}

@@ -97,3 +97,17 @@ func (k *Kubeconfig) RESTConfig(context string) (*rest.Config, error) {
 // (HTTP 401): a revoked or expired token, an unknown client certificate.
 // Only the user can fix it; kpf keeps retrying with backoff meanwhile.
 var ErrUnauthorized = errors.New("unauthorized")
+
+// Files returns the kubeconfig files kubectl's rules look at, in order
+// (--kubeconfig, else the KUBECONFIG list, else ~/.kube/config), and
+// those of them that exist.
+func (k *Kubeconfig) Files() (found, searched []string) {
+	e := k.contextError("")
+	return e.Found, e.Searched
+}
+
+// Contexts returns the names of the contexts the kubeconfig defines,
+// sorted.
+func (k *Kubeconfig) Contexts() []string {
+	return k.contextError("").Contexts
+}
