@@ -140,6 +140,7 @@ func newRootCmd(env Env) *cobra.Command {
 		newRestartCmd(env),
 		newReloadCmd(env),
 		newValidateCmd(env),
+		newDoctorCmd(env),
 		newSchemaCmd(env),
 		newVersionCmd(env),
 	)
