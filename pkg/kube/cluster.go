@@ -268,9 +268,13 @@ func (n *Namespace) synced(kinds ...string) (bool, error) {
 // named here: the verb, resource and namespace RBAC denied.
 func (n *Namespace) Explain(err error) error {
 	if hasStatus(err, metav1.StatusReasonForbidden) && !apierrors.IsForbidden(err) {
+		msg := fmt.Sprintf("the API server %s of context %q: permission denied: create pods/portforward in namespace %q is not allowed for your user",
+			n.cluster.Config.Host, n.cluster.Name, n.name)
+		if sentence := upgradeSentence(err); sentence != "" {
+			msg += " (" + sentence + ")"
+		}
 		return &ClusterError{Cause: CauseForbidden, Context: n.cluster.Name, Server: n.cluster.Config.Host, Err: err,
-			msg: fmt.Sprintf("the API server %s of context %q: permission denied: create pods/portforward in namespace %q is not allowed for your user (ask for the role in kpf's docs/rbac.md)",
-				n.cluster.Config.Host, n.cluster.Name, n.name)}
+			msg: msg + "; ask for the role in kpf's docs/rbac.md"}
 	}
 	return Explain(err, n.cluster.Name, n.cluster.Config)
 }

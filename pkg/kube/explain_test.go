@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -111,4 +112,27 @@ func TestExplain(t *testing.T) {
 			t.Error("Explain(nil) is not nil")
 		}
 	})
+}
+
+// A refused port-forward upgrade, as the API server answers one to a user
+// without create on pods/portforward: the dialer keeps only its sentence.
+func TestNamespaceExplainRefusedUpgrade(t *testing.T) {
+	c := newCluster("dev", &rest.Config{Host: "https://dev.example:6443"}, nil, slog.New(slog.DiscardHandler))
+	n := &Namespace{cluster: c, name: "shop"}
+	sentence := `pods "web-0" is forbidden: User "system:serviceaccount:shop:kpf" cannot create resource "pods/portforward" in API group "" in the namespace "shop"`
+	err := fmt.Errorf("port-forward to pod shop/web-0: unable to upgrade connection: %s", sentence)
+	got := n.Explain(err)
+	ce, ok := errors.AsType[*ClusterError](got)
+	if !ok || ce.Cause != CauseForbidden {
+		t.Fatalf("Explain = %v, want a CauseForbidden ClusterError", got)
+	}
+	want := `the API server https://dev.example:6443 of context "dev": permission denied: create pods/portforward in namespace "shop" is not allowed for your user (` +
+		sentence + `); ask for the role in kpf's docs/rbac.md`
+	if got.Error() != want {
+		t.Errorf("Explain =\n%s\nwant\n%s", got, want)
+	}
+	// Another failed upgrade is not a permission problem.
+	if got := n.Explain(errors.New("unable to upgrade connection: container not found")); errors.Is(got, ErrUnauthorized) || strings.Contains(got.Error(), "permission denied") {
+		t.Errorf("Explain(container not found) = %v", got)
+	}
 }
