@@ -513,7 +513,7 @@ func proxyChecks(ctx context.Context, o Options) []Check {
 // explainTimeout names the timeout when err is one.
 func explainTimeout(err error, d time.Duration) string {
 	if ce, ok := errors.AsType[*kube.ClusterError](err); ok && ce.Cause == kube.CauseTimeout {
-		return fmt.Sprintf("%s (no answer in %s; raise it with --timeout)", err, d)
+		return fmt.Sprintf("%s; it gave no answer in %s (--timeout)", err, d)
 	}
 	return err.Error()
 }

@@ -254,8 +254,12 @@ func (n *Namespace) synced(kinds ...string) (bool, error) {
 			n.mu.Lock()
 			err, started := n.lastErr[k], n.started[k]
 			n.mu.Unlock()
-			if err == nil {
-				err = n.cluster.silentFor(time.Since(started))
+			// A timeout says for how long the server has been silent,
+			// not only that one request gave up.
+			if ce, ok := errors.AsType[*ClusterError](err); err == nil || ok && ce.Cause == CauseTimeout {
+				if silent := n.cluster.silentFor(time.Since(started)); silent != nil {
+					err = silent
+				}
 			}
 			return false, err
 		}

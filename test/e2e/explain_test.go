@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -35,41 +36,52 @@ func TestE2EClusterErrorsExplainThemselves(t *testing.T) {
 		t.Fatal(err)
 	}
 	closed := freePort(t) // nothing listens there
+	// A server that accepts connections and never answers, as a VPN
+	// that is down but still routes, or a firewall that drops packets.
+	silent := serveLoopback(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	tests := []struct {
 		name   string
 		mutate func(*clientcmdapi.Config)
 		want   string
 		within time.Duration
+		// doctorWant is what kpf doctor's failed check says, when not
+		// want.
+		doctorWant string
 	}{
 		{"refused", func(c *clientcmdapi.Config) {
 			for _, cl := range c.Clusters {
 				cl.Server = fmt.Sprintf("https://127.0.0.1:%d", closed)
 			}
-		}, "refused the connection: is the cluster running", 2 * time.Second},
+		}, "refused the connection: is the cluster running", 2 * time.Second, ""},
 		// The resolver's own timeouts are outside kpf: a machine whose DNS
 		// server does not answer takes seconds to say so.
 		{"unresolvable", func(c *clientcmdapi.Config) {
 			for _, cl := range c.Clusters {
 				cl.Server = "https://kpf-e2e-no-such-host.invalid:6443"
 			}
-		}, "cannot resolve kpf-e2e-no-such-host.invalid", 10 * time.Second},
+		}, "cannot resolve kpf-e2e-no-such-host.invalid", 10 * time.Second, ""},
+		{"silent", func(c *clientcmdapi.Config) {
+			for _, cl := range c.Clusters {
+				cl.Server = fmt.Sprintf("https://127.0.0.1:%d", silent)
+			}
+		}, "has not answered for 2s: is your VPN up?", 3 * time.Second, "did not answer in time: is your VPN up? (a firewall that drops packets looks like this too); it gave no answer in 2s (--timeout)"},
 		{"wrong CA", func(c *clientcmdapi.Config) {
 			ca := selfSignedCA(t)
 			for _, cl := range c.Clusters {
 				cl.CertificateAuthorityData = ca
 			}
-		}, "its certificate is signed by an authority the kubeconfig does not trust", 2 * time.Second},
+		}, "its certificate is signed by an authority the kubeconfig does not trust", 2 * time.Second, ""},
 		{"rejected token", func(c *clientcmdapi.Config) {
 			for _, u := range c.AuthInfos {
 				u.Token = "kpf-e2e-rejected-token"
 			}
-		}, "rejected the credentials (401)", 2 * time.Second},
+		}, "rejected the credentials (401)", 2 * time.Second, ""},
 		{"failing credential plugin", func(c *clientcmdapi.Config) {
 			for _, u := range c.AuthInfos {
 				u.Token = ""
 				u.Exec = &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: plugin, InteractiveMode: clientcmdapi.NeverExecInteractiveMode}
 			}
-		}, `the credential plugin "` + plugin + `" of context "e2e" failed`, 2 * time.Second},
+		}, `the credential plugin "` + plugin + `" of context "e2e" failed`, 2 * time.Second, ""},
 	}
 	var worstExit time.Duration
 	for _, tt := range tests {
@@ -93,7 +105,7 @@ forwards:
 			// not the race runtime. Races are still reported as found.
 			cmd.Env = environ("KUBECONFIG="+path, "GORACE=atexit_sleep_ms=0")
 			started := time.Now()
-			p := startKpfCmd(t, cmd)
+			p := startKpfProcess(t, cmd)
 			var reason string
 			waitUntil(t, 30*time.Second, "status to give the reason", func(context.Context) (bool, error) {
 				snap, _ := kpfStatus(t, s, cfg)
@@ -110,6 +122,14 @@ forwards:
 			}
 			if strings.Contains(p.stderr.String()+p.stdout.String(), "kpf-e2e-rejected-token") {
 				t.Error("kpf's output carries the token")
+			}
+
+			// kpf doctor names the same cause, and exits 1.
+			rep, code, doctorTook := runDoctor(t, s, path, "-f", cfg, "--timeout", "2s")
+			failed, _ := failedCheck(rep)
+			t.Logf("FIGURE cluster-error %s: kpf doctor exit %d in %s: %s: %s", tt.name, code, doctorTook.Round(10*time.Millisecond), failed.Name, failed.Message)
+			if want := cmp.Or(tt.doctorWant, tt.want); code != 1 || !strings.Contains(failed.Message, want) {
+				t.Errorf("kpf doctor: exit %d, first failure %q; want exit 1 and %q", code, failed.Message, want)
 			}
 
 			sent := time.Now()

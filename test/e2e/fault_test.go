@@ -301,16 +301,25 @@ func TestE2EFaultAPIServerKilledWhileIdle(t *testing.T) {
 	s, c := faultCluster(t)
 	cfg, addr, _ := faultForward(t, s, c, "fault-api", startBackend(t, "a"))
 	stopComponent(t, s, c, apiServer, "KILL")
-	down, _ := waitStatus(t, s, cfg, 30*time.Second, "the forward to notice the API server is gone", func(st forward.Status) bool {
+	killed := time.Now()
+	// While it is down, the forward says why, in kpf status.
+	down, at := waitStatus(t, s, cfg, 30*time.Second, "the forward to say the API server is gone", func(st forward.Status) bool {
+		return strings.Contains(st.Reason, "refused the connection: is the cluster running")
+	})
+	t.Logf("FIGURE apiserver-idle: reason in kpf status %s after the API server exited: %s: %s",
+		at.Sub(killed).Round(10*time.Millisecond), down.State, down.Reason)
+	if at.Sub(killed) > 2*time.Second || !strings.Contains(down.Reason, fmt.Sprintf("of context %q", c.Name)) {
+		t.Errorf("the reason took %s and says %q; want the context named within 2s", at.Sub(killed).Round(10*time.Millisecond), down.Reason)
+	}
+	waitStatus(t, s, cfg, 30*time.Second, "the forward to retry", func(st forward.Status) bool {
 		return st.State == forward.StateRetrying && st.Attempts >= 2
 	})
-	t.Logf("while the API server is down: %s (attempt %d): %s", down.State, down.Attempts, down.Reason)
 	served := servedWhenBack(t, addr, "hello from a")
 	time.Sleep(3 * time.Second) // an outage of some seconds
 	ready := startComponent(t, s, c, apiServer)
 	servedIn := servedAfter(t, served, ready)
 	fresh := firstServed(t, addr, "hello from a", 30*time.Second).Sub(ready)
-	_, at := waitStatus(t, s, cfg, 30*time.Second, "the forward to be ready again", isReady)
+	_, at = waitStatus(t, s, cfg, 30*time.Second, "the forward to be ready again", isReady)
 	t.Logf("FIGURE apiserver-idle: a client waiting through the outage served %s after the API server was ready; a new connection %s after; status ready %s after",
 		servedIn.Round(time.Millisecond), fresh.Round(time.Millisecond), at.Sub(ready).Round(time.Millisecond))
 	if servedIn > 2*time.Second || fresh > 2*time.Second {

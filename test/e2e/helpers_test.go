@@ -355,6 +355,24 @@ func startKpfWith(t *testing.T, s *suite, kubeconfig, config string, args ...str
 // waits until it has printed its startup table.
 func startKpfCmd(t *testing.T, cmd *exec.Cmd) *kpfProcess {
 	t.Helper()
+	p := startKpfProcess(t, cmd)
+	waitUntil(t, 60*time.Second, "kpf's startup table", func(context.Context) (bool, error) {
+		select {
+		case <-p.done:
+			return false, fmt.Errorf("kpf exited: %v\n%s", p.err, p.stderr.String())
+		default:
+		}
+		return strings.Contains(p.stdout.String(), "→"), nil
+	})
+	return p
+}
+
+// startKpfProcess is startKpfCmd without the wait for the startup table,
+// which kpf prints once every forward has settled (or after some
+// seconds): a test that times what kpf does before then polls kpf status
+// from the start.
+func startKpfProcess(t *testing.T, cmd *exec.Cmd) *kpfProcess {
+	t.Helper()
 	p := &kpfProcess{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
@@ -377,14 +395,6 @@ func startKpfCmd(t *testing.T, cmd *exec.Cmd) *kpfProcess {
 		if t.Failed() {
 			t.Logf("kpf stdout:\n%s\nkpf stderr (tail):\n%s", p.stdout.String(), tail(p.stderr.String(), 60))
 		}
-	})
-	waitUntil(t, 60*time.Second, "kpf's startup table", func(context.Context) (bool, error) {
-		select {
-		case <-p.done:
-			return false, fmt.Errorf("kpf exited: %v\n%s", p.err, p.stderr.String())
-		default:
-		}
-		return strings.Contains(p.stdout.String(), "→"), nil
 	})
 	return p
 }
