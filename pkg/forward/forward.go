@@ -332,6 +332,12 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, p
 		r.setState(stateFor(firstErr), firstErr.Error(), "")
 		return nil, nil
 	}
+	// The first dial follows the wait for the caches: say what is
+	// waited on now. (A forward that failed keeps its reason until the
+	// dial succeeds or fails otherwise: one line per change.)
+	if cur := r.state.Load(); cur != nil && cur.State == StateWaiting {
+		r.setState(StateStarting, "opening a port-forward session to pod "+pod, pod)
+	}
 	dctx, cancel := context.WithTimeout(ctx, r.opts.DialTimeout)
 	defer cancel()
 	sess, err := pool.Get(dctx, tunnel.Pod{Namespace: r.spec.Namespace, Name: pod})

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -713,4 +714,59 @@ func TestE2EFaultTokenRevoked(t *testing.T) {
 			served.Sub(restored).Round(time.Millisecond), at.Sub(restored).Round(time.Millisecond))
 		checkNoToken(t, p, tok)
 	})
+}
+
+// Ctrl-C ends kpf up within 1 s while it is dialing: the node agent is
+// paused, so a port-forward session the forward opens (after kpf restart)
+// and the stream a new client needs both wait on a peer that never
+// answers.
+func TestE2EFaultInterruptWhileDialing(t *testing.T) {
+	s, c := faultCluster(t)
+	ns := newNamespace(t, c, "fault-dial")
+	deployEcho(t, c, ns, 1, startBackend(t, "a"))
+	port := freePort(t)
+	cfg := writeConfig(t, faultConfig(ns, port))
+	cmd := exec.Command(s.kpf, "up", "-f", cfg, "-v")
+	// Time kpf, not the race runtime's 1 s sleep at exit (see
+	// TestE2EClusterErrorsExplainThemselves).
+	cmd.Env = environ("KUBECONFIG="+c.Kubeconfig, "GORACE=atexit_sleep_ms=0")
+	p := startKpfCmd(t, cmd)
+	waitStatus(t, s, cfg, 60*time.Second, "the forward to be ready", isReady)
+
+	pid := componentPID(t, s, c, nodeAgent)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	if out, err := exec.Command(s.kpf, "restart", "-f", cfg, "echo").CombinedOutput(); err != nil {
+		t.Fatalf("kpf restart: %v\n%s", err, out)
+	}
+	client, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	client.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, err := client.Read(make([]byte, 1)); n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the client was answered (%d bytes, %v) while the node agent is paused", n, err)
+	}
+	// The restarted forward resolves its pod again (its caches are fresh)
+	// and then dials it, for up to 15 s.
+	st, _ := waitStatus(t, s, cfg, 10*time.Second, "the forward to dial its pod", func(st forward.Status) bool {
+		return st.State == forward.StateStarting && strings.Contains(st.Reason, "opening a port-forward session to pod")
+	})
+	t.Logf("while dialing: %s (pod %s): %s", st.State, st.Pod, st.Reason)
+
+	sent := time.Now()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("kpf did not exit within 10 s of Ctrl-C")
+	}
+	exit := time.Since(sent)
+	t.Logf("FIGURE interrupt dialing: exited %s after Ctrl-C", exit.Round(time.Millisecond))
+	if exit > time.Second {
+		t.Errorf("kpf took %s to exit after Ctrl-C while dialing, want at most 1 s", exit.Round(time.Millisecond))
+	}
 }
