@@ -69,6 +69,8 @@ func TestCompleteNames(t *testing.T) {
 		{"-f names the file", []string{"up", "-f", other, ""}, "web"},
 		{"--file=", []string{"restart", "--file=" + other, ""}, "web"},
 		{"restart", []string{"restart", "c"}, "cache"},
+		{"doctor", []string{"doctor", "-o", "json", "f"}, "front"},
+		{"doctor output formats", []string{"doctor", "-o", ""}, "table json"},
 		{"subcommands", []string{"u"}, "up"},
 		{"flag values", []string{"status", "-o", ""}, "table json"},
 		{"log formats", []string{"up", "--log-format", ""}, "text json"},
