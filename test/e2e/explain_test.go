@@ -5,6 +5,7 @@ package e2e
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kpf-dev/kpf/pkg/forward"
 )
@@ -83,8 +86,8 @@ func TestE2EClusterErrorsExplainThemselves(t *testing.T) {
 			}
 		}, `the credential plugin "` + plugin + `" of context "e2e" failed`, 2 * time.Second, ""},
 	}
-	var worstExit time.Duration
-	for _, tt := range tests {
+	var worstExit, worstOnce time.Duration
+	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			kc := base.DeepCopy()
 			tt.mutate(kc)
@@ -132,22 +135,43 @@ forwards:
 				t.Errorf("kpf doctor: exit %d, first failure %q; want exit 1 and %q", code, failed.Message, want)
 			}
 
+			// Ctrl-C, or SIGTERM as a service manager or a closing
+			// terminal sends: the same prompt exit.
+			sig := syscall.SIGINT
+			if i%2 == 1 {
+				sig = syscall.SIGTERM
+			}
 			sent := time.Now()
-			p.cmd.Process.Signal(syscall.SIGINT)
+			p.cmd.Process.Signal(sig)
 			select {
 			case <-p.done:
 			case <-time.After(10 * time.Second):
-				t.Fatal("kpf did not exit within 10 s of Ctrl-C")
+				t.Fatalf("kpf did not exit within 10 s of %s", sig)
 			}
 			exit := time.Since(sent)
 			worstExit = max(worstExit, exit)
-			t.Logf("FIGURE cluster-error %s: exited %s after Ctrl-C", tt.name, exit.Round(time.Millisecond))
+			t.Logf("FIGURE cluster-error %s: exited %s after %s", tt.name, exit.Round(time.Millisecond), unix.SignalName(sig))
 			if exit > time.Second {
-				t.Errorf("kpf took %s to exit after Ctrl-C, want at most 1 s", exit.Round(time.Millisecond))
+				t.Errorf("kpf took %s to exit after %s, want at most 1 s", exit.Round(time.Millisecond), unix.SignalName(sig))
+			}
+
+			// --once --timeout ends on time, with the reason.
+			once := exec.Command(s.kpf, "up", "-f", cfg, "--once", "--timeout", "1s")
+			once.Env = cmd.Env
+			start := time.Now()
+			out, err := once.CombinedOutput()
+			over := time.Since(start) - time.Second
+			worstOnce = max(worstOnce, over)
+			t.Logf("FIGURE cluster-error %s: --once --timeout 1s exited %s after its timeout", tt.name, over.Round(time.Millisecond))
+			if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "not every forward became ready within 1s") {
+				t.Errorf("--once --timeout 1s: %v, want exit 1 saying so:\n%s", err, out)
+			}
+			if over > time.Second {
+				t.Errorf("--once --timeout 1s ran %s past its timeout, want at most 1 s", over.Round(time.Millisecond))
 			}
 		})
 	}
-	t.Logf("FIGURE cluster-error: worst exit after Ctrl-C %s", worstExit.Round(time.Millisecond))
+	t.Logf("FIGURE cluster-error: worst exit after a signal %s; worst --once overshoot %s", worstExit.Round(time.Millisecond), worstOnce.Round(time.Millisecond))
 }
 
 // Ctrl-C ends kpf up within 1 s whatever its forwards are doing: in the
