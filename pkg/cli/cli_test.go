@@ -272,3 +272,25 @@ func TestRepoForwardsYAML(t *testing.T) {
 		t.Errorf("exit code %d, output:\n%s", code, out)
 	}
 }
+
+// An empty host (--metrics-addr :9091) listens on every interface: it
+// must get the non-loopback warning. It did not, when "" counted as
+// loopback.
+func TestIsLoopback(t *testing.T) {
+	for host, want := range map[string]bool{
+		"":                 false,
+		"0.0.0.0":          false,
+		"::":               false,
+		"10.0.0.1":         false,
+		"localhost":        true,
+		"127.0.0.1":        true,
+		"127.0.0.2":        true,
+		"::1":              true,
+		"::ffff:127.0.0.1": true,
+		"127.example.com":  false,
+	} {
+		if got := isLoopback(host); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", host, got, want)
+		}
+	}
+}

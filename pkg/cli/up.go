@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -236,7 +237,11 @@ func (s *supervisor) run(ctx context.Context, path string) int {
 	s.log.Debug("control socket listening", "path", sock)
 	if addr := s.flags.metricsAddr; addr != "" {
 		if host, _, err := net.SplitHostPort(addr); err != nil || !isLoopback(host) {
-			s.log.Warn("!!! metrics are served on a non-loopback address: anyone who can reach it sees your forwards", "addr", addr)
+			what := "metrics are"
+			if s.flags.pprof {
+				what = "metrics and pprof profiles are"
+			}
+			s.log.Warn("!!! "+what+" served on a non-loopback address: anyone who can reach it sees your forwards (use 127.0.0.1:PORT)", "addr", addr)
 		}
 		reg := metrics.Registry(rec.Status)
 		go func() {
@@ -417,8 +422,15 @@ func (s *supervisor) announceOpen(path string, f config.Forward) {
 	}
 }
 
-func isLoopback(addr string) bool {
-	return addr == "" || addr == "localhost" || strings.HasPrefix(addr, "127.") || addr == "::1"
+// isLoopback reports whether host, an address's host part, is reachable
+// from this machine only: localhost or a loopback IP. An empty host (as in
+// ":9091") means every interface, and is not.
+func isLoopback(host string) bool {
+	if host == config.Localhost {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // allSettled: every forward is ready, or (without -once) has a reason not
