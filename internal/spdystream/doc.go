@@ -1,5 +1,5 @@
 // Package spdystream is github.com/moby/spdystream v0.5.1 (Apache-2.0,
-// see LICENSE and NOTICE), carried in kpf with two fixes and two changes;
+// see LICENSE and NOTICE), carried in kpf with two fixes and three changes;
 // its spdy framing package is still the upstream one.
 //
 // The first: the frame queue's Pop (priority.go) left each popped frame in
@@ -39,6 +39,11 @@
 // control per stream and one stopped reader otherwise holds up every
 // stream of its connection; reads of a cut stream fail with
 // ErrStreamCut. TestCutStuckStreamsFreesTheOthers shows it.
+//
+// The third change: a stream's SetReadDeadline is the stream's own
+// (upstream's set the whole connection's, and ended every stream on it),
+// and SetDeadline and SetWriteDeadline return errors.ErrUnsupported
+// rather than do the same. TestReadDeadlineIsTheStreams shows it.
 //
 // A replace directive in go.mod would have carried the fix with less
 // code, but it breaks "go install github.com/kpf-dev/kpf/cmd/kpf@latest",

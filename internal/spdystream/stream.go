@@ -14,7 +14,8 @@
    limitations under the License.
 
    Modified by the kpf authors in 2026: WaitTimeout ends with the
-   connection, and streams can be cut (AllowCut). See doc.go.
+   connection, streams can be cut (AllowCut), and a read deadline is the
+   stream's own. See doc.go.
 */
 
 package spdystream
@@ -25,11 +26,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/moby/spdystream/spdy"
+
+	"github.com/kpf-dev/kpf/internal/deadline"
 )
 
 var (
@@ -63,6 +67,10 @@ type Stream struct {
 	deliverySince atomic.Int64
 	cut           atomic.Bool
 	cuttable      atomic.Bool
+
+	// kpf's: the read deadline of this stream alone (upstream's
+	// SetReadDeadline set the whole connection's).
+	readDeadline deadline.Deadline
 }
 
 // AllowCut lets Connection.CutStuckStreams cut the stream (kpf's). A
@@ -122,8 +130,18 @@ func (s *Stream) Write(data []byte) (n int, err error) {
 // than what is sent on a single data frame, but a multiple calls to
 // read may get data from the same data frame.
 func (s *Stream) Read(p []byte) (n int, err error) {
+	// kpf: a deadline that has passed fails the read even when data
+	// waits, as a socket's does.
+	expired := s.readDeadline.Expired()
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
 	if s.unread == nil {
 		select {
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
 		case <-s.closeChan:
 			return 0, s.endErr()
 		case read, ok := <-s.dataChan:
@@ -150,7 +168,15 @@ func (s *Stream) ReadData() ([]byte, error) {
 	if s.unread != nil {
 		return nil, ErrUnreadPartialData
 	}
+	expired := s.readDeadline.Expired()
 	select {
+	case <-expired:
+		return nil, os.ErrDeadlineExceeded
+	default:
+	}
+	select {
+	case <-expired:
+		return nil, os.ErrDeadlineExceeded
 	case <-s.closeChan:
 		return nil, s.endErr()
 	case read, ok := <-s.dataChan:
@@ -359,18 +385,27 @@ func (s *Stream) RemoteAddr() net.Addr {
 	return s.conn.conn.RemoteAddr()
 }
 
-// TODO set per stream values instead of connection-wide
-
-func (s *Stream) SetDeadline(t time.Time) error {
-	return s.conn.conn.SetDeadline(t)
-}
-
+// SetReadDeadline sets the deadline of this stream's reads (kpf's: see
+// readDeadline): a Read or ReadData waiting at t, or begun after it,
+// fails with os.ErrDeadlineExceeded, and consumes nothing. A zero t
+// clears it.
 func (s *Stream) SetReadDeadline(t time.Time) error {
-	return s.conn.conn.SetReadDeadline(t)
+	s.readDeadline.Set(t)
+	return nil
 }
 
+// SetDeadline and SetWriteDeadline are kpf's: upstream's set the
+// deadline of the whole connection, which ends every stream on it. A
+// write deadline cannot be the stream's own here (its frames go out under
+// the connection's write lock); callers that need one wait for the write
+// themselves (see kpf's tunnel.Conn).
+func (s *Stream) SetDeadline(t time.Time) error {
+	return errors.ErrUnsupported
+}
+
+// SetWriteDeadline: see SetDeadline.
 func (s *Stream) SetWriteDeadline(t time.Time) error {
-	return s.conn.conn.SetWriteDeadline(t)
+	return errors.ErrUnsupported
 }
 
 func (s *Stream) closeRemoteChannels() {
