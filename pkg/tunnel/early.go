@@ -1,8 +1,10 @@
 package tunnel
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,6 +74,16 @@ func (e *earlyReader) pump(st httpstream.Stream) {
 			var n int
 			n, err = st.Read(buf)
 			chunk = append([]byte(nil), buf[:n]...)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection's read deadline, set before its first
+			// Read: stop, and let its reads meet the deadline
+			// themselves (a timeout ends nothing).
+			e.mu.Lock()
+			e.stopped = true
+			e.changed.Broadcast()
+			e.mu.Unlock()
+			return
 		}
 		e.mu.Lock()
 		if len(chunk) > 0 {

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpf-dev/kpf/internal/deadline"
 	"github.com/kpf-dev/kpf/pkg/broadcast"
 	"github.com/kpf-dev/kpf/pkg/readbatch"
 	corev1 "k8s.io/api/core/v1"
@@ -622,7 +623,7 @@ wait:
 		return nil, failed(fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err))
 	}
 	s.lastOpened.Store(time.Now().UnixNano())
-	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, watch: r.watch, early: r.early}
+	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, watch: r.watch, early: r.early, closed: make(chan struct{})}
 	return c, nil
 }
 
@@ -641,8 +642,14 @@ func (refusedStream) Identifier() uint32        { return 0 }
 var errRefused = errors.New("the kubelet refused the connection")
 
 // Conn is one forwarded TCP connection: a data stream and its error stream.
-// It implements net.Conn; deadlines are not supported by the underlying
-// streams and are accepted without effect.
+// It implements net.Conn, deadlines included: a Read or Write waiting at
+// its deadline, or begun after it, fails with an error that wraps
+// os.ErrDeadlineExceeded and is a net.Error whose Timeout is true. A
+// timed-out Read consumes nothing. A Write that times out while the
+// session cannot take its bytes (the pod does not read) reports 0 bytes
+// written, but its bytes still go out once the session takes them, before
+// those of any later Write: as for any net.Conn, a connection whose write
+// timed out is best closed.
 type Conn struct {
 	session   *Session
 	port      uint16
@@ -652,11 +659,28 @@ type Conn struct {
 	early     *earlyReader // nil unless the data stream was accepted first
 
 	closeOnce  sync.Once
+	closed     chan struct{} // closed by Close
 	writeClose sync.Once
 	// moved counts the bytes read and written until they reach BulkBytes,
 	// when bulk is set.
 	moved atomic.Int64
 	bulk  atomic.Bool
+
+	// Write deadlines. Until the first SetWriteDeadline or SetDeadline,
+	// writes go straight to the stream; from then on each runs in a
+	// goroutine that the writer can leave at the deadline (see
+	// writeByDeadline), and pending holds the outcome of a write left
+	// so, which the next one waits for.
+	writeDeadline deadline.Deadline
+	deadlines     atomic.Bool
+	writeMu       sync.Mutex
+	pending       chan writeResult
+}
+
+// writeResult is the outcome of a write.
+type writeResult struct {
+	n   int
+	err error
 }
 
 // count adds n bytes moved to c's count, and tells the session once c has
@@ -673,6 +697,11 @@ func (c *Conn) count(n int) {
 // Read reads from the pod. When the pod side ends with an error the kubelet
 // reported, Read returns that error instead of io.EOF.
 func (c *Conn) Read(p []byte) (int, error) {
+	select {
+	case <-c.closed:
+		return 0, net.ErrClosed
+	default:
+	}
 	var (
 		n       int
 		err     error
@@ -689,6 +718,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.count(n)
 	}
 	if err != nil && n == 0 {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, err
+		}
 		// The kubelet writes any error before closing the data stream,
 		// and closes the error stream right after.
 		select {
@@ -714,6 +746,64 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Write writes to the pod.
 func (c *Conn) Write(p []byte) (int, error) {
+	// A reset stream takes writes without a word: the far end drops them.
+	select {
+	case <-c.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	if c.deadlines.Load() {
+		return c.writeByDeadline(p)
+	}
+	return c.write(p)
+}
+
+// writeByDeadline writes p in a goroutine and waits for it until the
+// write deadline: a write to a session whose pod does not read blocks in
+// the session's connection, where it cannot be cancelled without ending
+// every stream of the session. p is copied, since the caller may reuse it
+// once Write returns.
+func (c *Conn) writeByDeadline(p []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	expired := c.writeDeadline.Expired()
+	if c.pending != nil {
+		select {
+		case r := <-c.pending:
+			c.pending = nil
+			if r.err != nil {
+				return 0, r.err
+			}
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-c.closed:
+			return 0, net.ErrClosed
+		}
+	}
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	buf := append([]byte(nil), p...)
+	done := make(chan writeResult, 1)
+	go func() {
+		n, err := c.write(buf)
+		done <- writeResult{n, err}
+	}()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-expired:
+		c.pending = done
+		return 0, os.ErrDeadlineExceeded
+	case <-c.closed:
+		return 0, net.ErrClosed
+	}
+}
+
+// write writes p to the pod's stream.
+func (c *Conn) write(p []byte) (int, error) {
 	c.session.writing.Add(1)
 	n, err := c.data.Write(p)
 	c.session.writing.Add(-1)
@@ -747,6 +837,7 @@ func (c *Conn) CloseWrite() error {
 // Close ends the connection and removes its streams from the session.
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
+		close(c.closed)
 		c.data.Reset()
 		c.session.conn.RemoveStreams(c.errStream, c.data)
 		if c.session.onEnd != nil {
@@ -774,14 +865,34 @@ func (c *Conn) LocalAddr() net.Addr { return addr("kpf") }
 // RemoteAddr names the pod and port, e.g. "ns/pod:8080".
 func (c *Conn) RemoteAddr() net.Addr { return addr(fmt.Sprintf("%s:%d", c.session.Pod, c.port)) }
 
-// SetDeadline is accepted without effect.
-func (c *Conn) SetDeadline(time.Time) error { return nil }
+// SetDeadline sets the read and write deadlines (see Conn).
+func (c *Conn) SetDeadline(t time.Time) error {
+	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
+}
 
-// SetReadDeadline is accepted without effect.
-func (c *Conn) SetReadDeadline(time.Time) error { return nil }
+// readDeadliner is implemented by spdystream's streams, whose read
+// deadline is each stream's own.
+type readDeadliner interface {
+	SetReadDeadline(time.Time) error
+}
 
-// SetWriteDeadline is accepted without effect.
-func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
+// SetReadDeadline sets the deadline of reads (see Conn); a zero t clears
+// it.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	st, ok := c.data.(readDeadliner)
+	if !ok {
+		return fmt.Errorf("set read deadline of %s:%d: %w", c.session.Pod, c.port, errors.ErrUnsupported)
+	}
+	return st.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the deadline of writes (see Conn); a zero t
+// clears it.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.deadlines.Store(true)
+	c.writeDeadline.Set(t)
+	return nil
+}
 
 type addr string
 
