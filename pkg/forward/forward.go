@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/pkg/broadcast"
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/kube"
@@ -81,8 +82,9 @@ type Runner struct {
 	healthFails map[string]int
 	rr          atomic.Uint64
 	current     sync.Map // remote port string -> pod name in use
-	badUntil    sync.Map // pod name -> time.Time
-	ports       []*portState
+	// avoid holds the pods whose dial or health check failed lately.
+	avoid connect.Avoid
+	ports []*portState
 }
 
 type portState struct {
@@ -382,7 +384,7 @@ func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, p
 				break
 			}
 			r.log.Warn("pod unhealthy; avoiding it for new connections", "pod", pod, "err", err, "failures", n)
-			r.badUntil.Store(pod, time.Now().Add(time.Duration(r.spec.Health.Threshold)*r.spec.Health.Interval))
+			r.avoid.Mark(kube.Endpoint{Namespace: r.spec.Namespace, Pod: pod}, time.Duration(r.spec.Health.Threshold)*r.spec.Health.Interval)
 			delete(r.healthFails, pod)
 			r.current.Delete(r.ports[0].mapping.Remote.String())
 			r.setState(StateFailed, "health: "+err.Error(), pod)
@@ -439,74 +441,38 @@ func (r *Runner) probeInUse(ctx context.Context, pool *tunnel.Lease, probed *tun
 // the client's first bytes along when it can. A dial that fails after
 // sending them is not retried: they may have reached the pod.
 func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remote config.Port, first *tunnel.FirstBytes) (tunnel.Upstream, string, error) {
-	var last error
-	delay := 50 * time.Millisecond
-	for {
-		changed := r.changed.Next()
-		eps, err := ns.Resolve(r.spec.Target, remote)
-		if err == nil {
-			ep := r.pick(remote, eps, true)
-			stillReady := func() bool {
-				return kube.StillReady(func() ([]kube.Endpoint, error) { return ns.Resolve(r.spec.Target, remote) }, ep)
-			}
-			c, err := kube.DialWhileReady(ctx, changed, r.changed.Next, stillReady,
-				func(ctx context.Context) (*tunnel.Conn, error) {
-					return pool.DialFirst(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port, first)
-				})
-			if err == nil {
-				return c, ep.String(), nil
-			}
-			if errors.Is(err, tunnel.ErrSentAhead) {
-				r.badUntil.Store(ep.Pod, time.Now().Add(2*time.Second))
-				return nil, "", fmt.Errorf("%s: %w", ep, err)
-			}
-			if errors.Is(err, kube.ErrLeftReady) {
-				r.log.Debug("connection moves on from a pod that stopped being ready", "pod", ep.Namespace+"/"+ep.Pod)
-				delay = 0
-				last = err
-				continue
-			}
-			if errors.Is(err, tunnel.ErrSessionStalled) {
-				r.log.Warn("port-forward session stalled; closed it, reconnecting", "pod", ep.Namespace+"/"+ep.Pod, "err", err)
-			}
-			if errors.Is(err, tunnel.ErrSessionClosed) {
-				delay = 0 // the pool reconnects at once
-			}
-			if ctx.Err() == nil {
-				r.badUntil.Store(ep.Pod, time.Now().Add(2*time.Second))
-			}
-			last = ns.Explain(err)
-		} else {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last == nil {
-				last = ctx.Err()
-			}
-			return nil, "", fmt.Errorf("no ready endpoint within %s: %w", r.spec.WaitForReady, last)
-		case <-changed:
-		case <-time.After(delay):
-			delay = min(max(delay*2, 50*time.Millisecond), time.Second)
-		}
+	target := connect.Target{
+		Resolve: func() ([]kube.Endpoint, error) { return ns.Resolve(r.spec.Target, remote) },
+		Changes: &r.changed,
+		Explain: ns.Explain,
 	}
+	opts := connect.Options{
+		Avoid: &r.avoid,
+		Pick:  func(eps []kube.Endpoint) kube.Endpoint { return r.pick(remote, eps, true) },
+		Final: func(err error) bool { return errors.Is(err, tunnel.ErrSentAhead) },
+		Log:   r.log,
+	}
+	c, ep, err := connect.Dial(ctx, target, opts, func(ctx context.Context, ep kube.Endpoint) (*tunnel.Conn, error) {
+		return pool.DialFirst(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port, first)
+	})
+	if we, ok := errors.AsType[*connect.WaitError](err); ok {
+		last := we.Last
+		if last == nil {
+			last = we.Ctx
+		}
+		return nil, "", fmt.Errorf("no ready endpoint within %s: %w", r.spec.WaitForReady, last)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return c, ep.String(), nil
 }
 
 // pick chooses an endpoint: with balance "first", the pod in use while it
 // stays ready, else the first by name; with "round-robin", the next one.
 // Pods that just failed a dial are avoided while others are ready.
 func (r *Runner) pick(remote config.Port, eps []kube.Endpoint, forConn bool) kube.Endpoint {
-	now := time.Now()
-	usable := eps[:0:0]
-	for _, ep := range eps {
-		if until, ok := r.badUntil.Load(ep.Pod); ok && now.Before(until.(time.Time)) {
-			continue
-		}
-		usable = append(usable, ep)
-	}
-	if len(usable) == 0 {
-		usable = eps
-	}
+	usable := r.avoid.Usable(eps)
 	key := remote.String()
 	if r.spec.Balance == config.BalanceRoundRobin && forConn {
 		return usable[int(r.rr.Add(1)-1)%len(usable)]

@@ -271,10 +271,9 @@ func (r *Runner) spareUsable(remote config.Port, eps []kube.Endpoint) func(pod s
 		return func(string) bool { return false }
 	}
 	if r.spec.Balance == config.BalanceRoundRobin {
-		now := time.Now()
 		ready := make(map[string]bool, len(eps))
 		for _, ep := range eps {
-			if until, ok := r.badUntil.Load(ep.Pod); !ok || !now.Before(until.(time.Time)) {
+			if !r.avoid.Avoided(ep) {
 				ready[ep.Pod] = true
 			}
 		}
