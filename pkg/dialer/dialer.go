@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/pkg/broadcast"
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/forward"
@@ -36,8 +37,18 @@ import (
 // reach, when there is no Fallback.
 var ErrRefused = errors.New("destination refused")
 
-// ErrClosed is returned by DialContext after Close.
+// ErrClosed is returned by DialContext after Close, and by the dials
+// Close interrupts.
 var ErrClosed = errors.New("dialer closed")
+
+// The causes a failed DialContext wraps, for errors.Is, besides ErrRefused
+// and ErrClosed and the context's own error: no ready endpoint in the
+// time allowed, or credentials the API server rejects. (A *kube.ClusterError
+// in the chain tells the other API server failures apart.)
+var (
+	ErrNoReadyEndpoints = kube.ErrNoReadyEndpoints
+	ErrUnauthorized     = kube.ErrUnauthorized
+)
 
 // Options configure a Dialer.
 type Options struct {
@@ -69,6 +80,10 @@ type Dialer struct {
 	clusters forward.ClusterSource
 	log      *slog.Logger
 
+	// life ends with Close, and with it the dials in flight.
+	life  context.Context
+	close context.CancelFunc
+
 	mu         sync.Mutex
 	closed     bool
 	namespaces map[nsKey]*watched
@@ -76,7 +91,6 @@ type Dialer struct {
 	leases     map[string]*tunnel.Lease
 	workers    sync.WaitGroup // letGoOfUnready, one per watched namespace
 	rr         atomic.Uint64
-	bad        sync.Map // pod key -> time.Time until which it is avoided
 }
 
 type nsKey struct{ context, namespace string }
@@ -89,6 +103,9 @@ type watched struct {
 	changed broadcast.Changes
 	kick    chan struct{} // a change for letGoOfUnready to look at
 	stop    chan struct{} // closed by Close
+
+	// avoid holds the namespace's pods whose dial failed lately.
+	avoid connect.Avoid
 
 	mu      sync.Mutex
 	targets map[dialTarget]bool
@@ -133,7 +150,9 @@ func NewWithClusters(clusters forward.ClusterSource, opts Options, log *slog.Log
 	if opts.Wait == 0 {
 		opts.Wait = 30 * time.Second
 	}
-	return &Dialer{opts: opts, clusters: clusters, log: log, namespaces: map[nsKey]*watched{}, pools: map[string]*tunnel.Pool{}, leases: map[string]*tunnel.Lease{}}
+	life, closeLife := context.WithCancel(context.Background())
+	return &Dialer{opts: opts, clusters: clusters, log: log, life: life, close: closeLife,
+		namespaces: map[nsKey]*watched{}, pools: map[string]*tunnel.Pool{}, leases: map[string]*tunnel.Lease{}}
 }
 
 // errNotCluster marks addresses that are not cluster names at all, which
@@ -188,66 +207,39 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		ctx, cancel = context.WithTimeout(ctx, d.opts.Wait)
 		defer cancel()
 	}
+	// Close ends the dials in flight.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.life, cancel)()
 	w, pool, err := d.watch(kctx, t.Namespace)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	target := config.Target{Kind: config.Service, Name: t.Service}
+	service := config.Target{Kind: config.Service, Name: t.Service}
 	w.mu.Lock()
 	w.targets[dialTarget{t.Service, t.Port}] = true
 	w.mu.Unlock()
-	var last error
-	for {
-		changed := w.changed.Next()
-		eps, err := w.ns.Resolve(target, t.Port)
-		if err == nil {
-			ep := d.pick(kctx, eps)
-			var c *tunnel.Conn
-			stillReady := func() bool {
-				return kube.StillReady(func() ([]kube.Endpoint, error) { return w.ns.Resolve(target, t.Port) }, ep)
-			}
-			c, err = kube.DialWhileReady(ctx, changed, w.changed.Next, stillReady, func(ctx context.Context) (*tunnel.Conn, error) {
-				return pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
-			})
-			if err == nil {
-				d.log.Debug("dialled through port-forward", "addr", addr, "pod", ep.String())
-				return c, nil
-			}
-			if errors.Is(err, kube.ErrLeftReady) {
-				// Another pod at once.
-				d.log.Debug("dial moves on from a pod that stopped being ready", "addr", addr, "pod", ep.String())
-				last = err
-				continue
-			}
-			if ctx.Err() == nil {
-				d.bad.Store(kctx+"/"+ep.Namespace+"/"+ep.Pod, time.Now().Add(2*time.Second))
-			}
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("dial %s: %w (last: %v)", addr, ctx.Err(), last)
-		case <-changed:
-		case <-time.After(100 * time.Millisecond):
-		}
+	target := connect.Target{
+		Resolve: func() ([]kube.Endpoint, error) { return w.ns.Resolve(service, t.Port) },
+		Changes: &w.changed,
+		Explain: w.ns.Explain,
 	}
-}
-
-// pick spreads dials over the ready endpoints, avoiding pods that just
-// failed while others are ready.
-func (d *Dialer) pick(kctx string, eps []kube.Endpoint) kube.Endpoint {
-	now := time.Now()
-	usable := eps[:0:0]
-	for _, ep := range eps {
-		if until, ok := d.bad.Load(kctx + "/" + ep.Namespace + "/" + ep.Pod); ok && now.Before(until.(time.Time)) {
-			continue
+	opts := connect.Options{
+		Avoid: &w.avoid,
+		Pick:  func(eps []kube.Endpoint) kube.Endpoint { return eps[int(d.rr.Add(1)-1)%len(eps)] },
+		Log:   d.log,
+	}
+	c, ep, err := connect.Dial(ctx, target, opts, func(ctx context.Context, ep kube.Endpoint) (*tunnel.Conn, error) {
+		return pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
+	})
+	if err != nil {
+		if d.life.Err() != nil {
+			return nil, fmt.Errorf("dial %s: %w", addr, ErrClosed)
 		}
-		usable = append(usable, ep)
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	if len(usable) == 0 {
-		usable = eps
-	}
-	return usable[int(d.rr.Add(1)-1)%len(usable)]
+	d.log.Debug("dialled through port-forward", "addr", addr, "pod", ep.String())
+	return c, nil
 }
 
 // watch returns the watched namespace and the session pool of a context,
@@ -308,6 +300,7 @@ func letGoOfUnready(w *watched, namespace string, lease *tunnel.Lease) {
 // Close closes every session (and so every connection) and stops every
 // informer the Dialer started. Dials after Close fail with ErrClosed.
 func (d *Dialer) Close() error {
+	d.close()
 	d.mu.Lock()
 	d.closed = true
 	for _, p := range d.pools {
