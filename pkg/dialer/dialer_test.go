@@ -17,9 +17,11 @@ import (
 // emptyCluster is a cluster whose services never have a ready endpoint.
 type emptyCluster struct{}
 
-func (emptyCluster) Watch(string, func()) (forward.Resolver, func()) { return emptyNamespace{}, func() {} }
-func (emptyCluster) Connector() *tunnel.Connector                    { return nil }
-func (emptyCluster) Sessions() *tunnel.Pool                          { return nil }
+func (emptyCluster) Watch(string, func()) (forward.Resolver, func()) {
+	return emptyNamespace{}, func() {}
+}
+func (emptyCluster) Connector() *tunnel.Connector { return nil }
+func (emptyCluster) Sessions() *tunnel.Pool       { return nil }
 
 type emptyNamespace struct{}
 
@@ -27,7 +29,7 @@ func (emptyNamespace) Resolve(config.Target, config.Port) ([]kube.Endpoint, erro
 	return nil, kube.ErrNoReadyEndpoints
 }
 func (emptyNamespace) WaitSynced(context.Context, func(error)) error { return nil }
-func (emptyNamespace) Explain(err error) error                      { return err }
+func (emptyNamespace) Explain(err error) error                       { return err }
 
 func newEmptyDialer() *Dialer {
 	return NewWithClusters(func(string) (forward.Cluster, error) { return emptyCluster{}, nil },
