@@ -225,6 +225,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	retry.Stop()
 	defer retry.Stop()
 	attempts := 0
+	lastLogged := "" // the cause of the failure streak last logged as a warning
 	check := false
 	for {
 		changed := r.changed.Next()
@@ -238,9 +239,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			delay := retryDelay(attempts, errors.Is(err, kube.ErrUnauthorized))
 			retry.Reset(delay)
 			r.setRetry(attempts, time.Now().Add(delay))
-			// A failure streak is logged once; repeats go to debug.
-			if attempts == 1 {
+			// A failure streak is logged once per cause; repeats of the
+			// same cause go to debug.
+			if attempts == 1 || err.Error() != lastLogged {
 				r.log.Warn("cannot open a port-forward session; retrying", "err", err, "in", delay.Round(time.Millisecond), "attempt", attempts)
+				lastLogged = err.Error()
 			} else {
 				r.log.Debug("cannot open a port-forward session; retrying", "err", err, "in", delay.Round(time.Millisecond), "attempt", attempts)
 			}
