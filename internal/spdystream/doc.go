@@ -1,5 +1,5 @@
 // Package spdystream is github.com/moby/spdystream v0.5.1 (Apache-2.0,
-// see LICENSE and NOTICE), carried in kpf with two fixes and three changes;
+// see LICENSE and NOTICE), carried in kpf with two fixes and four changes;
 // its spdy framing package is still the upstream one.
 //
 // The first: the frame queue's Pop (priority.go) left each popped frame in
@@ -44,6 +44,10 @@
 // (upstream's set the whole connection's, and ended every stream on it),
 // and SetDeadline and SetWriteDeadline return errors.ErrUnsupported
 // rather than do the same. TestReadDeadlineIsTheStreams shows it.
+//
+// The fourth change: debugMessage (utils.go) logs nothing, where upstream
+// logged to standard error whenever the environment variable DEBUG was
+// set.
 //
 // A replace directive in go.mod would have carried the fix with less
 // code, but it breaks "go install github.com/kpf-dev/kpf/cmd/kpf@latest",

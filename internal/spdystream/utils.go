@@ -12,21 +12,15 @@
    WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
    See the License for the specific language governing permissions and
    limitations under the License.
+
+   Modified by the kpf authors in 2026: debugMessage logs nothing. See
+   doc.go.
 */
 
 package spdystream
 
-import (
-	"log"
-	"os"
-)
-
-var (
-	DEBUG = os.Getenv("DEBUG")
-)
-
-func debugMessage(fmt string, args ...interface{}) {
-	if DEBUG != "" {
-		log.Printf(fmt, args...)
-	}
-}
+// debugMessage is where upstream logs its debug lines, when the DEBUG
+// environment variable is set. kpf's copy logs nothing: an environment
+// variable as common as DEBUG must not turn on logging (of stream ids and
+// headers) to standard error inside kpf.
+func debugMessage(string, ...any) {}
