@@ -83,8 +83,16 @@ type Reconciler struct {
 	opts      Options
 	log       *slog.Logger
 
-	mu      sync.Mutex
-	running map[string]*supervisor
+	// changing serializes Apply and Restart, which wait for forwards to
+	// stop; mu guards the maps only, and is never held while waiting, so
+	// that Status (the control socket, metrics, the live view) answers
+	// during a reload.
+	changing sync.Mutex
+	mu       sync.Mutex
+	running  map[string]*supervisor
+	// stopping are the forwards being stopped, shown by Status until they
+	// have.
+	stopping map[string]*supervisor
 }
 
 // New returns a Reconciler with nothing running.
@@ -98,37 +106,32 @@ func New(newRunner NewRunner, opts Options, log *slog.Logger) *Reconciler {
 	if opts.HealthyAfter == 0 {
 		opts.HealthyAfter = 30 * time.Second
 	}
-	return &Reconciler{newRunner: newRunner, opts: opts, log: log, running: map[string]*supervisor{}}
+	return &Reconciler{newRunner: newRunner, opts: opts, log: log, running: map[string]*supervisor{}, stopping: map[string]*supervisor{}}
 }
 
 // Apply converges to desired: it stops removed and changed forwards and
 // waits for them to release their ports, then starts added and changed
 // ones. The forwards run until the next Apply stops them or ctx is done.
 func (r *Reconciler) Apply(ctx context.Context, desired []config.Forward) Plan {
+	r.changing.Lock()
+	defer r.changing.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	specs := map[string]config.Forward{}
 	for name, s := range r.running {
 		specs[name] = s.spec
 	}
 	p := Diff(desired, specs)
-	var stopping []*supervisor
-	for _, name := range append(append([]string{}, p.Stop...), p.Restart...) {
-		s := r.running[name]
-		s.cancel()
-		stopping = append(stopping, s)
-		delete(r.running, name)
-	}
-	for _, s := range stopping {
-		<-s.done
-	}
+	r.mu.Unlock()
+	r.stop(append(append([]string{}, p.Stop...), p.Restart...))
 	byName := map[string]config.Forward{}
 	for _, f := range desired {
 		byName[f.Name] = f
 	}
+	r.mu.Lock()
 	for _, name := range append(append([]string{}, p.Restart...), p.Start...) {
 		r.running[name] = r.start(ctx, byName[name])
 	}
+	r.mu.Unlock()
 	if len(p.Start)+len(p.Stop)+len(p.Restart) > 0 {
 		r.log.Info("converged", "started", p.Start, "stopped", p.Stop, "restarted", p.Restart, "unchanged", len(p.Keep))
 	}
@@ -141,17 +144,43 @@ var ErrUnknownForward = errors.New("no such forward running")
 // Restart stops the named forward, waits for it to release its ports and
 // starts it again with the same spec and a fresh backoff.
 func (r *Reconciler) Restart(ctx context.Context, name string) error {
+	r.changing.Lock()
+	defer r.changing.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	s, ok := r.running[name]
+	r.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%q: %w", name, ErrUnknownForward)
 	}
-	s.cancel()
-	<-s.done
+	r.stop([]string{name})
+	r.mu.Lock()
 	r.running[name] = r.start(ctx, s.spec)
+	r.mu.Unlock()
 	r.log.Info("restarted on request", "forward", name)
 	return nil
+}
+
+// stop stops the named running forwards and waits until they have
+// released their ports; meanwhile Status shows them. r.changing is held.
+func (r *Reconciler) stop(names []string) {
+	var stopping []*supervisor
+	r.mu.Lock()
+	for _, name := range names {
+		s := r.running[name]
+		s.cancel()
+		stopping = append(stopping, s)
+		delete(r.running, name)
+		r.stopping[name] = s
+	}
+	r.mu.Unlock()
+	for _, s := range stopping {
+		<-s.done
+	}
+	r.mu.Lock()
+	for _, name := range names {
+		delete(r.stopping, name)
+	}
+	r.mu.Unlock()
 }
 
 // Stop stops every forward and waits for them.
@@ -161,9 +190,14 @@ func (r *Reconciler) Stop() { r.Apply(context.Background(), nil) }
 func (r *Reconciler) Status() []forward.Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]forward.Status, 0, len(r.running))
+	out := make([]forward.Status, 0, len(r.running)+len(r.stopping))
 	for _, s := range r.running {
 		out = append(out, s.status())
+	}
+	for name, s := range r.stopping {
+		if _, ok := r.running[name]; !ok {
+			out = append(out, s.status())
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -237,3 +237,52 @@ func TestRestartRerunsOneForward(t *testing.T) {
 		}
 	})
 }
+
+// slowStopRunner takes until release is closed to stop after its context
+// ends, as a forward closing many connections does; stopping is closed
+// when its context ends.
+type slowStopRunner struct {
+	name              string
+	stopping, release chan struct{}
+}
+
+func (s slowStopRunner) Run(ctx context.Context) error {
+	<-ctx.Done()
+	close(s.stopping)
+	<-s.release
+	return nil
+}
+
+func (s slowStopRunner) Status() forward.Status {
+	return forward.Status{Name: s.name, State: forward.StateStopped}
+}
+
+// Status answers while Apply waits for forwards to stop (it waited for
+// the stop, and so did the control socket, metrics and the live view
+// during every reload), and shows the forwards being stopped.
+func TestStatusAnswersWhileForwardsStop(t *testing.T) {
+	stopping, release := make(chan struct{}), make(chan struct{})
+	r := New(func(spec config.Forward) Runner { return slowStopRunner{spec.Name, stopping, release} }, Options{}, discard())
+	r.Apply(t.Context(), []config.Forward{fwd("a", 1)})
+	applied := make(chan struct{})
+	go func() {
+		r.Apply(t.Context(), nil)
+		close(applied)
+	}()
+	<-stopping
+	got := make(chan []forward.Status, 1)
+	go func() { got <- r.Status() }()
+	select {
+	case st := <-got:
+		if len(st) != 1 || st[0].Name != "a" {
+			t.Errorf("Status while a stops = %+v, want a", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Status did not answer while a forward was stopping")
+	}
+	close(release)
+	<-applied
+	if st := r.Status(); len(st) != 0 {
+		t.Errorf("Status after the stop = %+v, want none", st)
+	}
+}
