@@ -150,6 +150,9 @@ func (n *Namespace) ensure(kind string) cache.SharedIndexInformer {
 	default:
 		panic("kube: unknown informer kind " + kind)
 	}
+	if err := inf.SetTransform(trim); err != nil {
+		n.cluster.log.Warn("cannot trim cached objects; they are kept whole", "kind", kind, "err", err)
+	}
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		err = Explain(err, n.cluster.Name, n.cluster.Config)
 		n.mu.Lock()
