@@ -8,9 +8,9 @@ import (
 	"net"
 	"sync"
 
+	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/dialer"
-	"github.com/kpf-dev/kpf/pkg/forward"
 	"github.com/kpf-dev/kpf/pkg/proxy"
 )
 
@@ -18,7 +18,7 @@ import (
 // block declares, routing through a cluster Dialer that shares kpf up's
 // clients. Apply restarts them only when the block changed.
 type proxies struct {
-	clusters       forward.ClusterSource
+	clusters       connect.ClusterSource
 	defaultContext string // --context, for contexts written as ""
 	log            *slog.Logger
 

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/control"
 	"github.com/kpf-dev/kpf/pkg/forward"
@@ -125,7 +126,7 @@ func runUp(ctx context.Context, env Env, f upFlags, names []string) int {
 		fmt.Fprintf(env.Stderr, "kpf: %v\n", err)
 		return ExitInvalid
 	}
-	clusters := forward.KubeClusters(kube.NewClusters(kc, log))
+	clusters := connect.KubeClusters(kube.NewClusters(kc, log))
 	s := &supervisor{env: env, log: log, flags: f, names: names, live: live, clusters: clusters,
 		proxies: &proxies{clusters: clusters, defaultContext: f.kube.context, log: log}}
 	return s.run(ctx, path)
@@ -159,7 +160,7 @@ type supervisor struct {
 	log      *slog.Logger
 	flags    upFlags
 	names    []string
-	clusters forward.ClusterSource
+	clusters connect.ClusterSource
 	live     *liveView // nil when not on a terminal or with --no-tui
 
 	proxies *proxies

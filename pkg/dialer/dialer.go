@@ -27,7 +27,6 @@ import (
 	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/pkg/broadcast"
 	"github.com/kpf-dev/kpf/pkg/config"
-	"github.com/kpf-dev/kpf/pkg/forward"
 	"github.com/kpf-dev/kpf/pkg/kube"
 	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
@@ -77,7 +76,7 @@ type Options struct {
 // Dialer dials cluster services through port-forwards.
 type Dialer struct {
 	opts     Options
-	clusters forward.ClusterSource
+	clusters connect.ClusterSource
 	log      *slog.Logger
 
 	// life ends with Close, and with it the dials in flight.
@@ -98,7 +97,7 @@ type nsKey struct{ context, namespace string }
 // watched is a namespace the Dialer watches, and the services it has
 // dialled there.
 type watched struct {
-	ns      forward.Resolver
+	ns      connect.Resolver
 	release func()
 	changed broadcast.Changes
 	kick    chan struct{} // a change for letGoOfUnready to look at
@@ -141,12 +140,12 @@ func (w *watched) readyPods() (map[string]bool, bool) {
 
 // New returns a Dialer over the user's kubeconfig contexts.
 func New(kubeconfig *kube.Kubeconfig, opts Options, log *slog.Logger) *Dialer {
-	return NewWithClusters(forward.KubeClusters(kube.NewClusters(kubeconfig, log)), opts, log)
+	return NewWithClusters(connect.KubeClusters(kube.NewClusters(kubeconfig, log)), opts, log)
 }
 
 // NewWithClusters returns a Dialer over an existing cluster source, so
 // that kpf up's proxies share its clients.
-func NewWithClusters(clusters forward.ClusterSource, opts Options, log *slog.Logger) *Dialer {
+func NewWithClusters(clusters connect.ClusterSource, opts Options, log *slog.Logger) *Dialer {
 	if opts.Wait == 0 {
 		opts.Wait = 30 * time.Second
 	}

@@ -8,8 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/pkg/config"
-	"github.com/kpf-dev/kpf/pkg/forward"
 	"github.com/kpf-dev/kpf/pkg/kube"
 	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
@@ -17,7 +17,7 @@ import (
 // emptyCluster is a cluster whose services never have a ready endpoint.
 type emptyCluster struct{}
 
-func (emptyCluster) Watch(string, func()) (forward.Resolver, func()) {
+func (emptyCluster) Watch(string, func()) (connect.Resolver, func()) {
 	return emptyNamespace{}, func() {}
 }
 func (emptyCluster) Connector() *tunnel.Connector { return nil }
@@ -32,7 +32,7 @@ func (emptyNamespace) WaitSynced(context.Context, func(error)) error { return ni
 func (emptyNamespace) Explain(err error) error                       { return err }
 
 func newEmptyDialer() *Dialer {
-	return NewWithClusters(func(string) (forward.Cluster, error) { return emptyCluster{}, nil },
+	return NewWithClusters(func(string) (connect.Cluster, error) { return emptyCluster{}, nil },
 		Options{Namespaces: []string{"shop"}}, slog.New(slog.DiscardHandler))
 }
 

@@ -25,31 +25,6 @@ import (
 	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
 
-// Cluster is what a forward needs of its kube context: a watched namespace
-// and port-forward sessions to its pods.
-type Cluster interface {
-	// Watch starts (or shares) the namespace's informers; onChange is
-	// called after every change they see. release stops sharing.
-	Watch(namespace string, onChange func()) (Resolver, func())
-	// Connector opens port-forward sessions to the cluster's pods.
-	Connector() *tunnel.Connector
-	// Sessions is the context's pool of port-forward sessions, shared by
-	// every forward to it: forwards to the same pod share one session.
-	Sessions() *tunnel.Pool
-}
-
-// Resolver resolves a target port to ready endpoints from caches.
-type Resolver interface {
-	Resolve(target config.Target, remote config.Port) ([]kube.Endpoint, error)
-	WaitSynced(ctx context.Context, report func(error)) error
-	// Explain turns an error from the context's API server into one that
-	// says what failed and what to do (see kube.Explain).
-	Explain(err error) error
-}
-
-// ClusterSource finds the Cluster of a context name.
-type ClusterSource func(context string) (Cluster, error)
-
 // Options tune a Runner; the zero value gives the defaults.
 type Options struct {
 	// ProbeInterval, if set, overrides the health check interval of the
@@ -67,7 +42,7 @@ type Options struct {
 // Runner runs one forward. Create it with New; Run it once.
 type Runner struct {
 	spec     config.Forward
-	clusters ClusterSource
+	clusters connect.ClusterSource
 	opts     Options
 	log      *slog.Logger
 
@@ -96,7 +71,7 @@ type portState struct {
 }
 
 // New returns a Runner for spec.
-func New(spec config.Forward, clusters ClusterSource, opts Options, log *slog.Logger) *Runner {
+func New(spec config.Forward, clusters connect.ClusterSource, opts Options, log *slog.Logger) *Runner {
 	// A spec built in code rather than loaded may leave health unset.
 	if spec.Health.Interval == 0 {
 		spec.Health.Interval = 10 * time.Second
@@ -309,7 +284,7 @@ func retryDelay(attempts int, unauthorized bool) time.Duration {
 //
 // It returns the session it holds, and an error when a session could not
 // be opened (or a probe found it dead): the caller retries with backoff.
-func (r *Runner) refresh(ctx context.Context, ns Resolver, pool *tunnel.Lease, probe bool) (*tunnel.Session, error) {
+func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, probe bool) (*tunnel.Session, error) {
 	ready := map[string]bool{}
 	var firstErr error
 	var pod string
@@ -443,7 +418,7 @@ func (r *Runner) probeInUse(ctx context.Context, pool *tunnel.Lease, probed *tun
 // dial waits for a ready endpoint and opens a connection to it, sending
 // the client's first bytes along when it can. A dial that fails after
 // sending them is not retried: they may have reached the pod.
-func (r *Runner) dial(ctx context.Context, ns Resolver, pool *tunnel.Lease, remote config.Port, first *tunnel.FirstBytes) (tunnel.Upstream, string, error) {
+func (r *Runner) dial(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, remote config.Port, first *tunnel.FirstBytes) (tunnel.Upstream, string, error) {
 	target := connect.Target{
 		Resolve: func() ([]kube.Endpoint, error) { return ns.Resolve(r.spec.Target, remote) },
 		Changes: &r.changed,

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/kube"
 	"github.com/kpf-dev/kpf/pkg/tunnel"
@@ -186,7 +187,7 @@ func spareRetry(failures int) time.Duration {
 // each ready pod in turn. Missing spares are opened in parallel, so that a
 // client connecting again and again finds one. Spares that the pod ends at
 // once, and spares that cannot be opened, are retried with backoff.
-func (r *Runner) keepSpares(ctx context.Context, ns Resolver, pool *tunnel.Lease, p *portState) {
+func (r *Runner) keepSpares(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, p *portState) {
 	set := p.spares
 	defer set.closeAll()
 	remote := p.mapping.Remote
@@ -285,7 +286,7 @@ func (r *Runner) spareUsable(remote config.Port, eps []kube.Endpoint) func(pod s
 
 // takeSpare hands a new client connection of port mapping p a spare
 // connection, if p keeps spares and one to a usable pod is ready.
-func (r *Runner) takeSpare(ns Resolver, p *portState) (tunnel.Upstream, string, bool) {
+func (r *Runner) takeSpare(ns connect.Resolver, p *portState) (tunnel.Upstream, string, bool) {
 	if p.spares == nil {
 		return nil, "", false
 	}

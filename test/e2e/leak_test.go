@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/forward"
 	"github.com/kpf-dev/kpf/pkg/kube"
@@ -35,7 +36,7 @@ func TestE2ERunnerLeavesNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	clusters := forward.KubeClusters(kube.NewClusters(kc, log))
+	clusters := connect.KubeClusters(kube.NewClusters(kc, log))
 	if _, err := clusters("e2e"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,11 @@
-package forward
+package connect
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/kube"
 	"github.com/kpf-dev/kpf/pkg/tunnel"
 )
@@ -46,3 +48,28 @@ func (k kubeCluster) Watch(ns string, onChange func()) (Resolver, func()) {
 func (k kubeCluster) Connector() *tunnel.Connector { return k.conn }
 
 func (k kubeCluster) Sessions() *tunnel.Pool { return k.pool }
+
+// Cluster is what a connection needs of its kube context: a watched
+// namespace and port-forward sessions to its pods.
+type Cluster interface {
+	// Watch starts (or shares) the namespace's informers; onChange is
+	// called after every change they see. release stops sharing.
+	Watch(namespace string, onChange func()) (Resolver, func())
+	// Connector opens port-forward sessions to the cluster's pods.
+	Connector() *tunnel.Connector
+	// Sessions is the context's pool of port-forward sessions, shared by
+	// every forward to it: forwards to the same pod share one session.
+	Sessions() *tunnel.Pool
+}
+
+// Resolver resolves a target port to ready endpoints from caches.
+type Resolver interface {
+	Resolve(target config.Target, remote config.Port) ([]kube.Endpoint, error)
+	WaitSynced(ctx context.Context, report func(error)) error
+	// Explain turns an error from the context's API server into one that
+	// says what failed and what to do (see kube.Explain).
+	Explain(err error) error
+}
+
+// ClusterSource finds the Cluster of a context name.
+type ClusterSource func(context string) (Cluster, error)
