@@ -3,14 +3,12 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kpf-dev/kpf/pkg/config"
 	"github.com/kpf-dev/kpf/pkg/control"
 	"github.com/kpf-dev/kpf/pkg/doctor"
 	"github.com/kpf-dev/kpf/pkg/forward"
@@ -73,21 +71,8 @@ func runDoctor(ctx context.Context, env Env, f doctorFlags, names []string) int 
 		fmt.Fprintf(env.Stderr, "kpf doctor: unknown output format %q (want table or json)\n", f.output)
 		return ExitUsage
 	}
-	path := f.file
-	if path == "" {
-		var err error
-		if path, err = config.Find("."); err != nil {
-			fmt.Fprintf(env.Stderr, "kpf: %v\n\thint: create one, or name it with -f FILE\n", err)
-			return ExitInvalid
-		}
-	}
-	cfg, _, err := config.Load(path)
-	if err != nil {
-		if cerr, ok := errors.AsType[*config.Error](err); ok {
-			fmt.Fprintln(env.Stderr, cerr.Error())
-		} else {
-			fmt.Fprintf(env.Stderr, "kpf: %v\n", err)
-		}
+	cfg, _, ok := loadFile(env, f.file)
+	if !ok {
 		return ExitInvalid
 	}
 	forwards, err := cfg.Select(names...)
@@ -96,7 +81,7 @@ func runDoctor(ctx context.Context, env Env, f doctorFlags, names []string) int 
 		return ExitUsage
 	}
 	opts := doctor.Options{Config: cfg, Forwards: forwards, DefaultContext: f.kube.context, Timeout: f.timeout,
-		Running: runningSupervisor(ctx, path)}
+		Running: runningSupervisor(ctx, cfg.File)}
 	opts.Kubeconfig, opts.KubeconfigErr = kube.LoadKubeconfig(f.kube.kubeconfig)
 	rep := doctor.Run(ctx, opts)
 

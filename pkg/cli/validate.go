@@ -49,21 +49,8 @@ func newValidateCmd(env Env) *cobra.Command {
 }
 
 func runValidate(env Env, file string, kf kubeFlags) int {
-	path := file
-	if path == "" {
-		var err error
-		if path, err = config.Find("."); err != nil {
-			fmt.Fprintf(env.Stderr, "kpf: %v\n\thint: create one, or name it with -f FILE\n", err)
-			return ExitInvalid
-		}
-	}
-	cfg, warns, err := config.Load(path)
-	if err != nil {
-		if cerr, ok := errors.AsType[*config.Error](err); ok {
-			fmt.Fprintln(env.Stderr, cerr.Error())
-		} else {
-			fmt.Fprintf(env.Stderr, "kpf: %v\n", err)
-		}
+	cfg, warns, ok := loadFile(env, file)
+	if !ok {
 		return ExitInvalid
 	}
 
@@ -212,4 +199,28 @@ func printPlan(w io.Writer, cfg *config.Config, current string) error {
 			strings.Join(p.Namespaces, ", "), strings.Join(contexts, ", "))
 	}
 	return nil
+}
+
+// loadFile reads and validates file, or the forwards.yaml found from the
+// current directory up, and returns it with its warnings; on failure it
+// prints the problems, each with its FILE:LINE:COL, and returns false.
+func loadFile(env Env, file string) (*config.Config, []config.Diagnostic, bool) {
+	path := file
+	if path == "" {
+		var err error
+		if path, err = config.Find("."); err != nil {
+			fmt.Fprintf(env.Stderr, "kpf: %v\n\thint: create one, or name it with -f FILE\n", err)
+			return nil, nil, false
+		}
+	}
+	cfg, warns, err := config.Load(path)
+	if err != nil {
+		if cerr, ok := errors.AsType[*config.Error](err); ok {
+			fmt.Fprintln(env.Stderr, cerr.Error())
+		} else {
+			fmt.Fprintf(env.Stderr, "kpf: %v\n", err)
+		}
+		return nil, nil, false
+	}
+	return cfg, warns, true
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"slices"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
@@ -55,64 +58,71 @@ func (c *Cluster) Snapshot(ctx context.Context, ns string, withKinds ...config.T
 	return s, nil
 }
 
-// list returns every object of kind in ns, one page of up to 500 at a
-// time, as the informers' first list does.
+// list returns every object of kind in ns, 500 at a time, as the
+// informers' first list does.
 func (c *Cluster) list(ctx context.Context, ns, kind string) ([]runtime.Object, error) {
+	core, apps, disc := c.Client.CoreV1(), c.Client.AppsV1(), c.Client.DiscoveryV1()
+	switch kind {
+	case kindServices:
+		return listAll(func(o metav1.ListOptions) ([]corev1.Service, string, error) {
+			l, err := core.Services(ns).List(ctx, o)
+			if err != nil {
+				return nil, "", err
+			}
+			return l.Items, l.Continue, nil
+		})
+	case kindEndpointSlices:
+		return listAll(func(o metav1.ListOptions) ([]discoveryv1.EndpointSlice, string, error) {
+			l, err := disc.EndpointSlices(ns).List(ctx, o)
+			if err != nil {
+				return nil, "", err
+			}
+			return l.Items, l.Continue, nil
+		})
+	case kindPods:
+		return listAll(func(o metav1.ListOptions) ([]corev1.Pod, string, error) {
+			l, err := core.Pods(ns).List(ctx, o)
+			if err != nil {
+				return nil, "", err
+			}
+			return l.Items, l.Continue, nil
+		})
+	case kindDeployments:
+		return listAll(func(o metav1.ListOptions) ([]appsv1.Deployment, string, error) {
+			l, err := apps.Deployments(ns).List(ctx, o)
+			if err != nil {
+				return nil, "", err
+			}
+			return l.Items, l.Continue, nil
+		})
+	case kindStatefulSets:
+		return listAll(func(o metav1.ListOptions) ([]appsv1.StatefulSet, string, error) {
+			l, err := apps.StatefulSets(ns).List(ctx, o)
+			if err != nil {
+				return nil, "", err
+			}
+			return l.Items, l.Continue, nil
+		})
+	}
+	panic("kube: unknown kind " + kind)
+}
+
+// listAll calls page until it returns no continue token, and returns
+// every item as a runtime.Object.
+func listAll[T any, PT interface {
+	*T
+	runtime.Object
+}](page func(metav1.ListOptions) ([]T, string, error)) ([]runtime.Object, error) {
 	var out []runtime.Object
 	opts := metav1.ListOptions{Limit: 500}
 	for {
-		var objs []runtime.Object
-		var cont string
-		switch kind {
-		case kindServices:
-			l, err := c.Client.CoreV1().Services(ns).List(ctx, opts)
-			if err != nil {
-				return nil, err
-			}
-			for i := range l.Items {
-				objs = append(objs, &l.Items[i])
-			}
-			cont = l.Continue
-		case kindEndpointSlices:
-			l, err := c.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, opts)
-			if err != nil {
-				return nil, err
-			}
-			for i := range l.Items {
-				objs = append(objs, &l.Items[i])
-			}
-			cont = l.Continue
-		case kindPods:
-			l, err := c.Client.CoreV1().Pods(ns).List(ctx, opts)
-			if err != nil {
-				return nil, err
-			}
-			for i := range l.Items {
-				objs = append(objs, &l.Items[i])
-			}
-			cont = l.Continue
-		case kindDeployments:
-			l, err := c.Client.AppsV1().Deployments(ns).List(ctx, opts)
-			if err != nil {
-				return nil, err
-			}
-			for i := range l.Items {
-				objs = append(objs, &l.Items[i])
-			}
-			cont = l.Continue
-		case kindStatefulSets:
-			l, err := c.Client.AppsV1().StatefulSets(ns).List(ctx, opts)
-			if err != nil {
-				return nil, err
-			}
-			for i := range l.Items {
-				objs = append(objs, &l.Items[i])
-			}
-			cont = l.Continue
-		default:
-			panic("kube: unknown kind " + kind)
+		items, cont, err := page(opts)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, objs...)
+		for i := range items {
+			out = append(out, PT(&items[i]))
+		}
 		if cont == "" {
 			return out, nil
 		}

@@ -141,14 +141,7 @@ forwards:
 			if i%2 == 1 {
 				sig = syscall.SIGTERM
 			}
-			sent := time.Now()
-			p.cmd.Process.Signal(sig)
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Fatalf("kpf did not exit within 10 s of %s", sig)
-			}
-			exit := time.Since(sent)
+			exit := stopAndTime(t, p, sig)
 			worstExit = max(worstExit, exit)
 			t.Logf("FIGURE cluster-error %s: exited %s after %s", tt.name, exit.Round(time.Millisecond), unix.SignalName(sig))
 			if exit > time.Second {
@@ -235,14 +228,7 @@ forwards:
 			p := startKpfCmd(t, cmd)
 			waitStatus(t, s, cfg, 30*time.Second, "the forward to be "+string(tt.state), func(st forward.Status) bool { return st.State == tt.state })
 			tt.setup(t, port)
-			sent := time.Now()
-			p.cmd.Process.Signal(syscall.SIGINT)
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("kpf did not exit within 10 s of Ctrl-C")
-			}
-			exit := time.Since(sent)
+			exit := stopAndTime(t, p, syscall.SIGINT)
 			t.Logf("FIGURE interrupt %s: exited %s after Ctrl-C", tt.name, exit.Round(time.Millisecond))
 			if exit > time.Second {
 				t.Errorf("kpf took %s to exit after Ctrl-C, want at most 1 s", exit.Round(time.Millisecond))

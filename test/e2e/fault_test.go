@@ -757,14 +757,7 @@ func TestE2EFaultInterruptWhileDialing(t *testing.T) {
 	})
 	t.Logf("while dialing: %s (pod %s): %s", st.State, st.Pod, st.Reason)
 
-	sent := time.Now()
-	p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("kpf did not exit within 10 s of Ctrl-C")
-	}
-	exit := time.Since(sent)
+	exit := stopAndTime(t, p, syscall.SIGINT)
 	t.Logf("FIGURE interrupt dialing: exited %s after Ctrl-C", exit.Round(time.Millisecond))
 	if exit > time.Second {
 		t.Errorf("kpf took %s to exit after Ctrl-C while dialing, want at most 1 s", exit.Round(time.Millisecond))

@@ -643,3 +643,17 @@ func startHTTPBackend(t *testing.T, name string, code int) backend {
 	t.Cleanup(func() { srv.Close() })
 	return backend{name: name, port: ln.Addr().(*net.TCPAddr).Port}
 }
+
+// stopAndTime sends sig to kpf and returns how long it took to exit; it
+// fails the test if kpf has not exited within 10 s.
+func stopAndTime(t *testing.T, p *kpfProcess, sig os.Signal) time.Duration {
+	t.Helper()
+	sent := time.Now()
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("kpf did not exit within 10 s of %v", sig)
+	}
+	return time.Since(sent)
+}
