@@ -31,12 +31,7 @@ func parse(t *testing.T, yaml string) (*config.Config, []config.Forward) {
 // not checked against a cluster, but its local ports still are: a port
 // held by another process is named, with how to find the holder.
 func TestRunWithoutContextStillChecksPorts(t *testing.T) {
-	held, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	port := held.Addr().(*net.TCPAddr).Port
+	port := holdPort(t)
 	cfg, fwds := parse(t, `version: 1
 forwards:
   - name: web
@@ -77,12 +72,7 @@ forwards:
 
 // A port the kpf up of the same file holds is no problem.
 func TestRunPortHeldByRunningKpfUp(t *testing.T) {
-	held, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	port := held.Addr().(*net.TCPAddr).Port
+	port := holdPort(t)
 	cfg, fwds := parse(t, `version: 1
 forwards:
   - {name: web, service: web, address: 127.0.0.1, ports: ["`+strconv.Itoa(port)+`:80"]}
@@ -107,12 +97,8 @@ func TestRunWithoutKubeconfig(t *testing.T) {
 }
 
 func TestProxyChecks(t *testing.T) {
-	held, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	cfg, _ := parse(t, "version: 1\nforwards:\n  - {name: web, service: web, ports: [\"18080:80\"]}\nproxy:\n  socks5: "+held.Addr().String()+"\n  http: "+freeAddr(t)+"\n")
+	held := "127.0.0.1:" + strconv.Itoa(holdPort(t))
+	cfg, _ := parse(t, "version: 1\nforwards:\n  - {name: web, service: web, ports: [\"18080:80\"]}\nproxy:\n  socks5: "+held+"\n  http: "+freeAddr(t)+"\n")
 	checks := proxyChecks(context.Background(), Options{Config: cfg})
 	if len(checks) != 2 {
 		t.Fatalf("checks = %+v, want 2", checks)
@@ -141,4 +127,15 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// holdPort listens on a loopback port until the test ends, and returns it.
+func holdPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().(*net.TCPAddr).Port
 }
