@@ -314,26 +314,8 @@ func checkNamespace(ctx context.Context, o Options, cl *kube.Cluster, ns string,
 		return skipForwards(ctx, o, out, fwds, cl.Name, "the namespace could not be read")
 	}
 
-	rctx, cancel = context.WithTimeout(ctx, o.Timeout)
-	denied, reasons, err := cl.Denied(rctx, ns, kube.Permissions(kinds...))
-	cancel()
-	switch {
-	case err != nil:
-		add("permissions", Failed, explainTimeout(err, o.Timeout))
-	case len(denied) > 0:
-		var what []string
-		for i, p := range denied {
-			s := p.String()
-			if reasons[i] != "" {
-				s += " (" + reasons[i] + ")"
-			}
-			what = append(what, s)
-		}
-		add("permissions", Failed, fmt.Sprintf("not allowed in namespace %q: %s; ask for the Role in kpf's docs/rbac.md (check with kubectl auth can-i %s -n %s)",
-			ns, strings.Join(what, ", "), denied[0], ns))
-	default:
-		add("permissions", OK, "allowed: "+summarize(kube.Permissions(kinds...)))
-	}
+	st, msg := permissionsCheck(ctx, o, cl, ns, kinds)
+	add("permissions", st, msg)
 
 	rctx, cancel = context.WithTimeout(ctx, o.Timeout)
 	snap, err := cl.Snapshot(rctx, ns, kinds...)
@@ -365,6 +347,31 @@ func checkNamespace(ctx context.Context, o Options, cl *kube.Cluster, ns string,
 		out = slices.Insert(out, 0, c)
 	}
 	return append(out, fchecks...)
+}
+
+// permissionsCheck asks whether the user may do in ns what kpf needs for
+// targets of kinds, and says which it may not.
+func permissionsCheck(ctx context.Context, o Options, cl *kube.Cluster, ns string, kinds []config.TargetKind) (Status, string) {
+	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	denied, reasons, err := cl.Denied(rctx, ns, kube.Permissions(kinds...))
+	switch {
+	case err != nil:
+		return Failed, explainTimeout(err, o.Timeout)
+	case len(denied) > 0:
+		var what []string
+		for i, p := range denied {
+			s := p.String()
+			if reasons[i] != "" {
+				s += " (" + reasons[i] + ")"
+			}
+			what = append(what, s)
+		}
+		return Failed, fmt.Sprintf("not allowed in namespace %q: %s; ask for the Role in kpf's docs/rbac.md (check with kubectl auth can-i %s -n %s)",
+			ns, strings.Join(what, ", "), denied[0], ns)
+	default:
+		return OK, "allowed: " + summarize(kube.Permissions(kinds...))
+	}
 }
 
 // skipForwards adds to out, for each of fwds, that its target was not
