@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -72,7 +73,11 @@ forwards:
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	time.Sleep(500 * time.Millisecond)
+	// The check reads what kpf has logged of all that: wait for the
+	// restart's line, logged after the connections'.
+	waitUntil(t, 10*time.Second, "kpf to log the restart", func(context.Context) (bool, error) {
+		return strings.Contains(p.stderr.String(), `"msg":"restarted on request"`), nil
+	})
 
 	all := p.stdout.String() + p.stderr.String() + statusOut
 	if !strings.Contains(all, `"msg":"connection opened"`) {
