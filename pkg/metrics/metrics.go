@@ -19,8 +19,8 @@ import (
 	"github.com/kpf-dev/kpf/pkg/forward"
 )
 
-// States lists every state kpf_forward_state reports, one series each.
-var States = [...]forward.State{forward.StateStarting, forward.StateWaiting, forward.StateReady, forward.StateFailed, forward.StateRetrying, forward.StateStopped}
+// states lists every state kpf_forward_state reports, one series each.
+var states = [...]forward.State{forward.StateStarting, forward.StateWaiting, forward.StateReady, forward.StateFailed, forward.StateRetrying, forward.StateStopped}
 
 var (
 	upDesc = prometheus.NewDesc("kpf_forward_up",
@@ -76,7 +76,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up, f.Name)
-		for _, st := range States {
+		for _, st := range states {
 			v := 0.0
 			if f.State == st {
 				v = 1

@@ -72,7 +72,7 @@ kpf_forward_dial_duration_seconds_count{forward="api",local="127.0.0.1:8080"} 3
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "kpf_forward_up", "kpf_forward_bytes_total", "kpf_forward_spare_connections", "kpf_forward_spare_connections_taken_total", "kpf_forward_dial_duration_seconds"); err != nil {
 		t.Error(err)
 	}
-	if got := testutil.CollectAndCount(c, "kpf_forward_state"); got != 2*len(States) {
-		t.Errorf("kpf_forward_state has %d series, want %d", got, 2*len(States))
+	if got := testutil.CollectAndCount(c, "kpf_forward_state"); got != 2*len(states) {
+		t.Errorf("kpf_forward_state has %d series, want %d", got, 2*len(states))
 	}
 }

@@ -6,15 +6,15 @@ import (
 	"time"
 )
 
-// DialBuckets are the upper bounds, in seconds, of Histogram's buckets:
+// dialBuckets are the upper bounds, in seconds, of Histogram's buckets:
 // from a warm session's sub-millisecond stream open to a connection that
 // waited for a pod to become ready.
-var DialBuckets = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+var dialBuckets = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
-// Histogram counts durations into DialBuckets without locks, so that the
+// Histogram counts durations into dialBuckets without locks, so that the
 // connection path pays a few atomic adds. The zero value is ready to use.
 type Histogram struct {
-	counts [len(DialBuckets) + 1]atomic.Uint64 // the last is +Inf
+	counts [len(dialBuckets) + 1]atomic.Uint64 // the last is +Inf
 	sum    atomic.Uint64                       // float64 bits, seconds
 }
 
@@ -22,7 +22,7 @@ type Histogram struct {
 func (h *Histogram) Observe(d time.Duration) {
 	s := d.Seconds()
 	i := 0
-	for i < len(DialBuckets) && s > DialBuckets[i] {
+	for i < len(dialBuckets) && s > dialBuckets[i] {
 		i++
 	}
 	h.counts[i].Add(1)
@@ -44,13 +44,13 @@ type HistogramSnapshot struct {
 
 // Snapshot returns the histogram's current counts.
 func (h *Histogram) Snapshot() HistogramSnapshot {
-	s := HistogramSnapshot{Buckets: make(map[float64]uint64, len(DialBuckets))}
+	s := HistogramSnapshot{Buckets: make(map[float64]uint64, len(dialBuckets))}
 	var cum uint64
-	for i, ub := range DialBuckets {
+	for i, ub := range dialBuckets {
 		cum += h.counts[i].Load()
 		s.Buckets[ub] = cum
 	}
-	s.Count = cum + h.counts[len(DialBuckets)].Load()
+	s.Count = cum + h.counts[len(dialBuckets)].Load()
 	s.Sum = math.Float64frombits(h.sum.Load())
 	return s
 }

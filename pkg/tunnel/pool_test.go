@@ -443,7 +443,7 @@ func mustDial(t *testing.T, l *Lease, pod Pod) *Conn {
 }
 
 // A pod whose connections have been short keeps new ones on its main
-// session, even many at once; once a connection moves BulkBytes, those
+// session, even many at once; once a connection moves bulkBytes, those
 // opened beside it spread again.
 func TestDialSpreadsOnlyWhileThePodCarriesBulkTransfers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -475,7 +475,7 @@ func TestDialSpreadsOnlyWhileThePodCarriesBulkTransfers(t *testing.T) {
 		}
 		// One of them becomes a bulk transfer.
 		chunk := make([]byte, 64<<10)
-		for moved := 0; moved < BulkBytes; moved += len(chunk) {
+		for moved := 0; moved < bulkBytes; moved += len(chunk) {
 			if _, err := open[0].Write(chunk); err != nil {
 				t.Fatal(err)
 			}
@@ -502,7 +502,7 @@ func TestDialSpreadsOnlyWhileThePodCarriesBulkTransfers(t *testing.T) {
 
 // On a pod whose connections have been short, a new connection still
 // avoids the main session once a write there has been held up for
-// StalledWrite: it would queue behind a pod that stopped reading.
+// stalledWrite: it would queue behind a pod that stopped reading.
 func TestDialAvoidsAMainSessionWithAStalledWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fp := newFakePool()
@@ -531,12 +531,12 @@ func TestDialAvoidsAMainSessionWithAStalledWrite(t *testing.T) {
 		if early.session != stuck.session {
 			t.Fatal("a connection opened just as a write began went to an extra session")
 		}
-		time.Sleep(StalledWrite)
+		time.Sleep(stalledWrite)
 		late := dial()
 		defer late.Close()
 		synctest.Wait()
 		if late.session == stuck.session {
-			t.Fatalf("a connection opened while the main session's write was held up for %v shared that session", StalledWrite)
+			t.Fatalf("a connection opened while the main session's write was held up for %v shared that session", stalledWrite)
 		}
 		stuck.Close()
 		if err := <-done; err == nil {

@@ -191,7 +191,7 @@ type Session struct {
 	// last open connection closes.
 	onIdle func()
 	// onBulk and onEnd, if set before the session is shared, hear of each
-	// connection that has moved BulkBytes, and of each connection that
+	// connection that has moved bulkBytes, and of each connection that
 	// closes: what it moved and whether it had become bulk.
 	onBulk func()
 	onEnd  func(moved int64, bulk bool)
@@ -262,7 +262,7 @@ type fastPinger interface{ pingFastUntil(time.Time) }
 
 // leaving tells the session whether its pod has left the endpoints that
 // kpf forwards to. A leaving session pings the far end at once and then
-// every LeavingPingPeriod for LeavingPingWindow, so that if the pod is
+// every leavingPingPeriod for leavingPingWindow, so that if the pod is
 // gone its end reaches kpf within a round trip rather than at the next
 // regular ping (see spdyConnection), and the connections still open
 // through it are reset rather than left hanging.
@@ -272,7 +272,7 @@ func (s *Session) leaving(on bool) {
 		return
 	}
 	if on {
-		p.pingFastUntil(time.Now().Add(LeavingPingWindow))
+		p.pingFastUntil(time.Now().Add(leavingPingWindow))
 	} else {
 		p.pingFastUntil(time.Time{})
 	}
@@ -315,17 +315,17 @@ func (s *Session) Busy(t time.Time) bool {
 	return s.lastMoved.Load() >= since
 }
 
-// StalledWrite is how long a write may take before the session counts as
+// stalledWrite is how long a write may take before the session counts as
 // held up (writeStalled).
-const StalledWrite = 250 * time.Millisecond
+const stalledWrite = 250 * time.Millisecond
 
 // writeStalled reports whether a connection's write has been in progress
-// for StalledWrite with no write on the session finishing meanwhile: its
+// for stalledWrite with no write on the session finishing meanwhile: its
 // pod or a peer on the way has stopped taking data, and while that write
 // holds the session's frame-write lock, no other connection on it can
 // send or open.
 func (s *Session) writeStalled(now time.Time) bool {
-	return s.writing.Load() > 0 && now.Sub(time.Unix(0, s.lastWrote.Load())) >= StalledWrite
+	return s.writing.Load() > 0 && now.Sub(time.Unix(0, s.lastWrote.Load())) >= stalledWrite
 }
 
 // progressed reports whether, since t, a stream was acknowledged on the
@@ -661,7 +661,7 @@ type Conn struct {
 	closeOnce  sync.Once
 	closed     chan struct{} // closed by Close
 	writeClose sync.Once
-	// moved counts the bytes read and written until they reach BulkBytes,
+	// moved counts the bytes read and written until they reach bulkBytes,
 	// when bulk is set.
 	moved atomic.Int64
 	bulk  atomic.Bool
@@ -684,12 +684,12 @@ type writeResult struct {
 }
 
 // count adds n bytes moved to c's count, and tells the session once c has
-// moved BulkBytes.
+// moved bulkBytes.
 func (c *Conn) count(n int) {
 	if c.bulk.Load() {
 		return
 	}
-	if c.moved.Add(int64(n)) >= BulkBytes && c.bulk.CompareAndSwap(false, true) && c.session.onBulk != nil {
+	if c.moved.Add(int64(n)) >= bulkBytes && c.bulk.CompareAndSwap(false, true) && c.session.onBulk != nil {
 		c.session.onBulk()
 	}
 }

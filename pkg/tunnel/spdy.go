@@ -12,12 +12,12 @@ import (
 	"k8s.io/client-go/tools/portforward"
 )
 
-// LeavingPingPeriod is how often a session pings the far end while its
-// pod is leaving (see spdyConnection.pingFastUntil), and LeavingPingWindow
+// leavingPingPeriod is how often a session pings the far end while its
+// pod is leaving (see spdyConnection.pingFastUntil), and leavingPingWindow
 // how long it keeps doing so.
 const (
-	LeavingPingPeriod = 250 * time.Millisecond
-	LeavingPingWindow = 30 * time.Second
+	leavingPingPeriod = 250 * time.Millisecond
+	leavingPingWindow = 30 * time.Second
 )
 
 // createStreamTimeout bounds how long CreateStream waits for the far end
@@ -51,7 +51,7 @@ type spdyConnection struct {
 	frames *frameConn
 	period time.Duration
 	// fastUntil is until when (unix nanoseconds) to ping every
-	// LeavingPingPeriod; wake makes the ping loop ping at once.
+	// leavingPingPeriod; wake makes the ping loop ping at once.
 	fastUntil atomic.Int64
 	wake      chan struct{}
 
@@ -142,14 +142,14 @@ func (c *spdyConnection) pingLoop() {
 
 // nextPing is how long to wait before the next ping.
 func (c *spdyConnection) nextPing() time.Duration {
-	if time.Now().UnixNano() < c.fastUntil.Load() && LeavingPingPeriod < c.period {
-		return LeavingPingPeriod
+	if time.Now().UnixNano() < c.fastUntil.Load() && leavingPingPeriod < c.period {
+		return leavingPingPeriod
 	}
 	return c.period
 }
 
 // pingFastUntil pings the far end at once and then every
-// LeavingPingPeriod until t; a zero t goes back to the usual period.
+// leavingPingPeriod until t; a zero t goes back to the usual period.
 func (c *spdyConnection) pingFastUntil(t time.Time) {
 	if t.IsZero() {
 		c.fastUntil.Store(0)

@@ -91,7 +91,7 @@ func (p *pingServer) pings() []time.Duration {
 }
 
 // A connection pings every period; hurried, it pings at once and then
-// every LeavingPingPeriod until the time it was given, and then every
+// every leavingPingPeriod until the time it was given, and then every
 // period again, or at once back to the period when told to stop. It does
 // not wait for answers: a ping the far end never answers (the kubelet
 // closed the pod's connection as the ping reached it) does not hold up

@@ -1,9 +1,9 @@
 package tunnel
 
-// BulkBytes is how much a connection moves, both ways together, before
+// bulkBytes is how much a connection moves, both ways together, before
 // it counts as a bulk transfer; a connection that ends having moved less
 // (and something) counts as short.
-const BulkBytes = 1 << 20
+const bulkBytes = 1 << 20
 
 // ShortRunToStopSpreading is how many connections in a row must end short,
 // with no bulk transfer open, before a pod's connections stop being spread
@@ -30,7 +30,7 @@ const ShortRunToStopSpreading = 32
 // ShortRunToStopSpreading connections, spreads them. A new pod spreads, as
 // nothing is known of it.
 type podTraffic struct {
-	bulkOpen   int // open connections that have moved BulkBytes
+	bulkOpen   int // open connections that have moved bulkBytes
 	shortSince int // connections that ended short since the last bulk one
 }
 
@@ -40,7 +40,7 @@ func (t *podTraffic) spread() bool {
 	return t == nil || t.bulkOpen > 0 || t.shortSince < ShortRunToStopSpreading
 }
 
-// becameBulk records that an open connection has moved BulkBytes.
+// becameBulk records that an open connection has moved bulkBytes.
 func (t *podTraffic) becameBulk() {
 	t.bulkOpen++
 	t.shortSince = 0

@@ -36,7 +36,7 @@ func TestPodTrafficSpreadsForBulkOnly(t *testing.T) {
 				case 'b':
 					tr.becameBulk()
 				case 'B':
-					tr.ended(BulkBytes, true)
+					tr.ended(bulkBytes, true)
 				case 's':
 					tr.ended(100, false)
 				case '0':
