@@ -238,6 +238,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	d.log.Debug("dialled through port-forward", "addr", addr, "pod", ep.String())
+	// Application code may cancel a blocked write with a deadline, or
+	// close the connection under it.
+	c.InterruptibleWrites()
 	return c, nil
 }
 

@@ -675,6 +675,9 @@ type Conn struct {
 	deadlines     atomic.Bool
 	writeMu       sync.Mutex
 	pending       chan writeResult
+	// writing counts the writes in the stream now; Close does not wait
+	// for them (see Close).
+	writing atomic.Int32
 }
 
 // writeResult is the outcome of a write.
@@ -802,8 +805,18 @@ func (c *Conn) writeByDeadline(p []byte) (int, error) {
 	}
 }
 
+// InterruptibleWrites makes every later Write wait for its bytes in a
+// goroutine that a write deadline or Close can leave, as writeByDeadline
+// does once a deadline is set: for connections that application code
+// writes (the Go Dialer's), which may set a deadline or close while a
+// write is blocked (a database driver cancelling a query). kpf's own copy
+// from a local socket does not need it and writes directly.
+func (c *Conn) InterruptibleWrites() { c.deadlines.Store(true) }
+
 // write writes p to the pod's stream.
 func (c *Conn) write(p []byte) (int, error) {
+	c.writing.Add(1)
+	defer c.writing.Add(-1)
 	c.session.writing.Add(1)
 	n, err := c.data.Write(p)
 	c.session.writing.Add(-1)
@@ -838,7 +851,14 @@ func (c *Conn) CloseWrite() error {
 func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
-		c.data.Reset()
+		// A write blocked in the session's connection (its pod does not
+		// read) holds the lock the reset frame needs: send it once that
+		// write is through, rather than wait for it here.
+		if c.writing.Load() > 0 {
+			go c.data.Reset()
+		} else {
+			c.data.Reset()
+		}
 		c.session.conn.RemoveStreams(c.errStream, c.data)
 		if c.session.onEnd != nil {
 			c.session.onEnd(c.moved.Load(), c.bulk.Load())
