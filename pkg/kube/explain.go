@@ -241,14 +241,12 @@ func hasStatus(err error, reason metav1.StatusReason) bool {
 	if errors.As(err, &sup) && sup.Cause != nil && hasStatus(sup.Cause, reason) {
 		return true
 	}
-	msg := err.Error()
-	if strings.HasSuffix(msg, "unable to upgrade connection: "+string(reason)) {
+	if strings.HasSuffix(err.Error(), "unable to upgrade connection: "+string(reason)) {
 		return true
 	}
 	// A refused upgrade whose body the dialer could not decode as a
 	// Status keeps only the API server's sentence.
-	_, sentence, ok := strings.Cut(msg, "unable to upgrade connection: ")
-	return ok && reason == metav1.StatusReasonForbidden && strings.Contains(sentence, " is forbidden: ")
+	return reason == metav1.StatusReasonForbidden && upgradeSentence(err) != ""
 }
 
 // upgradeSentence is the API server's sentence in a refused port-forward
