@@ -84,7 +84,6 @@ type Dialer struct {
 	close context.CancelFunc
 
 	mu         sync.Mutex
-	closed     bool
 	namespaces map[nsKey]*watched
 	pools      map[string]*tunnel.Pool
 	leases     map[string]*tunnel.Lease
@@ -249,7 +248,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 func (d *Dialer) watch(kctx, namespace string) (*watched, *tunnel.Lease, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
+	if d.life.Err() != nil {
 		return nil, nil, ErrClosed
 	}
 	cl, err := d.clusters(kctx)
@@ -304,7 +303,6 @@ func letGoOfUnready(w *watched, namespace string, lease *tunnel.Lease) {
 func (d *Dialer) Close() error {
 	d.close()
 	d.mu.Lock()
-	d.closed = true
 	for _, p := range d.pools {
 		p.Close()
 	}
