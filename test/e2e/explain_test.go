@@ -42,6 +42,13 @@ func TestE2EClusterErrorsExplainThemselves(t *testing.T) {
 	// A server that accepts connections and never answers, as a VPN
 	// that is down but still routes, or a firewall that drops packets.
 	silent := serveLoopback(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	serverAt := func(url string) func(*clientcmdapi.Config) {
+		return func(c *clientcmdapi.Config) {
+			for _, cl := range c.Clusters {
+				cl.Server = url
+			}
+		}
+	}
 	tests := []struct {
 		name   string
 		mutate func(*clientcmdapi.Config)
@@ -51,23 +58,11 @@ func TestE2EClusterErrorsExplainThemselves(t *testing.T) {
 		// want.
 		doctorWant string
 	}{
-		{"refused", func(c *clientcmdapi.Config) {
-			for _, cl := range c.Clusters {
-				cl.Server = fmt.Sprintf("https://127.0.0.1:%d", closed)
-			}
-		}, "refused the connection: is the cluster running", 2 * time.Second, ""},
+		{"refused", serverAt(fmt.Sprintf("https://127.0.0.1:%d", closed)), "refused the connection: is the cluster running", 2 * time.Second, ""},
 		// The resolver's own timeouts are outside kpf: a machine whose DNS
 		// server does not answer takes seconds to say so.
-		{"unresolvable", func(c *clientcmdapi.Config) {
-			for _, cl := range c.Clusters {
-				cl.Server = "https://kpf-e2e-no-such-host.invalid:6443"
-			}
-		}, "cannot resolve kpf-e2e-no-such-host.invalid", 10 * time.Second, ""},
-		{"silent", func(c *clientcmdapi.Config) {
-			for _, cl := range c.Clusters {
-				cl.Server = fmt.Sprintf("https://127.0.0.1:%d", silent)
-			}
-		}, "has not answered for 2s: is your VPN up?", 3 * time.Second, "did not answer in time: is your VPN up? (a firewall that drops packets looks like this too); it gave no answer in 2s (--timeout)"},
+		{"unresolvable", serverAt("https://kpf-e2e-no-such-host.invalid:6443"), "cannot resolve kpf-e2e-no-such-host.invalid", 10 * time.Second, ""},
+		{"silent", serverAt(fmt.Sprintf("https://127.0.0.1:%d", silent)), "has not answered for 2s: is your VPN up?", 3 * time.Second, "did not answer in time: is your VPN up? (a firewall that drops packets looks like this too); it gave no answer in 2s (--timeout)"},
 		{"wrong CA", func(c *clientcmdapi.Config) {
 			ca := selfSignedCA(t)
 			for _, cl := range c.Clusters {
