@@ -7,7 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/kpf-dev/kpf/pkg/cli"
+	"github.com/kpf-dev/kpf/internal/cli"
 )
 
 // main stops kpf gracefully on the first interrupt and at once on the

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/kpf-dev/kpf/internal/demo"
-	"github.com/kpf-dev/kpf/pkg/tunnel"
+	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
 const usage = `Usage: kpf-bench [--smoke] [--size SIZE] [--rounds N] [--down] [flags]

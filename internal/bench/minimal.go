@@ -16,7 +16,7 @@ import (
 	"sync"
 
 	"github.com/gorilla/websocket"
-	"github.com/kpf-dev/kpf/pkg/readbatch"
+	"github.com/kpf-dev/kpf/internal/readbatch"
 	"github.com/moby/spdystream/spdy"
 	pfconst "k8s.io/apimachinery/pkg/util/portforward"
 	"k8s.io/client-go/rest"
@@ -30,7 +30,7 @@ import (
 // WebSocket (if any) and SPDY frames in place and writes each data
 // frame's payload to the client, with no multiplexing, no goroutine
 // hand-off and no allocation per frame. Its socket batches reads as kpf's
-// do (pkg/readbatch). What it leaves out (several clients per connection,
+// do (internal/readbatch). What it leaves out (several clients per connection,
 // health checks, pings, spares, reconnection) costs kpf little per byte,
 // so a single-stream transfer through it shows what any forwarder could
 // reach on this path.

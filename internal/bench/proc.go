@@ -15,8 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/control"
-	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/internal/control"
 )
 
 // proc is a child process: a kpf up or a kubectl port-forward.
@@ -224,7 +223,7 @@ func notReady(snap control.Snapshot, n int) string {
 	fmt.Fprintf(&b, "%d forwards (want %d)", len(snap.Forwards), n)
 	shown := 0
 	for _, f := range snap.Forwards {
-		if f.State == forward.StateReady || f.State == forward.StateDisabled {
+		if f.State == control.StateReady || f.State == control.StateDisabled {
 			continue
 		}
 		if shown++; shown <= 5 {

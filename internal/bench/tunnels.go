@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/kpf-dev/kpf/pkg/dialer"
-	"github.com/kpf-dev/kpf/pkg/kube"
 )
 
 // Metric ids.
@@ -394,11 +393,11 @@ func (r *runner) noteSpares(ctx context.Context, kpf *kpfProc) {
 // dialerTarget is the Go Dialer in this process, reaching the main
 // service's HTTP port by its cluster name; its stop closes the Dialer.
 func (r *runner) dialerTarget() (*target, error) {
-	kc, err := kube.LoadKubeconfig(r.kubeconfig)
+	d, err := dialer.New(dialer.Options{Kubeconfig: r.kubeconfig, DefaultContext: r.cfg.Cluster,
+		Namespaces: []string{mainNamespace}, Logger: r.log.With("component", "dialer")})
 	if err != nil {
 		return nil, fmt.Errorf("dialer: %w", err)
 	}
-	d := dialer.New(kc, dialer.Options{DefaultContext: r.cfg.Cluster, Namespaces: []string{mainNamespace}}, r.log.With("component", "dialer"))
 	host := fmt.Sprintf("%s.%s.svc.cluster.local:%d", mainService, mainNamespace, mainHTTPPort)
 	return &target{
 		tool:     ToolDialer,

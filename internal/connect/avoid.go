@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/kube"
+	"github.com/kpf-dev/kpf/internal/kube"
 )
 
 // Avoid is a set of pods to avoid for new connections while others are

@@ -5,9 +5,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/config"
-	"github.com/kpf-dev/kpf/pkg/kube"
-	"github.com/kpf-dev/kpf/pkg/tunnel"
+	"github.com/kpf-dev/kpf/internal/config"
+	"github.com/kpf-dev/kpf/internal/kube"
+	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
 // KubeClusters adapts a kube.Clusters registry to a ClusterSource, with one

@@ -17,9 +17,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/broadcast"
-	"github.com/kpf-dev/kpf/pkg/kube"
-	"github.com/kpf-dev/kpf/pkg/tunnel"
+	"github.com/kpf-dev/kpf/internal/broadcast"
+	"github.com/kpf-dev/kpf/internal/kube"
+	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
 // Target is what Dial needs of a target.

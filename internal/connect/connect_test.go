@@ -10,9 +10,9 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/broadcast"
-	"github.com/kpf-dev/kpf/pkg/kube"
-	"github.com/kpf-dev/kpf/pkg/tunnel"
+	"github.com/kpf-dev/kpf/internal/broadcast"
+	"github.com/kpf-dev/kpf/internal/kube"
+	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
 // fakeTarget is a target whose ready pods the test sets.

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kpf-dev/kpf/pkg/cli"
+	"github.com/kpf-dev/kpf/internal/cli"
 )
 
 // Options configure Run.

@@ -11,7 +11,7 @@ import (
 
 	coreac "k8s.io/client-go/applyconfigurations/core/v1"
 
-	"github.com/kpf-dev/kpf/pkg/config"
+	"github.com/kpf-dev/kpf/internal/config"
 )
 
 // TestChecksAgainstBackends runs every smoke check straight against the

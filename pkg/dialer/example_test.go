@@ -3,27 +3,25 @@ package dialer_test
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 
 	"github.com/kpf-dev/kpf/pkg/dialer"
-	"github.com/kpf-dev/kpf/pkg/kube"
 )
 
 // Query Prometheus behind the Service thanos-query in namespace monitoring
 // as if inside the cluster: no local port, no root. (It needs a cluster, so
 // it is compiled here and run by the end-to-end tests.)
 func ExampleDialer() {
-	kc, err := kube.LoadKubeconfig("") // $KUBECONFIG or ~/.kube/config
+	d, err := dialer.New(dialer.Options{
+		Kubeconfig:     "",                     // $KUBECONFIG or ~/.kube/config
+		DefaultContext: "",                     // the current context
+		Namespaces:     []string{"monitoring"}, // also allows thanos-query.monitoring:9090
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return
 	}
-	d := dialer.New(kc, dialer.Options{
-		DefaultContext: "",                     // the current context
-		Namespaces:     []string{"monitoring"}, // also allows thanos-query.monitoring:9090
-	}, slog.Default())
 	defer d.Close()
 
 	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/tunnel"
+	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
 // startSinkBackend accepts connections and never reads from them (a

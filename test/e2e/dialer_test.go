@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,16 +23,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kpf-dev/kpf/pkg/dialer"
-	"github.com/kpf-dev/kpf/pkg/kube"
 )
 
 func newDialer(t *testing.T, s *suite, namespaces ...string) *dialer.Dialer {
 	t.Helper()
-	kc, err := kube.LoadKubeconfig(s.primary.Kubeconfig)
+	d, err := dialer.New(dialer.Options{Kubeconfig: s.primary.Kubeconfig, DefaultContext: "e2e", Namespaces: namespaces})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dialer.New(kc, dialer.Options{DefaultContext: "e2e", Namespaces: namespaces}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return d
 }
 
 func get(client *http.Client, url string) (string, error) {

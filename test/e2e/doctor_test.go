@@ -25,8 +25,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/kpf-dev/kpf/pkg/doctor"
-	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/internal/control"
+	"github.com/kpf-dev/kpf/internal/doctor"
 )
 
 // runDoctor runs `kpf doctor -o json args...` with KUBECONFIG set to
@@ -147,9 +147,9 @@ forwards:
 
 // waitAll polls kpf status until cond holds for every forward of cfg, and
 // returns their statuses.
-func waitAll(t *testing.T, s *suite, cfg, what string, cond func(forward.Status) bool) []forward.Status {
+func waitAll(t *testing.T, s *suite, cfg, what string, cond func(control.Forward) bool) []control.Forward {
 	t.Helper()
-	var sts []forward.Status
+	var sts []control.Forward
 	waitUntil(t, 60*time.Second, what, func(context.Context) (bool, error) {
 		snap, _ := kpfStatus(t, s, cfg)
 		sts = snap.Forwards
@@ -286,7 +286,7 @@ forwards:
 		}
 		started := time.Now()
 		startKpfWith(t, s, kc, cfg)
-		named := func(st forward.Status) bool {
+		named := func(st control.Forward) bool {
 			return strings.Contains(st.Reason, fmt.Sprintf(`permission denied: create pods/portforward in namespace %q`, ns))
 		}
 		sts := waitAll(t, s, cfg, "status to name the missing permission", named)

@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/internal/control"
 )
 
 // An API server kpf cannot use, for each reason a new developer meets
@@ -178,7 +178,7 @@ func TestE2EInterruptIsPromptInEveryState(t *testing.T) {
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, port int) // brings the forward into the state
-		state forward.State
+		state control.State
 	}{
 		{"mid-transfer", func(t *testing.T, port int) {
 			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
@@ -191,23 +191,23 @@ func TestE2EInterruptIsPromptInEveryState(t *testing.T) {
 				t.Fatalf("transfer: %d bytes, %v", n, err)
 			}
 			go io.Copy(io.Discard, c) // still streaming at Ctrl-C
-		}, forward.StateReady},
+		}, control.StateReady},
 		{"waiting for a ready pod", func(t *testing.T, port int) {
 			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { c.Close() })
-		}, forward.StateWaiting},
-		{"backoff", func(*testing.T, int) {}, forward.StateRetrying},
+		}, control.StateWaiting},
+		{"backoff", func(*testing.T, int) {}, control.StateRetrying},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			port, service := freePort(t), "echo"
 			switch tt.state {
-			case forward.StateWaiting:
+			case control.StateWaiting:
 				service = "nobody"
-			case forward.StateRetrying:
+			case control.StateRetrying:
 				port = busy.Addr().(*net.TCPAddr).Port
 			}
 			cfg := writeConfig(t, fmt.Sprintf(`version: 1
@@ -221,7 +221,7 @@ forwards:
 			cmd := exec.Command(s.kpf, "up", "-f", cfg, "-v")
 			cmd.Env = environ("KUBECONFIG="+s.kubeconfig, "GORACE=atexit_sleep_ms=0")
 			p := startKpfCmd(t, cmd)
-			waitStatus(t, s, cfg, 30*time.Second, "the forward to be "+string(tt.state), func(st forward.Status) bool { return st.State == tt.state })
+			waitStatus(t, s, cfg, 30*time.Second, "the forward to be "+string(tt.state), func(st control.Forward) bool { return st.State == tt.state })
 			tt.setup(t, port)
 			exit := stopAndTime(t, p, syscall.SIGINT)
 			t.Logf("FIGURE interrupt %s: exited %s after Ctrl-C", tt.name, exit.Round(time.Millisecond))

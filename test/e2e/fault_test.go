@@ -29,7 +29,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/internal/control"
 )
 
 // The fault tests kill, pause and restart the components of a cluster of
@@ -204,9 +204,9 @@ forwards:
 
 // waitStatus polls kpf status until cond holds for the forward "echo" and
 // returns that status and when it was seen.
-func waitStatus(t *testing.T, s *suite, cfg string, timeout time.Duration, what string, cond func(forward.Status) bool) (forward.Status, time.Time) {
+func waitStatus(t *testing.T, s *suite, cfg string, timeout time.Duration, what string, cond func(control.Forward) bool) (control.Forward, time.Time) {
 	t.Helper()
-	var st forward.Status
+	var st control.Forward
 	waitUntil(t, timeout, what, func(context.Context) (bool, error) {
 		snap, _ := kpfStatus(t, s, cfg)
 		st = statusOf(snap, "echo")
@@ -215,7 +215,7 @@ func waitStatus(t *testing.T, s *suite, cfg string, timeout time.Duration, what 
 	return st, time.Now()
 }
 
-func isReady(st forward.Status) bool { return st.State == forward.StateReady }
+func isReady(st control.Forward) bool { return st.State == control.StateReady }
 
 // firstServed opens connections to addr one after another until one gets
 // the greeting want, and returns when it did. Each waits inside kpf for
@@ -304,7 +304,7 @@ func TestE2EFaultAPIServerKilledWhileIdle(t *testing.T) {
 	stopComponent(t, s, c, apiServer, "KILL")
 	killed := time.Now()
 	// While it is down, the forward says why, in kpf status.
-	down, at := waitStatus(t, s, cfg, 30*time.Second, "the forward to say the API server is gone", func(st forward.Status) bool {
+	down, at := waitStatus(t, s, cfg, 30*time.Second, "the forward to say the API server is gone", func(st control.Forward) bool {
 		return strings.Contains(st.Reason, "refused the connection: is the cluster running")
 	})
 	t.Logf("FIGURE apiserver-idle: reason in kpf status %s after the API server exited: %s: %s",
@@ -312,8 +312,8 @@ func TestE2EFaultAPIServerKilledWhileIdle(t *testing.T) {
 	if at.Sub(killed) > 2*time.Second || !strings.Contains(down.Reason, fmt.Sprintf("of context %q", c.Name)) {
 		t.Errorf("the reason took %s and says %q; want the context named within 2s", at.Sub(killed).Round(10*time.Millisecond), down.Reason)
 	}
-	waitStatus(t, s, cfg, 30*time.Second, "the forward to retry", func(st forward.Status) bool {
-		return st.State == forward.StateRetrying && st.Attempts >= 2
+	waitStatus(t, s, cfg, 30*time.Second, "the forward to retry", func(st control.Forward) bool {
+		return st.State == control.StateRetrying && st.Attempts >= 2
 	})
 	served := servedWhenBack(t, addr, "hello from a")
 	time.Sleep(3 * time.Second) // an outage of some seconds
@@ -413,8 +413,8 @@ func TestE2EFaultNodeAgentKilled(t *testing.T) {
 	s, c := faultCluster(t)
 	cfg, addr, _ := faultForward(t, s, c, "fault-node", startBackend(t, "a"))
 	stopComponent(t, s, c, nodeAgent, "KILL")
-	down, _ := waitStatus(t, s, cfg, 30*time.Second, "the forward to notice the node is gone", func(st forward.Status) bool {
-		return st.State == forward.StateRetrying && st.Attempts >= 2
+	down, _ := waitStatus(t, s, cfg, 30*time.Second, "the forward to notice the node is gone", func(st control.Forward) bool {
+		return st.State == control.StateRetrying && st.Attempts >= 2
 	})
 	t.Logf("while the node agent is down: %s (attempt %d): %s", down.State, down.Attempts, down.Reason)
 	served := servedWhenBack(t, addr, "hello from a")
@@ -445,8 +445,8 @@ func TestE2EFaultPausedNodeAgentIsDetectedAndRecovered(t *testing.T) {
 	}
 	defer resume()
 	paused := time.Now()
-	unhealthy, at := waitStatus(t, s, cfg, 30*time.Second, "status to show the forward unhealthy", func(st forward.Status) bool {
-		return st.State != forward.StateReady && strings.Contains(st.Reason, "probe")
+	unhealthy, at := waitStatus(t, s, cfg, 30*time.Second, "status to show the forward unhealthy", func(st control.Forward) bool {
+		return st.State != control.StateReady && strings.Contains(st.Reason, "probe")
 	})
 	t.Logf("FIGURE node-agent-pause: unhealthy %s after the pause: %s: %s", at.Sub(paused).Round(100*time.Millisecond), unhealthy.State, unhealthy.Reason)
 	// Paused for at least three health intervals.
@@ -482,7 +482,7 @@ func TestE2EFaultEtcdKilled(t *testing.T) {
 		deleted = time.Now()
 		return err == nil || apierrors.IsNotFound(err), nil
 	})
-	moved, at := waitStatus(t, s, cfg, 60*time.Second, "the forward to move to the replacement pod", func(st forward.Status) bool {
+	moved, at := waitStatus(t, s, cfg, 60*time.Second, "the forward to move to the replacement pod", func(st control.Forward) bool {
 		return isReady(st) && st.Pod != "" && st.Pod != first
 	})
 	t.Logf("FIGURE etcd-restart: API server writing again %s after etcd was ready; forward ready on the new pod %s %s after the deletion",
@@ -620,7 +620,7 @@ func grantForwarding(t *testing.T, c *cluster) {
 }
 
 // unauthorized: the status says the API server rejected the credentials.
-func unauthorized(st forward.Status) bool {
+func unauthorized(st control.Forward) bool {
 	return strings.Contains(st.Reason, "rejected the credentials (401)")
 }
 
@@ -654,7 +654,7 @@ func TestE2EFaultTokenRevoked(t *testing.T) {
 		p := startKpfWith(t, s, tok.kubeconfig(t, c), cfg)
 		st, at := waitStatus(t, s, cfg, 60*time.Second, "status to say unauthorized", unauthorized)
 		t.Logf("FIGURE token-at-start: %s %s after kpf started: %s", st.State, at.Sub(started).Round(time.Millisecond), st.Reason)
-		if st.State != forward.StateFailed && st.State != forward.StateRetrying {
+		if st.State != control.StateFailed && st.State != control.StateRetrying {
 			t.Errorf("state %s, want failed or retrying", st.State)
 		}
 		waitUntil(t, 10*time.Second, "kpf to log unauthorized", func(context.Context) (bool, error) {
@@ -690,12 +690,12 @@ func TestE2EFaultTokenRevoked(t *testing.T) {
 		tok.waitAuth(t, c, false)
 		kubectl(t, s, "--context", c.Name, "--kubeconfig", c.Kubeconfig, "-n", ns, "delete", "pod", before.Pod, "--wait=false")
 		deleted := time.Now()
-		st, at := waitStatus(t, s, cfg, 60*time.Second, "status to say unauthorized", func(st forward.Status) bool {
-			return unauthorized(st) && st.State == forward.StateRetrying
+		st, at := waitStatus(t, s, cfg, 60*time.Second, "status to say unauthorized", func(st control.Forward) bool {
+			return unauthorized(st) && st.State == control.StateRetrying
 		})
 		t.Logf("FIGURE token-revoked: %s (attempt %d) %s after the pod was replaced: %s", st.State, st.Attempts, at.Sub(deleted).Round(time.Millisecond), st.Reason)
 		// The retries back off: 250ms, 500ms, 1s, 2s, ... up to 30s.
-		later, _ := waitStatus(t, s, cfg, 60*time.Second, "more attempts", func(s2 forward.Status) bool {
+		later, _ := waitStatus(t, s, cfg, 60*time.Second, "more attempts", func(s2 control.Forward) bool {
 			return unauthorized(s2) && s2.Attempts >= 5
 		})
 		t.Logf("after attempt %d: %s, next at %s", later.Attempts, later.State, later.RetryAt.Format(time.StampMilli))
@@ -752,8 +752,8 @@ func TestE2EFaultInterruptWhileDialing(t *testing.T) {
 	}
 	// The restarted forward resolves its pod again (its caches are fresh)
 	// and then dials it, for up to 15 s.
-	st, _ := waitStatus(t, s, cfg, 10*time.Second, "the forward to dial its pod", func(st forward.Status) bool {
-		return st.State == forward.StateStarting && strings.Contains(st.Reason, "opening a port-forward session to pod")
+	st, _ := waitStatus(t, s, cfg, 10*time.Second, "the forward to dial its pod", func(st control.Forward) bool {
+		return st.State == control.StateStarting && strings.Contains(st.Reason, "opening a port-forward session to pod")
 	})
 	t.Logf("while dialing: %s (pod %s): %s", st.State, st.Pod, st.Reason)
 

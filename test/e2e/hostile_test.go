@@ -16,8 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/control"
-	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/internal/control"
 )
 
 // nobody is the uid and gid tests run kpf as when they need another user.
@@ -276,11 +275,11 @@ forwards:
 	waitUntil(t, 30*time.Second, "kpf status to show each reason", func(ctx context.Context) (bool, error) {
 		snap, _ := kpfStatus(t, s, cfg)
 		for name, reason := range want {
-			if f := statusOf(snap, name); f.State != forward.StateRetrying || !strings.Contains(f.Reason, reason) {
+			if f := statusOf(snap, name); f.State != control.StateRetrying || !strings.Contains(f.Reason, reason) {
 				return false, nil
 			}
 		}
-		return statusOf(snap, "good").State == forward.StateReady, nil
+		return statusOf(snap, "good").State == control.StateReady, nil
 	})
 }
 

@@ -15,7 +15,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/internal/control"
 )
 
 // netnsHelperEnv, when set, makes the e2e test binary a helper instead of
@@ -172,7 +172,7 @@ forwards:
 	})
 	snap, _ := kpfStatus(t, s, cfg)
 	for _, name := range []string{"dflt", "v6"} {
-		if f := statusOf(snap, name); f.State == forward.StateRetrying || f.State == "" {
+		if f := statusOf(snap, name); f.State == control.StateRetrying || f.State == "" {
 			t.Errorf("%s: %s: %s", name, f.State, f.Reason)
 		}
 	}

@@ -14,10 +14,10 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/connect"
-	"github.com/kpf-dev/kpf/pkg/config"
-	"github.com/kpf-dev/kpf/pkg/forward"
-	"github.com/kpf-dev/kpf/pkg/kube"
+	"github.com/kpf-dev/kpf/internal/forward"
+	"github.com/kpf-dev/kpf/internal/kube"
 )
 
 // A forward run in-process through the real port-forward path leaves no

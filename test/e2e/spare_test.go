@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/control"
-	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/internal/control"
 )
 
 // countingBackend is a backend that counts the connections it accepted
@@ -78,8 +77,8 @@ func greetAndEcho(addr string) (string, time.Duration, error) {
 }
 
 // twoSpares: the forward is ready with two spare connections open.
-func twoSpares(st forward.Status) bool {
-	return st.State == forward.StateReady && len(st.Ports) > 0 && st.Ports[0].Spares == 2
+func twoSpares(st control.Forward) bool {
+	return st.State == control.StateReady && len(st.Ports) > 0 && st.Ports[0].Spares == 2
 }
 
 // A forward with spare: 2 keeps two connections open to the pod before
@@ -142,7 +141,7 @@ forwards:
 		t.Fatalf("a client through a spare: %q, %v", g, err)
 	}
 	t.Logf("a client through a spare: greeting %s after the connect", took.Round(time.Microsecond))
-	st, _ = waitStatus(t, s, cfg, 10*time.Second, "the taken spare to be replaced", func(st forward.Status) bool {
+	st, _ = waitStatus(t, s, cfg, 10*time.Second, "the taken spare to be replaced", func(st control.Forward) bool {
 		return twoSpares(st) && st.Ports[0].SparesTaken == 1
 	})
 	if n := serving.accepted.Load(); n != 3 {
@@ -177,7 +176,7 @@ forwards:
 	// go to the other pod.
 	victim := podOf(t, s.primary, ns, serving.backend)
 	kubectl(t, s, "--context", "e2e", "-n", ns, "delete", "pod", victim, "--wait=false")
-	waitStatus(t, s, cfg, 30*time.Second, "two spares on the other pod", func(st forward.Status) bool {
+	waitStatus(t, s, cfg, 30*time.Second, "two spares on the other pod", func(st control.Forward) bool {
 		return twoSpares(st) && st.Pod != victim
 	})
 	waitUntil(t, 10*time.Second, "the other pod to see the spares", func(context.Context) (bool, error) {
@@ -203,7 +202,7 @@ forwards:
 	if !strings.Contains(p.stderr.String(), "the pod keeps closing spare connections at once") {
 		t.Errorf("kpf did not warn about the pod closing its spare connections")
 	}
-	if st := statusOf(mustStatus(t, s, cfg), "closer"); st.State != forward.StateReady {
+	if st := statusOf(mustStatus(t, s, cfg), "closer"); st.State != control.StateReady {
 		t.Errorf("the closer forward is %s (%s): failing spares must not fail the forward", st.State, st.Reason)
 	}
 }

@@ -15,8 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kpf-dev/kpf/pkg/control"
-	"github.com/kpf-dev/kpf/pkg/forward"
+	"github.com/kpf-dev/kpf/internal/control"
 )
 
 // kpfStatus runs `kpf status -o json -f config` and decodes it.
@@ -38,13 +37,13 @@ func kpfStatus(t *testing.T, s *suite, config string) (control.Snapshot, int) {
 	return snap, code
 }
 
-func statusOf(snap control.Snapshot, name string) forward.Status {
+func statusOf(snap control.Snapshot, name string) control.Forward {
 	for _, f := range snap.Forwards {
 		if f.Name == name {
 			return f
 		}
 	}
-	return forward.Status{}
+	return control.Forward{}
 }
 
 // kpf status follows a pod deletion (ready on one pod, then ready on
@@ -75,10 +74,10 @@ forwards:
 		t.Errorf("kpf status with a failed forward: exit %d, want 1", code)
 	}
 	echo, broken := statusOf(snap, "echo"), statusOf(snap, "broken")
-	if echo.State != forward.StateReady || echo.Pod == "" {
+	if echo.State != control.StateReady || echo.Pod == "" {
 		t.Fatalf("echo: %+v, want ready on a pod", echo)
 	}
-	if broken.State != forward.StateFailed || !strings.Contains(broken.Reason, `service "nope" not found`) {
+	if broken.State != control.StateFailed || !strings.Contains(broken.Reason, `service "nope" not found`) {
 		t.Fatalf("broken: %+v, want failed with the reason", broken)
 	}
 	if echo.Target != "e2e/"+ns+"/svc/echo" || len(echo.Ports) != 1 {
@@ -90,7 +89,7 @@ forwards:
 	waitUntil(t, 30*time.Second, "status to show echo ready on another pod", func(context.Context) (bool, error) {
 		snap, _ := kpfStatus(t, s, cfg)
 		e := statusOf(snap, "echo")
-		return e.State == forward.StateReady && e.Pod != "" && e.Pod != first, nil
+		return e.State == control.StateReady && e.Pod != "" && e.Pod != first, nil
 	})
 	table, _ := exec.Command(s.kpf, "status", "-f", cfg).Output()
 	for _, want := range []string{"FORWARD", "echo", "ready", "broken", "failed", `service "nope" not found`} {
@@ -173,11 +172,11 @@ forwards:
     health: {%s, interval: 1s, timeout: 900ms, threshold: 2}
 `, ns, port, health))
 			startKpf(t, s, cfg)
-			var first forward.Status
+			var first control.Forward
 			waitUntil(t, 30*time.Second, "the forward to be ready", func(context.Context) (bool, error) {
 				snap, _ := kpfStatus(t, s, cfg)
 				first = statusOf(snap, "echo")
-				return first.State == forward.StateReady && first.Pod != "", nil
+				return first.State == control.StateReady && first.Pod != "", nil
 			})
 			// Point the serving pod's port at the broken backend.
 			kubectlE2E(t, s, "-n", ns, "annotate", "--overwrite", "pod", first.Pod, fmt.Sprintf("test.kpf.dev/assigned-forward-8080=%d", broken.port))
@@ -185,7 +184,7 @@ forwards:
 			waitUntil(t, 30*time.Second, "the forward to move to the healthy pod", func(context.Context) (bool, error) {
 				snap, _ := kpfStatus(t, s, cfg)
 				e := statusOf(snap, "echo")
-				return e.State == forward.StateReady && e.Pod != "" && e.Pod != first.Pod, nil
+				return e.State == control.StateReady && e.Pod != "" && e.Pod != first.Pod, nil
 			})
 			t.Logf("%s check: moved off %s %s after its port broke", kind, first.Pod, time.Since(broke).Round(100*time.Millisecond))
 		})
@@ -216,7 +215,7 @@ forwards:
 	if code != 0 {
 		t.Errorf("kpf status exit %d with one ready and one disabled forward, want 0", code)
 	}
-	if off := statusOf(snap, "off"); off.State != forward.StateDisabled {
+	if off := statusOf(snap, "off"); off.State != control.StateDisabled {
 		t.Errorf("disabled forward: %+v", off)
 	}
 	before := statusOf(snap, "echo")
@@ -231,7 +230,7 @@ forwards:
 	waitUntil(t, 15*time.Second, "echo to be ready again after the restart", func(context.Context) (bool, error) {
 		snap, _ := kpfStatus(t, s, cfg)
 		e := statusOf(snap, "echo")
-		return e.State == forward.StateReady && e.Since.After(before.Since), nil
+		return e.State == control.StateReady && e.Since.After(before.Since), nil
 	})
 	if !strings.Contains(p.stderr.String(), "restarted on request") {
 		t.Errorf("kpf did not log the restart")

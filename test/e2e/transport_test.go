@@ -19,7 +19,7 @@ import (
 // kpf opens its port-forward sessions over the WebSocket tunnel by
 // default and, with KUBECTL_PORT_FORWARD_WEBSOCKETS=false, over an HTTP
 // upgrade to SPDY, as kubectl does. Either way a forward greets and echoes
-// 8 MiB byte-exact (each frame written whole, see pkg/tunnel/framing.go).
+// 8 MiB byte-exact (each frame written whole, see internal/tunnel/framing.go).
 func TestE2EBothTransportsCarryAForward(t *testing.T) {
 	s := needSuite(t)
 	ns := newNamespace(t, s.primary, "transport")
@@ -45,7 +45,7 @@ func TestE2EBothTransportsCarryAForward(t *testing.T) {
 				t.Fatalf("8 MiB echo: %v", err)
 			}
 			// A client that speaks first has its first bytes sent with the
-			// frames that open its streams (pkg/tunnel FirstBytes), and
+			// frames that open its streams (internal/tunnel FirstBytes), and
 			// the kubelet's side takes them.
 			for i := range 5 {
 				c2, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
@@ -90,7 +90,7 @@ var sentAhead = regexp.MustCompile(`connection opened.* sent_ahead=[1-9]`)
 // connections at once, and kpf must pass that on rather than wait for its
 // next regular SPDY ping (portforward.PingPeriod, 10 s), which is what
 // ended such a connection over WebSocket before kpf pinged leaving pods
-// (pkg/tunnel/spdy.go).
+// (internal/tunnel/spdy.go).
 const maxDeletedPodHang = 3 * time.Second
 
 // An idle connection whose pod is deleted ends within a round trip of the

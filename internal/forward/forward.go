@@ -1,0 +1,486 @@
+// Package forward runs one declared forward: it binds the forward's local
+// listeners and keeps them bound for its whole life, follows the target's
+// ready endpoints, and sends each new connection to a ready pod, waiting
+// for one when none is ready. It knows nothing of retries across failures
+// of the whole forward; package reconcile supervises it.
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kpf-dev/kpf/internal/broadcast"
+	"github.com/kpf-dev/kpf/internal/config"
+	"github.com/kpf-dev/kpf/internal/connect"
+	"github.com/kpf-dev/kpf/internal/kube"
+	"github.com/kpf-dev/kpf/internal/sleepwatch"
+	"github.com/kpf-dev/kpf/internal/tunnel"
+)
+
+// Options tune a Runner; the zero value gives the defaults.
+type Options struct {
+	// ProbeInterval, if set, overrides the health check interval of the
+	// forward's spec.
+	ProbeInterval time.Duration
+	// DialTimeout bounds waiting for a port-forward session when
+	// refreshing; 0 means 15 s.
+	DialTimeout time.Duration
+	// Sleep announces that the machine slept, when the forward probes its
+	// tunnel at once. Share one among every forward of a process; nil
+	// means a Watcher of the forward's own.
+	Sleep *sleepwatch.Watcher
+}
+
+// Runner runs one forward. Create it with New; Run it once.
+type Runner struct {
+	spec     config.Forward
+	clusters connect.ClusterSource
+	opts     Options
+	log      *slog.Logger
+
+	changed  broadcast.Changes
+	state    atomic.Pointer[Status]
+	sessions atomic.Int64 // port-forward sessions used, over every run
+	// attempts and retryAt describe the pending retry to open a session.
+	attempts atomic.Int64
+	retryAt  atomic.Pointer[time.Time]
+	// healthFails counts consecutive failed checks per pod; used by the
+	// Run goroutine only.
+	healthFails map[string]int
+	rr          atomic.Uint64
+	current     sync.Map // remote port string -> pod name in use
+	// avoid holds the pods whose dial or health check failed lately.
+	avoid connect.Avoid
+	ports []*portState
+}
+
+type portState struct {
+	mapping config.PortMapping
+	addr    string
+	stats   tunnel.Stats
+	// spares holds the mapping's spare connections; nil without spares.
+	spares *spareSet
+}
+
+// New returns a Runner for spec.
+func New(spec config.Forward, clusters connect.ClusterSource, opts Options, log *slog.Logger) *Runner {
+	// A spec built in code rather than loaded may leave health unset.
+	if spec.Health.Interval == 0 {
+		spec.Health.Interval = 10 * time.Second
+	}
+	if spec.Health.Timeout == 0 {
+		spec.Health.Timeout = 5 * time.Second
+	}
+	if spec.Health.Threshold == 0 {
+		spec.Health.Threshold = 3
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 15 * time.Second
+	}
+	r := &Runner{spec: spec, clusters: clusters, opts: opts, log: log, healthFails: map[string]int{}}
+	for _, m := range spec.Ports {
+		p := &portState{mapping: m, addr: net.JoinHostPort(spec.Address, strconv.Itoa(int(m.Local)))}
+		if spec.Spare > 0 {
+			p.spares = newSpareSet(spec.Spare)
+		}
+		r.ports = append(r.ports, p)
+	}
+	r.setState(StateStarting, "", "")
+	return r
+}
+
+// Spec is the forward this runner runs.
+func (r *Runner) Spec() config.Forward { return r.spec }
+
+// Run binds the listeners and serves until ctx is done (returning nil) or
+// the forward cannot go on (returning why: an unknown context, a local port
+// in use). Waiting for endpoints is not a failure: Run keeps the listeners
+// bound and reports the state. When Run returns, every listener, session,
+// connection and goroutine it started is gone.
+func (r *Runner) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cl, err := r.clusters(r.spec.Context)
+	if err != nil {
+		return err
+	}
+	ns, release := cl.Watch(r.spec.Namespace, r.changed.Notify)
+	defer release()
+
+	type bound struct {
+		port *portState
+		l    net.Listener
+	}
+	var listeners []bound
+	defer func() {
+		for _, b := range listeners {
+			b.l.Close()
+		}
+	}()
+	for _, p := range r.ports {
+		ls, err := listen(ctx, r.spec, p.mapping, r.log)
+		if err != nil {
+			return err
+		}
+		for _, l := range ls {
+			listeners = append(listeners, bound{p, l})
+		}
+	}
+
+	// Sessions are shared with every other forward to the same pods; the
+	// lease keeps warm the ones this forward uses.
+	pool := cl.Sessions().Lease()
+	pool.OnSession = func(s *tunnel.Session) {
+		r.sessions.Add(1)
+		r.log.Debug("using port-forward session", "pod", s.Pod.String(), "transport", s.Transport())
+		// A client's connection may have opened it while the forward was
+		// waiting to retry: look again now rather than at the retry.
+		r.changed.Notify()
+	}
+	defer pool.Close()
+
+	var wg sync.WaitGroup
+	// Everything started below ends with ctx: cancel it before waiting,
+	// also when Run returns because a listener failed.
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	errc := make(chan error, len(listeners))
+	for _, b := range listeners {
+		p := b.port
+		srv := &tunnel.Server{
+			Listener: b.l,
+			Dial: func(ctx context.Context, first *tunnel.FirstBytes) (tunnel.Upstream, string, error) {
+				if up, label, ok := r.takeSpare(ns, p); ok {
+					return up, label, nil
+				}
+				return r.dial(ctx, ns, pool, p.mapping.Remote, first)
+			},
+			Wait:  r.spec.WaitForReady,
+			Log:   r.log.With("local", b.l.Addr().String()),
+			Stats: &p.stats,
+		}
+		wg.Go(func() {
+			if err := srv.Serve(ctx); err != nil {
+				errc <- fmt.Errorf("serve %s: %w", b.l.Addr(), err)
+			}
+		})
+	}
+	for _, p := range r.ports {
+		if p.spares != nil {
+			wg.Go(func() { r.keepSpares(ctx, ns, pool, p) })
+		}
+	}
+	r.setState(StateWaiting, "waiting for the namespace's caches to sync", "")
+	_ = ns.WaitSynced(ctx, func(err error) { r.setState(stateFor(err), err.Error(), "") })
+
+	interval := r.spec.Health.Interval
+	if r.opts.ProbeInterval > 0 {
+		interval = r.opts.ProbeInterval
+	}
+	probe := time.NewTicker(interval)
+	defer probe.Stop()
+	sleep := r.opts.Sleep
+	if sleep == nil {
+		sleep = sleepwatch.New(0, 0, r.log)
+		wg.Go(func() { sleep.Run(ctx) })
+	}
+	// retry fires when a session that could not be opened is due for
+	// another attempt; attempts counts the failures in a row.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	attempts := 0
+	lastLogged := "" // the cause of the failure streak last logged as a warning
+	check := false
+	for {
+		changed := r.changed.Next()
+		woke := sleep.Woke()
+		sess, err := r.refresh(ctx, ns, pool, check)
+		check = false
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			attempts++
+			delay := retryDelay(attempts, errors.Is(err, kube.ErrUnauthorized))
+			retry.Reset(delay)
+			r.setRetry(attempts, time.Now().Add(delay))
+			// A failure streak is logged once per cause; repeats of the
+			// same cause go to debug.
+			if attempts == 1 || err.Error() != lastLogged {
+				r.log.Warn("cannot open a port-forward session; retrying", "err", err, "in", delay.Round(time.Millisecond), "attempt", attempts)
+				lastLogged = err.Error()
+			} else {
+				r.log.Debug("cannot open a port-forward session; retrying", "err", err, "in", delay.Round(time.Millisecond), "attempt", attempts)
+			}
+		case attempts > 0:
+			attempts = 0
+			retry.Stop()
+			r.setRetry(0, time.Time{})
+		}
+		var ended <-chan struct{}
+		if sess != nil {
+			ended = sess.Done()
+		}
+		select {
+		case <-ctx.Done():
+			r.setState(StateStopped, "", "")
+			return nil
+		case err := <-errc:
+			return err
+		case <-changed:
+		case <-ended:
+			// The API server or the node went away, or the pod was
+			// deleted: reconnect now, not at the next probe.
+			r.log.Info("port-forward session ended; reconnecting", "pod", sess.Pod.String())
+		case <-retry.C:
+		case <-probe.C:
+			check = true
+		case <-woke:
+			// The machine slept: the tunnel is likely dead, so probe it
+			// now rather than at the next interval.
+			r.log.Debug("probing the tunnel after a sleep")
+			check = true
+		}
+	}
+}
+
+// retryDelay is the wait before another attempt to open a session after
+// attempts failures in a row: from 250 ms, doubling, at most 1 s so that a
+// forward serves again within about a second of the API server or node
+// coming back; at most 30 s when the credentials were rejected, which only
+// the user can fix (a new client connection still tries at once).
+func retryDelay(attempts int, unauthorized bool) time.Duration {
+	limit := time.Second
+	if unauthorized {
+		limit = 30 * time.Second
+	}
+	d := 250 * time.Millisecond
+	for i := 1; i < attempts && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// refresh re-resolves the endpoints, keeps a session open to the pod that
+// new connections would use (so the first connection is quick and the
+// state is honest), optionally runs the health check through it, and lets
+// go of sessions to pods that are no longer ready.
+//
+// A check that cannot open a stream means the session is dead: it is
+// closed at once and the next refresh reconnects. A check that reaches the
+// pod but fails (nothing listens, HTTP error) counts towards the
+// threshold; at the threshold the pod is avoided for new connections while
+// another is ready, so the forward re-targets.
+//
+// It returns the session it holds, and an error when a session could not
+// be opened (or a probe found it dead): the caller retries with backoff.
+func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, probe bool) (*tunnel.Session, error) {
+	ready := map[string]bool{}
+	var firstErr error
+	var pod string
+	var healthEps []kube.Endpoint
+	for _, p := range r.ports {
+		eps, err := ns.Resolve(r.spec.Target, p.mapping.Remote)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		for _, ep := range eps {
+			ready[ep.Pod] = true
+		}
+		if pod == "" {
+			pod = r.pick(p.mapping.Remote, eps, false).Pod
+		}
+		if p.mapping.Remote == r.spec.Health.Port || healthEps == nil {
+			healthEps = eps
+		}
+	}
+	pool.Retain(func(p tunnel.Pod) bool { return ready[p.Name] })
+	if firstErr != nil {
+		r.setState(stateFor(firstErr), firstErr.Error(), "")
+		return nil, nil
+	}
+	// The first dial follows the wait for the caches: say what is
+	// waited on now. (A forward that failed keeps its reason until the
+	// dial succeeds or fails otherwise: one line per change.)
+	if cur := r.state.Load(); cur != nil && cur.State == StateWaiting {
+		r.setState(StateStarting, "opening a port-forward session to pod "+pod, pod)
+	}
+	dctx, cancel := context.WithTimeout(ctx, r.opts.DialTimeout)
+	defer cancel()
+	sess, err := pool.Get(dctx, tunnel.Pod{Namespace: r.spec.Namespace, Name: pod})
+	if err != nil {
+		err = ns.Explain(err)
+		if ctx.Err() == nil {
+			r.setState(StateFailed, err.Error(), pod)
+		}
+		return nil, err
+	}
+	if probe {
+		var port uint16
+		for _, ep := range healthEps {
+			if ep.Pod == pod {
+				port = ep.Port
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
+		defer cancel()
+		started := time.Now()
+		err := r.sharedCheck(pctx, sess, port)
+		switch {
+		case err == nil:
+			delete(r.healthFails, pod)
+		case ctx.Err() != nil:
+			return sess, nil
+		case errors.Is(err, errTransport) && sess.Busy(started):
+			// Data kept moving while the check waited for its stream:
+			// the session is slow, not dead. Closing it would cut every
+			// connection it carries.
+			r.log.Debug("probe could not open a stream in time on a busy session; keeping it", "pod", pod, "err", err)
+		case errors.Is(err, errTransport):
+			r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
+			sess.Close()
+			r.setState(StateFailed, "probe: "+err.Error(), pod)
+			return nil, fmt.Errorf("probe: %w", err)
+		default:
+			r.healthFails[pod]++
+			n := r.healthFails[pod]
+			if n < r.spec.Health.Threshold {
+				r.log.Debug("health check failed", "pod", pod, "err", err, "failures", n, "threshold", r.spec.Health.Threshold)
+				break
+			}
+			r.log.Warn("pod unhealthy; avoiding it for new connections", "pod", pod, "err", err, "failures", n)
+			r.avoid.Mark(kube.Endpoint{Namespace: r.spec.Namespace, Pod: pod}, time.Duration(r.spec.Health.Threshold)*r.spec.Health.Interval)
+			delete(r.healthFails, pod)
+			r.current.Delete(r.ports[0].mapping.Remote.String())
+			r.setState(StateFailed, "health: "+err.Error(), pod)
+			r.changed.Notify()
+			return sess, nil
+		}
+		r.probeInUse(ctx, pool, sess, healthEps)
+	}
+	r.setState(StateReady, "", pod)
+	return sess, nil
+}
+
+// probeInUse runs the transport part of the health check through every
+// other session that carries connections of the forward's pods: the extra
+// sessions Lease.Dial spreads connections over, and the sessions to pods
+// other than the one probed (round-robin). A session on which the check
+// cannot open a stream in time while no data moves is wedged (a pod that
+// stopped reading holds every write of its session): it is closed, which
+// resets its connections, rather than leave them hanging. Pod-side
+// failures are left to the main check.
+func (r *Runner) probeInUse(ctx context.Context, pool *tunnel.Lease, probed *tunnel.Session, eps []kube.Endpoint) {
+	var wg sync.WaitGroup
+	for pod, sessions := range pool.InUse() {
+		var port uint16
+		for _, ep := range eps {
+			if ep.Pod == pod.Name {
+				port = ep.Port
+			}
+		}
+		if port == 0 {
+			continue
+		}
+		for _, s := range sessions {
+			if s == probed {
+				continue
+			}
+			wg.Go(func() {
+				pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
+				defer cancel()
+				started := time.Now()
+				err := r.sharedCheck(pctx, s, port)
+				if ctx.Err() != nil || !errors.Is(err, errTransport) || s.Busy(started) {
+					return
+				}
+				r.log.Warn("probe through a session in use failed; closing it", "pod", pod.String(), "connections", s.Active(), "err", err)
+				s.Close()
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// dial waits for a ready endpoint and opens a connection to it, sending
+// the client's first bytes along when it can. A dial that fails after
+// sending them is not retried: they may have reached the pod.
+func (r *Runner) dial(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, remote config.Port, first *tunnel.FirstBytes) (tunnel.Upstream, string, error) {
+	target := connect.Target{
+		Resolve: func() ([]kube.Endpoint, error) { return ns.Resolve(r.spec.Target, remote) },
+		Changes: &r.changed,
+		Explain: ns.Explain,
+	}
+	opts := connect.Options{
+		Avoid: &r.avoid,
+		Pick:  func(eps []kube.Endpoint) kube.Endpoint { return r.pick(remote, eps, true) },
+		Final: func(err error) bool { return errors.Is(err, tunnel.ErrSentAhead) },
+		Log:   r.log,
+	}
+	c, ep, err := connect.Dial(ctx, target, opts, func(ctx context.Context, ep kube.Endpoint) (*tunnel.Conn, error) {
+		return pool.DialFirst(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port, first)
+	})
+	if we, ok := errors.AsType[*connect.WaitError](err); ok {
+		last := we.Last
+		if last == nil {
+			last = we.Ctx
+		}
+		return nil, "", fmt.Errorf("no ready endpoint within %s: %w", r.spec.WaitForReady, last)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return c, ep.String(), nil
+}
+
+// pick chooses an endpoint: with balance "first", the pod in use while it
+// stays ready, else the first by name; with "round-robin", the next one.
+// Pods that just failed a dial are avoided while others are ready.
+func (r *Runner) pick(remote config.Port, eps []kube.Endpoint, forConn bool) kube.Endpoint {
+	usable := r.avoid.Usable(eps)
+	key := remote.String()
+	if r.spec.Balance == config.BalanceRoundRobin && forConn {
+		return usable[int(r.rr.Add(1)-1)%len(usable)]
+	}
+	if cur, ok := r.current.Load(key); ok {
+		if i := slices.IndexFunc(usable, func(e kube.Endpoint) bool { return e.Pod == cur.(string) }); i >= 0 {
+			return usable[i]
+		}
+	}
+	ep := usable[0]
+	if prev, ok := r.current.Swap(key, ep.Pod); !ok || prev.(string) != ep.Pod {
+		r.log.Info("using pod", "pod", ep.Namespace+"/"+ep.Pod, "remote", remote.String())
+	}
+	return ep
+}
+
+// stateFor is the state of a forward that cannot resolve its target
+// because of err: waiting while the target has no ready pod, the caches
+// are filling or the API server is slow to answer; failed when something
+// needs the user (the API server refuses or rejects kpf, the target does
+// not exist).
+func stateFor(err error) State {
+	if ce, ok := errors.AsType[*kube.ClusterError](err); ok {
+		if ce.Cause == kube.CauseTimeout {
+			return StateWaiting
+		}
+		return StateFailed
+	}
+	if errors.Is(err, kube.ErrNoReadyEndpoints) || errors.Is(err, kube.ErrNotSynced) {
+		return StateWaiting
+	}
+	return StateFailed
+}

@@ -1,0 +1,292 @@
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kpf-dev/kpf/internal/config"
+)
+
+// Endpoint is one ready pod a forward may use, with the pod port that the
+// forward's remote port resolved to.
+type Endpoint struct {
+	Namespace string
+	Pod       string
+	UID       types.UID
+	Port      uint16
+}
+
+// String is namespace/pod:port.
+func (e Endpoint) String() string { return fmt.Sprintf("%s/%s:%d", e.Namespace, e.Pod, e.Port) }
+
+// ErrNotSynced means the namespace's caches are not filled yet; Err may
+// hold the reason (for example an RBAC denial).
+var ErrNotSynced = errors.New("waiting for the namespace's caches to sync")
+
+// notSynced is ErrNotSynced with its cause, which is also its message.
+type notSynced struct{ cause error }
+
+func (e notSynced) Error() string   { return e.cause.Error() }
+func (e notSynced) Unwrap() []error { return []error{ErrNotSynced, e.cause} }
+
+// ErrNoReadyEndpoints means the target exists but has no ready pod now.
+var ErrNoReadyEndpoints = errors.New("no ready endpoints")
+
+// Resolve returns the ready endpoints of target for remote port, sorted by
+// pod name, from the informers' caches. A target that does not exist, or a
+// port name that it does not define, is an error that names it; a target
+// with no ready pod returns ErrNoReadyEndpoints.
+func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoint, error) {
+	kinds := []string{kindEndpointSlices, kindServices, kindPods}
+	switch target.Kind {
+	case config.Deployment:
+		kinds = append(kinds, kindDeployments)
+	case config.StatefulSet:
+		kinds = append(kinds, kindStatefulSets)
+	}
+	if ok, err := n.synced(kinds...); !ok {
+		if err != nil {
+			// The cause first: it is what the user can act on.
+			return nil, notSynced{err}
+		}
+		return nil, ErrNotSynced
+	}
+	return resolveIn(n.indexer, n.name, target, remote)
+}
+
+// resolveIn resolves target in namespace ns from the caches that stores
+// returns by kind: the informers' of a watched namespace, or the lists of
+// a NamespaceSnapshot. Both resolve alike.
+func resolveIn(stores func(kind string) cache.Indexer, ns string, target config.Target, remote config.Port) ([]Endpoint, error) {
+	pods := corelisters.NewPodLister(stores(kindPods)).Pods(ns)
+	var eps []Endpoint
+	var err error
+	switch target.Kind {
+	case config.Service:
+		eps, err = resolveService(stores, ns, target.Name, remote, pods)
+	case config.Pod:
+		pod, gerr := pods.Get(target.Name)
+		if gerr != nil {
+			return nil, notFound("pod", target.Name, ns, gerr)
+		}
+		eps, err = podEndpoints([]*corev1.Pod{pod}, remote)
+	case config.Deployment:
+		d, gerr := appslisters.NewDeploymentLister(stores(kindDeployments)).Deployments(ns).Get(target.Name)
+		if gerr != nil {
+			return nil, notFound("deployment", target.Name, ns, gerr)
+		}
+		eps, err = selectPods(pods, d.Spec.Selector, remote)
+	case config.StatefulSet:
+		s, gerr := appslisters.NewStatefulSetLister(stores(kindStatefulSets)).StatefulSets(ns).Get(target.Name)
+		if gerr != nil {
+			return nil, notFound("statefulset", target.Name, ns, gerr)
+		}
+		eps, err = selectPods(pods, s.Spec.Selector, remote)
+	case config.Selector:
+		sel, perr := labels.Parse(target.Selector)
+		if perr != nil {
+			return nil, fmt.Errorf("selector %q: %w", target.Selector, perr)
+		}
+		list, lerr := pods.List(sel)
+		if lerr != nil {
+			return nil, lerr
+		}
+		eps, err = podEndpoints(list, remote)
+	default:
+		return nil, fmt.Errorf("unsupported target %v", target)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(eps) == 0 {
+		return nil, ErrNoReadyEndpoints
+	}
+	sort.Slice(eps, func(i, j int) bool { return eps[i].Pod < eps[j].Pod })
+	for i := range eps {
+		eps[i].Namespace = ns
+	}
+	return eps, nil
+}
+
+func notFound(kind, name, ns string, err error) error {
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%s %q not found in namespace %q", kind, name, ns)
+	}
+	return fmt.Errorf("get %s %q: %w", kind, name, err)
+}
+
+// resolveService maps a service port (number or name) to the endpoints of
+// the service's EndpointSlices: the slice port carrying the service port's
+// name holds the resolved targetPort number of each endpoint.
+//
+// The pod cache is consulted too: a pod being deleted is skipped even before
+// the EndpointSlice controller has marked its endpoint terminating.
+func resolveService(stores func(string) cache.Indexer, ns, name string, remote config.Port, pods corelisters.PodNamespaceLister) ([]Endpoint, error) {
+	svc, err := corelisters.NewServiceLister(stores(kindServices)).Services(ns).Get(name)
+	if err != nil {
+		return nil, notFound("service", name, ns, err)
+	}
+	var sp *corev1.ServicePort
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		if (remote.Name != "" && p.Name == remote.Name) || (remote.Name == "" && p.Port == int32(remote.Number)) {
+			sp = p
+			break
+		}
+	}
+	if sp == nil {
+		return nil, fmt.Errorf("service %q has no port %s (it has %s)", name, remote, servicePorts(svc))
+	}
+	if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
+		return nil, fmt.Errorf("service %q port %s is %s; only TCP can be forwarded", name, remote, sp.Protocol)
+	}
+	slices, err := serviceSlices(stores(kindEndpointSlices), ns, name)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[types.UID]bool{}
+	var eps []Endpoint
+	for _, s := range slices {
+		var port *int32
+		for _, p := range s.Ports {
+			if p.Name != nil && *p.Name == sp.Name && p.Port != nil {
+				port = p.Port
+			}
+		}
+		if port == nil {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if !endpointReady(ep) || ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || seen[ep.TargetRef.UID] {
+				continue
+			}
+			if p, err := pods.Get(ep.TargetRef.Name); err == nil && (p.UID != ep.TargetRef.UID || !PodReady(p)) {
+				continue
+			}
+			seen[ep.TargetRef.UID] = true
+			eps = append(eps, Endpoint{Pod: ep.TargetRef.Name, UID: ep.TargetRef.UID, Port: uint16(*port)})
+		}
+	}
+	return eps, nil
+}
+
+// serviceSlices returns the EndpointSlices of the service name, from the
+// index by service (the cache holds one namespace).
+func serviceSlices(idx cache.Indexer, ns, name string) ([]*discoveryv1.EndpointSlice, error) {
+	objs, err := idx.ByIndex(indexServiceName, name)
+	if err != nil {
+		// Not indexed (see ensure): scan the namespace.
+		sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
+		return discoverylisters.NewEndpointSliceLister(idx).EndpointSlices(ns).List(sel)
+	}
+	slices := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			slices = append(slices, s)
+		}
+	}
+	return slices, nil
+}
+
+// endpointReady follows the EndpointSlice API: a nil ready condition means
+// ready, and a terminating endpoint is never used for new connections.
+func endpointReady(ep discoveryv1.Endpoint) bool {
+	if ep.Conditions.Terminating != nil && *ep.Conditions.Terminating {
+		return false
+	}
+	return ep.Conditions.Ready == nil || *ep.Conditions.Ready
+}
+
+func servicePorts(svc *corev1.Service) string {
+	s := ""
+	for i, p := range svc.Spec.Ports {
+		if i > 0 {
+			s += ", "
+		}
+		if p.Name != "" {
+			s += fmt.Sprintf("%d (%s)", p.Port, p.Name)
+		} else {
+			s += fmt.Sprint(p.Port)
+		}
+	}
+	if s == "" {
+		return "no ports"
+	}
+	return s
+}
+
+func selectPods(pods corelisters.PodNamespaceLister, ls *metav1.LabelSelector, remote config.Port) ([]Endpoint, error) {
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return nil, fmt.Errorf("workload selector: %w", err)
+	}
+	list, err := pods.List(sel)
+	if err != nil {
+		return nil, err
+	}
+	return podEndpoints(list, remote)
+}
+
+// podEndpoints keeps the ready pods and resolves the container port.
+func podEndpoints(pods []*corev1.Pod, remote config.Port) ([]Endpoint, error) {
+	var eps []Endpoint
+	var portErr error
+	for _, p := range pods {
+		if !PodReady(p) {
+			continue
+		}
+		port, err := containerPort(p, remote)
+		if err != nil {
+			portErr = err
+			continue
+		}
+		eps = append(eps, Endpoint{Pod: p.Name, UID: p.UID, Port: port})
+	}
+	if len(eps) == 0 && portErr != nil {
+		return nil, portErr
+	}
+	return eps, nil
+}
+
+// PodReady reports whether the pod is running, not being deleted, and has
+// the Ready condition.
+func PodReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func containerPort(p *corev1.Pod, remote config.Port) (uint16, error) {
+	if remote.Name == "" {
+		return remote.Number, nil
+	}
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == remote.Name {
+				if cp.Protocol != "" && cp.Protocol != corev1.ProtocolTCP {
+					return 0, fmt.Errorf("pod %q port %q is %s; only TCP can be forwarded", p.Name, remote.Name, cp.Protocol)
+				}
+				return uint16(cp.ContainerPort), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("pod %q has no container port named %q", p.Name, remote.Name)
+}
