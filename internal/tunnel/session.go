@@ -409,6 +409,13 @@ func (s *Session) dialReserved(ctx context.Context, port uint16, first *FirstByt
 // before the kubelet accepts its streams, it sends what first holds along
 // with the opening frames; if it then fails without a clear answer, its
 // error wraps ErrSentAhead.
+//
+// Both streams are created at once: the kubelet pairs them by request id
+// in whatever order they come, so the connection costs one round trip to
+// it instead of two. Each stream is read from the moment the kubelet
+// accepts it (see earlyReader), while the dial waits for the other.
+// Nothing but the client's first bytes (aheadSender) is written before
+// both are accepted.
 func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Conn, error) {
 	if !s.Alive() {
 		return nil, ErrSessionClosed
@@ -418,158 +425,180 @@ func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Co
 	h.Set(corev1.StreamType, corev1.StreamTypeError)
 	h.Set(corev1.PortHeader, strconv.Itoa(int(port)))
 	h.Set(corev1.PortForwardRequestIDHeader, strconv.FormatInt(id, 10))
-
-	type created struct {
-		errStream, data httpstream.Stream
-		watch           *errorWatch
-		early           *earlyReader
-		err             error
-	}
-	// Create both streams at once: the kubelet pairs them by request id
-	// in whatever order they come, so the connection costs one round trip
-	// to it instead of two. Each stream is read from the moment the
-	// kubelet accepts it (see earlyReader), while this dial waits for the
-	// other. Nothing but the client's first bytes (aheadSender) is
-	// written before both are accepted.
-	res := make(chan created, 1)
+	res := make(chan streamPair, 1)
 	var ahead aheadSender
-	failed := func(err error) error {
-		if ahead.giveUp() {
-			return fmt.Errorf("%w: %w", ErrSentAhead, err)
-		}
-		return err
+	go func() { res <- s.openPair(h, first, &ahead) }()
+	r, err := s.awaitPair(ctx, port, first, &ahead, res)
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		errc := make(chan created, 1)
-		accepted := func(st httpstream.Stream, err error, closeIt bool) created {
-			if err != nil {
-				return created{err: err}
-			}
-			if closeIt {
-				// The error stream is read-only for us.
-				st.Close()
-			}
-			return created{errStream: st, watch: watchErrorStream(s.Pod, st)}
+	s.lastOpened.Store(time.Now().UnixNano())
+	return &Conn{session: s, port: port, data: r.data, errStream: r.errStream, watch: r.watch, early: r.early, closed: make(chan struct{})}, nil
+}
+
+// streamPair is the outcome of opening a connection's two streams.
+type streamPair struct {
+	errStream, data httpstream.Stream
+	watch           *errorWatch
+	early           *earlyReader
+	err             error
+}
+
+// acceptedErrorStream is the outcome of creating an error stream; the
+// stream is closed on our side when closeIt is set (it is read-only for
+// us).
+func acceptedErrorStream(pod Pod, st httpstream.Stream, err error, closeIt bool) streamPair {
+	if err != nil {
+		return streamPair{err: err}
+	}
+	if closeIt {
+		st.Close()
+	}
+	return streamPair{errStream: st, watch: watchErrorStream(pod, st)}
+}
+
+// openPair creates the error and data streams of one connection and
+// waits until the kubelet has answered both.
+func (s *Session) openPair(h http.Header, first *FirstBytes, ahead *aheadSender) streamPair {
+	dh := h.Clone()
+	dh.Set(corev1.StreamType, corev1.StreamTypeData)
+	errc := make(chan streamPair, 1)
+	var (
+		data httpstream.Stream
+		derr error
+		// stopAhead stops sending the client's bytes ahead; it returns
+		// once nothing more will be sent that way.
+		stopAhead = func() {}
+	)
+	if ac, ok := s.conn.(aheadConn); ok {
+		var err error
+		data, derr, stopAhead, err = s.openAhead(ac, h, dh, first, ahead, errc)
+		if err != nil {
+			return streamPair{err: err}
 		}
-		dh := h.Clone()
-		dh.Set(corev1.StreamType, corev1.StreamTypeData)
-		var (
-			data httpstream.Stream
-			derr error
-			// stopAhead stops sending the client's bytes ahead; it
-			// returns once nothing more will be sent that way.
-			stopAhead = func() {}
-		)
-		if ac, ok := s.conn.(aheadConn); ok {
-			// Send both opening frames, error stream first, and the
-			// client's first bytes right behind them, then wait for the
-			// kubelet to accept the streams. The error stream's frame
-			// goes first so that the kubelet, which reads a data
-			// stream's data only once its pair is complete, has its pair
-			// before the data. It also ends our side of the error
-			// stream, which is read-only for us, saving the frame that
-			// would end it later.
-			//
-			// The two frames and the bytes the client has sent by then
-			// go out in one write (holdFrames): one TLS record and one
-			// WebSocket message, which the API server relays in one
-			// piece.
-			release := ac.holdFrames()
-			errSt, err := ac.openStream(h, true)
-			if err != nil {
-				release() //nolint:errcheck // the error is err's
-				res <- created{err: fmt.Errorf("create error stream: %w", err)}
-				return
-			}
-			data, derr = ac.openStream(dh, false)
-			if derr != nil {
-				release() //nolint:errcheck // the error is derr's
-				errSt.Reset()
-				s.conn.RemoveStreams(errSt)
-				res <- created{err: fmt.Errorf("create data stream: %w", derr)}
-				return
-			}
-			dataSt := data
-			send := func(p []byte) error { return ac.sendAhead(dataSt, p) }
-			if first != nil {
-				ahead.sendNow(first, send)
-			}
-			if err := release(); err != nil {
-				errSt.Reset()
-				data.Reset()
-				s.conn.RemoveStreams(errSt, data)
-				res <- created{err: fmt.Errorf("send the streams' opening frames: %w", err)}
-				return
-			}
-			if first != nil {
-				stop, stopped := make(chan struct{}), make(chan struct{})
-				go func() {
-					defer close(stopped)
-					ahead.run(first, send, stop)
-				}()
-				stopAhead = func() {
-					close(stop)
-					<-stopped
-				}
-			}
-			go func() { errc <- accepted(errSt, ac.waitStream(errSt), false) }()
-			if derr = ac.waitStream(data); derr != nil {
-				data.Reset()
-				data = nil
-			}
-		} else {
-			go func() {
-				st, err := s.conn.CreateStream(h)
-				errc <- accepted(st, err, true)
-			}()
-			data, derr = s.conn.CreateStream(dh)
+	} else {
+		go func() {
+			st, err := s.conn.CreateStream(h)
+			errc <- acceptedErrorStream(s.Pod, st, err, true)
+		}()
+		data, derr = s.conn.CreateStream(dh)
+	}
+	defer stopAhead()
+	return s.pair(errc, data, derr)
+}
+
+// openAhead sends both opening frames, error stream first, and the
+// client's first bytes right behind them, then waits for the kubelet to
+// accept the data stream; the error stream's answer arrives on errc. The
+// error stream's frame goes first so that the kubelet, which reads a data
+// stream's data only once its pair is complete, has its pair before the
+// data. It also ends our side of the error stream, which is read-only for
+// us, saving the frame that would end it later.
+//
+// The two frames and the bytes the client has sent by then go out in one
+// write (holdFrames): one TLS record and one WebSocket message, which the
+// API server relays in one piece. A non-nil err means no stream is left
+// open; derr is the data stream's refusal.
+func (s *Session) openAhead(ac aheadConn, h, dh http.Header, first *FirstBytes, ahead *aheadSender, errc chan<- streamPair) (data httpstream.Stream, derr error, stopAhead func(), err error) {
+	stopAhead = func() {}
+	release := ac.holdFrames()
+	errSt, err := ac.openStream(h, true)
+	if err != nil {
+		release() //nolint:errcheck // the error is err's
+		return nil, nil, stopAhead, fmt.Errorf("create error stream: %w", err)
+	}
+	data, derr = ac.openStream(dh, false)
+	if derr != nil {
+		release() //nolint:errcheck // the error is derr's
+		errSt.Reset()
+		s.conn.RemoveStreams(errSt)
+		return nil, nil, stopAhead, fmt.Errorf("create data stream: %w", derr)
+	}
+	send := func(p []byte) error { return ac.sendAhead(data, p) }
+	if first != nil {
+		ahead.sendNow(first, send)
+	}
+	if err := release(); err != nil {
+		errSt.Reset()
+		data.Reset()
+		s.conn.RemoveStreams(errSt, data)
+		return nil, nil, stopAhead, fmt.Errorf("send the streams' opening frames: %w", err)
+	}
+	if first != nil {
+		stop, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			ahead.run(first, send, stop)
+		}()
+		stopAhead = func() {
+			close(stop)
+			<-stopped
 		}
-		var (
-			e     created
-			early *earlyReader
-		)
-		select {
-		case e = <-errc:
-			// Both accepted (the usual order): the caller reads from here.
-		default:
-			if derr == nil {
-				early = startEarlyRead(data)
-			}
-			e = <-errc
+	}
+	go func() { errc <- acceptedErrorStream(s.Pod, errSt, ac.waitStream(errSt), false) }()
+	if derr = ac.waitStream(data); derr != nil {
+		data.Reset()
+		return nil, derr, stopAhead, nil
+	}
+	return data, nil, stopAhead, nil
+}
+
+// pair joins the data stream (or its refusal, derr) with the error
+// stream's outcome from errc. When the data stream was accepted first, it
+// is read early while the error stream is awaited.
+func (s *Session) pair(errc <-chan streamPair, data httpstream.Stream, derr error) streamPair {
+	var (
+		e     streamPair
+		early *earlyReader
+	)
+	select {
+	case e = <-errc:
+		// Both accepted (the usual order): the caller reads from here.
+	default:
+		if derr == nil {
+			early = startEarlyRead(data)
 		}
-		switch {
-		case e.err == nil && derr != nil:
-			// When forwarding fails at once (nothing listens on the port)
-			// the kubelet may reset the data stream before replying to
-			// it; its reason is on the error stream. Report it through
-			// the connection, as when the pair was created first.
-			if reason := e.watch.wait(time.Second, e.errStream); reason != nil {
-				stopAhead()
-				res <- created{errStream: e.errStream, data: refusedStream{}, watch: e.watch}
-				return
-			}
-			s.conn.RemoveStreams(e.errStream)
-			stopAhead()
-			res <- created{err: fmt.Errorf("create data stream: %w", derr)}
-		case e.err != nil || derr != nil:
-			for _, st := range []httpstream.Stream{e.errStream, data} {
-				if st != nil {
-					st.Reset()
-				}
-			}
-			s.conn.RemoveStreams(e.errStream, data)
-			err := fmt.Errorf("create error stream: %w", e.err)
-			if e.err == nil {
-				err = fmt.Errorf("create data stream: %w", derr)
-			}
-			stopAhead()
-			res <- created{err: err}
-		default:
-			e.watch.attach(data)
-			stopAhead()
-			res <- created{errStream: e.errStream, data: data, watch: e.watch, early: early}
+		e = <-errc
+	}
+	switch {
+	case e.err == nil && derr != nil:
+		// When forwarding fails at once (nothing listens on the port) the
+		// kubelet may reset the data stream before replying to it; its
+		// reason is on the error stream. Report it through the
+		// connection, as when the pair was created first.
+		if reason := e.watch.wait(time.Second, e.errStream); reason != nil {
+			return streamPair{errStream: e.errStream, data: refusedStream{}, watch: e.watch}
 		}
-	}()
+		s.conn.RemoveStreams(e.errStream)
+		return streamPair{err: fmt.Errorf("create data stream: %w", derr)}
+	case e.err != nil || derr != nil:
+		for _, st := range []httpstream.Stream{e.errStream, data} {
+			if st != nil {
+				st.Reset()
+			}
+		}
+		s.conn.RemoveStreams(e.errStream, data)
+		if e.err == nil {
+			return streamPair{err: fmt.Errorf("create data stream: %w", derr)}
+		}
+		return streamPair{err: fmt.Errorf("create error stream: %w", e.err)}
+	default:
+		e.watch.attach(data)
+		return streamPair{errStream: e.errStream, data: data, watch: e.watch, early: early}
+	}
+}
+
+// awaitPair waits for openPair's outcome on res, until ctx ends (or,
+// once the client's bytes were sent ahead, until the client gives up),
+// the session ends, or the session stalls: a wait of StreamOpenStall
+// with no stream opened and no data moved closes the session.
+func (s *Session) awaitPair(ctx context.Context, port uint16, first *FirstBytes, ahead *aheadSender, res chan streamPair) (streamPair, error) {
+	failed := func(err error) (streamPair, error) {
+		if ahead.giveUp() {
+			return streamPair{}, fmt.Errorf("%w: %w", ErrSentAhead, err)
+		}
+		return streamPair{}, err
+	}
 	abandon := func() {
 		go func() {
 			if r := <-res; r.err == nil {
@@ -583,12 +612,13 @@ func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Co
 	stall := time.NewTimer(StreamOpenStall)
 	defer stall.Stop()
 	ctxDone := ctx.Done()
-	var r created
-wait:
 	for {
 		select {
-		case r = <-res:
-			break wait
+		case r := <-res:
+			if r.err != nil {
+				return failed(fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err))
+			}
+			return r, nil
 		case <-ctxDone:
 			if keep := first.keepWaiting(); ahead.wasSent() && keep != nil && ctxDone != keep {
 				// The request may be with the pod already: its answer
@@ -602,9 +632,9 @@ wait:
 			if err == nil {
 				err = first.ctx.Err()
 			}
-			return nil, failed(fmt.Errorf("dial %s:%d: %w", s.Pod, port, err))
+			return failed(fmt.Errorf("dial %s:%d: %w", s.Pod, port, err))
 		case <-s.done:
-			return nil, failed(ErrSessionClosed)
+			return failed(ErrSessionClosed)
 		case <-stall.C:
 			if s.progressed(since) {
 				// Slow, not stuck: a queue of streams ahead of ours.
@@ -615,16 +645,10 @@ wait:
 			ahead.giveUp()
 			abandon()
 			s.Close()
-			return nil, failed(fmt.Errorf("dial %s:%d: %w: %w: no stream opened and no data moved on it for %s; closed it",
+			return failed(fmt.Errorf("dial %s:%d: %w: %w: no stream opened and no data moved on it for %s; closed it",
 				s.Pod, port, ErrSessionClosed, ErrSessionStalled, StreamOpenStall))
 		}
 	}
-	if r.err != nil {
-		return nil, failed(fmt.Errorf("dial %s:%d: %w", s.Pod, port, r.err))
-	}
-	s.lastOpened.Store(time.Now().UnixNano())
-	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, watch: r.watch, early: r.early, closed: make(chan struct{})}
-	return c, nil
 }
 
 // refusedStream stands for the data stream of a pair the kubelet refused:
