@@ -114,25 +114,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	ns, release := cl.Watch(r.spec.Namespace, r.changed.Notify)
 	defer release()
-
-	type bound struct {
-		port *portState
-		l    net.Listener
-	}
-	var listeners []bound
+	listeners, err := r.listen(ctx)
 	defer func() {
 		for _, b := range listeners {
 			b.l.Close()
 		}
 	}()
-	for _, p := range r.ports {
-		ls, err := listen(ctx, r.spec, p.mapping, r.log)
-		if err != nil {
-			return err
-		}
-		for _, l := range ls {
-			listeners = append(listeners, bound{p, l})
-		}
+	if err != nil {
+		return err
 	}
 
 	// Sessions are shared with every other forward to the same pods; the
@@ -156,19 +145,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}()
 	errc := make(chan error, len(listeners))
 	for _, b := range listeners {
-		p := b.port
-		srv := &tunnel.Server{
-			Listener: b.l,
-			Dial: func(ctx context.Context, first *tunnel.FirstBytes) (tunnel.Upstream, string, error) {
-				if up, label, ok := r.takeSpare(ns, p); ok {
-					return up, label, nil
-				}
-				return r.dial(ctx, ns, pool, p.mapping.Remote, first)
-			},
-			Wait:  r.spec.WaitForReady,
-			Log:   r.log.With("local", b.l.Addr().String()),
-			Stats: &p.stats,
-		}
+		srv := r.server(b, ns, pool)
 		wg.Go(func() {
 			if err := srv.Serve(ctx); err != nil {
 				errc <- fmt.Errorf("serve %s: %w", b.l.Addr(), err)
@@ -182,50 +159,76 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.setState(StateWaiting, "waiting for the namespace's caches to sync", "")
 	_ = ns.WaitSynced(ctx, func(err error) { r.setState(stateFor(err), err.Error(), "") })
+	sleep := r.opts.Sleep
+	if sleep == nil {
+		sleep = sleepwatch.New(0, 0, r.log)
+		wg.Go(func() { sleep.Run(ctx) })
+	}
+	return r.follow(ctx, ns, pool, sleep, errc)
+}
 
+// boundListener is a listener of one of the forward's ports.
+type boundListener struct {
+	port *portState
+	l    net.Listener
+}
+
+// listen binds every port's listeners. On error, the ones bound so far
+// are returned too, for the caller to close.
+func (r *Runner) listen(ctx context.Context) ([]boundListener, error) {
+	var bound []boundListener
+	for _, p := range r.ports {
+		ls, err := listen(ctx, r.spec, p.mapping, r.log)
+		if err != nil {
+			return bound, err
+		}
+		for _, l := range ls {
+			bound = append(bound, boundListener{p, l})
+		}
+	}
+	return bound, nil
+}
+
+// server is the tunnel server of one listener: a client gets a spare
+// connection if one is open, else a dial through the lease.
+func (r *Runner) server(b boundListener, ns connect.Resolver, pool *tunnel.Lease) *tunnel.Server {
+	p := b.port
+	return &tunnel.Server{
+		Listener: b.l,
+		Dial: func(ctx context.Context, first *tunnel.FirstBytes) (tunnel.Upstream, string, error) {
+			if up, label, ok := r.takeSpare(ns, p); ok {
+				return up, label, nil
+			}
+			return r.dial(ctx, ns, pool, p.mapping.Remote, first)
+		},
+		Wait:  r.spec.WaitForReady,
+		Log:   r.log.With("local", b.l.Addr().String()),
+		Stats: &p.stats,
+	}
+}
+
+// follow keeps the forward's session and state current until ctx ends
+// (nil) or a listener fails (its error): it refreshes on every change of
+// the target, when the held session ends, when a failed attempt is due
+// for retry (with backoff), and probes health at every interval and after
+// the machine slept.
+func (r *Runner) follow(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, sleep *sleepwatch.Watcher, errc <-chan error) error {
 	interval := r.spec.Health.Interval
 	if r.opts.ProbeInterval > 0 {
 		interval = r.opts.ProbeInterval
 	}
 	probe := time.NewTicker(interval)
 	defer probe.Stop()
-	sleep := r.opts.Sleep
-	if sleep == nil {
-		sleep = sleepwatch.New(0, 0, r.log)
-		wg.Go(func() { sleep.Run(ctx) })
-	}
-	// retry fires when a session that could not be opened is due for
-	// another attempt; attempts counts the failures in a row.
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
-	attempts := 0
-	lastLogged := "" // the cause of the failure streak last logged as a warning
+	var retry retrier
+	defer retry.stop()
 	check := false
 	for {
 		changed := r.changed.Next()
 		woke := sleep.Woke()
 		sess, err := r.refresh(ctx, ns, pool, check)
 		check = false
-		switch {
-		case ctx.Err() != nil:
-		case err != nil:
-			attempts++
-			delay := retryDelay(attempts, errors.Is(err, kube.ErrUnauthorized))
-			retry.Reset(delay)
-			r.setRetry(attempts, time.Now().Add(delay))
-			// A failure streak is logged once per cause; repeats of the
-			// same cause go to debug.
-			if attempts == 1 || err.Error() != lastLogged {
-				r.log.Warn("cannot open a port-forward session; retrying", "err", err, "in", delay.Round(time.Millisecond), "attempt", attempts)
-				lastLogged = err.Error()
-			} else {
-				r.log.Debug("cannot open a port-forward session; retrying", "err", err, "in", delay.Round(time.Millisecond), "attempt", attempts)
-			}
-		case attempts > 0:
-			attempts = 0
-			retry.Stop()
-			r.setRetry(0, time.Time{})
+		if ctx.Err() == nil {
+			r.noteAttempt(&retry, err)
 		}
 		var ended <-chan struct{}
 		if sess != nil {
@@ -242,7 +245,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			// The API server or the node went away, or the pod was
 			// deleted: reconnect now, not at the next probe.
 			r.log.Info("port-forward session ended; reconnecting", "pod", sess.Pod.String())
-		case <-retry.C:
+		case <-retry.due():
 		case <-probe.C:
 			check = true
 		case <-woke:
@@ -251,6 +254,54 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.log.Debug("probing the tunnel after a sleep")
 			check = true
 		}
+	}
+}
+
+// retrier is the pending retry to open a session after failures in a
+// row. Its zero value has none pending.
+type retrier struct {
+	timer      *time.Timer
+	attempts   int
+	lastLogged string // the cause of the failure streak last logged as a warning
+}
+
+func (t *retrier) due() <-chan time.Time {
+	if t.timer == nil {
+		return nil
+	}
+	return t.timer.C
+}
+
+func (t *retrier) stop() {
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+}
+
+// noteAttempt records the outcome of a refresh: a failure schedules a
+// retry with backoff (and is logged once per cause: repeats of the same
+// cause go to debug); a success clears the streak.
+func (r *Runner) noteAttempt(t *retrier, err error) {
+	switch {
+	case err != nil:
+		t.attempts++
+		delay := retryDelay(t.attempts, errors.Is(err, kube.ErrUnauthorized))
+		if t.timer == nil {
+			t.timer = time.NewTimer(delay)
+		} else {
+			t.timer.Reset(delay)
+		}
+		r.setRetry(t.attempts, time.Now().Add(delay))
+		level := slog.LevelDebug
+		if t.attempts == 1 || err.Error() != t.lastLogged {
+			level = slog.LevelWarn
+			t.lastLogged = err.Error()
+		}
+		r.log.Log(context.Background(), level, "cannot open a port-forward session; retrying", "err", err, "in", delay.Round(time.Millisecond), "attempt", t.attempts)
+	case t.attempts > 0:
+		t.attempts = 0
+		t.stop()
+		r.setRetry(0, time.Time{})
 	}
 }
 
@@ -285,31 +336,9 @@ func retryDelay(attempts int, unauthorized bool) time.Duration {
 // It returns the session it holds, and an error when a session could not
 // be opened (or a probe found it dead): the caller retries with backoff.
 func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, probe bool) (*tunnel.Session, error) {
-	ready := map[string]bool{}
-	var firstErr error
-	var pod string
-	var healthEps []kube.Endpoint
-	for _, p := range r.ports {
-		eps, err := ns.Resolve(r.spec.Target, p.mapping.Remote)
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		for _, ep := range eps {
-			ready[ep.Pod] = true
-		}
-		if pod == "" {
-			pod = r.pick(p.mapping.Remote, eps, false).Pod
-		}
-		if p.mapping.Remote == r.spec.Health.Port || healthEps == nil {
-			healthEps = eps
-		}
-	}
-	pool.Retain(func(p tunnel.Pod) bool { return ready[p.Name] })
-	if firstErr != nil {
-		r.setState(stateFor(firstErr), firstErr.Error(), "")
+	pod, healthEps, err := r.resolve(ns, pool)
+	if err != nil {
+		r.setState(stateFor(err), err.Error(), "")
 		return nil, nil
 	}
 	// The first dial follows the wait for the caches: say what is
@@ -329,50 +358,88 @@ func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.
 		return nil, err
 	}
 	if probe {
-		var port uint16
-		for _, ep := range healthEps {
-			if ep.Pod == pod {
-				port = ep.Port
-			}
+		if healthy, s, err := r.probe(ctx, pool, sess, pod, healthEps); !healthy {
+			return s, err
 		}
-		pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
-		defer cancel()
-		started := time.Now()
-		err := r.sharedCheck(pctx, sess, port)
-		switch {
-		case err == nil:
-			delete(r.healthFails, pod)
-		case ctx.Err() != nil:
-			return sess, nil
-		case errors.Is(err, errTransport) && sess.Busy(started):
-			// Data kept moving while the check waited for its stream:
-			// the session is slow, not dead. Closing it would cut every
-			// connection it carries.
-			r.log.Debug("probe could not open a stream in time on a busy session; keeping it", "pod", pod, "err", err)
-		case errors.Is(err, errTransport):
-			r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
-			sess.Close()
-			r.setState(StateFailed, "probe: "+err.Error(), pod)
-			return nil, fmt.Errorf("probe: %w", err)
-		default:
-			r.healthFails[pod]++
-			n := r.healthFails[pod]
-			if n < r.spec.Health.Threshold {
-				r.log.Debug("health check failed", "pod", pod, "err", err, "failures", n, "threshold", r.spec.Health.Threshold)
-				break
-			}
-			r.log.Warn("pod unhealthy; avoiding it for new connections", "pod", pod, "err", err, "failures", n)
-			r.avoid.Mark(kube.Endpoint{Namespace: r.spec.Namespace, Pod: pod}, time.Duration(r.spec.Health.Threshold)*r.spec.Health.Interval)
-			delete(r.healthFails, pod)
-			r.current.Delete(r.ports[0].mapping.Remote.String())
-			r.setState(StateFailed, "health: "+err.Error(), pod)
-			r.changed.Notify()
-			return sess, nil
-		}
-		r.probeInUse(ctx, pool, sess, healthEps)
 	}
 	r.setState(StateReady, "", pod)
 	return sess, nil
+}
+
+// resolve resolves every port's ready endpoints, lets go of the sessions
+// to pods no longer ready, and returns the pod new connections would use
+// and the endpoints of the health check's port; err is the first port's
+// reason for having none.
+func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod string, healthEps []kube.Endpoint, err error) {
+	ready := map[string]bool{}
+	for _, p := range r.ports {
+		eps, rerr := ns.Resolve(r.spec.Target, p.mapping.Remote)
+		if rerr != nil {
+			if err == nil {
+				err = rerr
+			}
+			continue
+		}
+		for _, ep := range eps {
+			ready[ep.Pod] = true
+		}
+		if pod == "" {
+			pod = r.pick(p.mapping.Remote, eps, false).Pod
+		}
+		if p.mapping.Remote == r.spec.Health.Port || healthEps == nil {
+			healthEps = eps
+		}
+	}
+	pool.Retain(func(p tunnel.Pod) bool { return ready[p.Name] })
+	return pod, healthEps, err
+}
+
+// probe runs the health check through sess, the session to pod, then the
+// transport part of it through the other sessions in use (probeInUse).
+// healthy means the forward is ready; otherwise refresh returns (s, err).
+func (r *Runner) probe(ctx context.Context, pool *tunnel.Lease, sess *tunnel.Session, pod string, eps []kube.Endpoint) (healthy bool, s *tunnel.Session, err error) {
+	var port uint16
+	for _, ep := range eps {
+		if ep.Pod == pod {
+			port = ep.Port
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
+	defer cancel()
+	started := time.Now()
+	err = r.sharedCheck(pctx, sess, port)
+	switch {
+	case err == nil:
+		delete(r.healthFails, pod)
+	case ctx.Err() != nil:
+		return false, sess, nil
+	case errors.Is(err, errTransport) && sess.Busy(started):
+		// Data kept moving while the check waited for its stream: the
+		// session is slow, not dead. Closing it would cut every
+		// connection it carries.
+		r.log.Debug("probe could not open a stream in time on a busy session; keeping it", "pod", pod, "err", err)
+	case errors.Is(err, errTransport):
+		r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
+		sess.Close()
+		r.setState(StateFailed, "probe: "+err.Error(), pod)
+		return false, nil, fmt.Errorf("probe: %w", err)
+	default:
+		r.healthFails[pod]++
+		n := r.healthFails[pod]
+		if n < r.spec.Health.Threshold {
+			r.log.Debug("health check failed", "pod", pod, "err", err, "failures", n, "threshold", r.spec.Health.Threshold)
+			break
+		}
+		r.log.Warn("pod unhealthy; avoiding it for new connections", "pod", pod, "err", err, "failures", n)
+		r.avoid.Mark(kube.Endpoint{Namespace: r.spec.Namespace, Pod: pod}, time.Duration(r.spec.Health.Threshold)*r.spec.Health.Interval)
+		delete(r.healthFails, pod)
+		r.current.Delete(r.ports[0].mapping.Remote.String())
+		r.setState(StateFailed, "health: "+err.Error(), pod)
+		r.changed.Notify()
+		return false, sess, nil
+	}
+	r.probeInUse(ctx, pool, sess, eps)
+	return true, sess, nil
 }
 
 // probeInUse runs the transport part of the health check through every
