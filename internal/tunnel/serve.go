@@ -100,10 +100,6 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs, smallBufs *sy
 	stop := context.AfterFunc(ctx, func() { local.Close() })
 	defer stop()
 	defer local.Close()
-	// Per-connection attributes are formatted only when logged: most
-	// connections log nothing.
-	log := s.Log
-	debug := log.Enabled(ctx, slog.LevelDebug)
 
 	// Read the client from now on: what it sends while the dial opens
 	// the connection's streams can go along with them.
@@ -115,105 +111,140 @@ func (s *Server) handle(ctx context.Context, local net.Conn, bufs, smallBufs *sy
 	cancel()
 	s.Stats.Dial.Observe(time.Since(start))
 	if err != nil {
-		first.stop()
-		s.Stats.Failed.Add(1)
-		msg := err.Error()
-		s.Stats.LastError.Store(&msg)
-		if ctx.Err() == nil {
-			log.Warn("connection closed: no upstream", "client", local.RemoteAddr().String(), "err", err, "waited", time.Since(start).Round(time.Millisecond))
-		}
-		if first.Sent() > 0 {
-			// The client's request may have reached the pod: reset the
-			// connection, so that the client sees a failure rather than
-			// a reply that is merely empty.
-			if tc, ok := local.(interface{ SetLinger(int) error }); ok {
-				tc.SetLinger(0)
-			}
-		}
-		local.Close()
-		first.wait()
+		s.noUpstream(ctx, local, first, err, start)
 		return
 	}
 	first.attach(up)
 	if first.Sent() > 0 {
 		s.Stats.SentAhead.Add(1)
 	}
-	base := log
-	var out int64
-	var upErr error
+	c := relay{Server: s, local: local, up: up, target: target, first: first, start: start,
+		debug: s.Log.Enabled(ctx, slog.LevelDebug)}
+	c.copyToClient(ctx, bufs)
+	c.finish()
+}
+
+// noUpstream ends a client's connection for which no upstream could be
+// dialled.
+func (s *Server) noUpstream(ctx context.Context, local net.Conn, first *FirstBytes, err error, start time.Time) {
+	first.stop()
+	s.Stats.Failed.Add(1)
+	msg := err.Error()
+	s.Stats.LastError.Store(&msg)
+	if ctx.Err() == nil {
+		s.Log.Warn("connection closed: no upstream", "client", local.RemoteAddr().String(), "err", err, "waited", time.Since(start).Round(time.Millisecond))
+	}
+	if first.Sent() > 0 {
+		// The client's request may have reached the pod: reset the
+		// connection, so that the client sees a failure rather than a
+		// reply that is merely empty.
+		if tc, ok := local.(interface{ SetLinger(int) error }); ok {
+			tc.SetLinger(0)
+		}
+	}
+	local.Close()
+	first.wait()
+}
+
+// relay is one client connection with its upstream. The client's bytes
+// go upstream through first; copyToClient copies the other way.
+type relay struct {
+	*Server
+	local  net.Conn
+	up     Upstream
+	target string
+	first  *FirstBytes
+	start  time.Time
+	// debug: per-connection attributes are formatted only when logged,
+	// and most connections log nothing.
+	debug bool
+	log   *slog.Logger
+
+	out   int64 // bytes copied to the client
+	upErr error // why the upstream ended; nil when the pod finished
+}
+
+// copyToClient copies the upstream to the client until either ends. When
+// the session closed before anything moved either way (its pod left as
+// the connection was dialled to it: a rollout's old pod that the
+// endpoints had not dropped yet), nothing reached either end, so the
+// connection is dialled again, once, to another pod.
+func (c *relay) copyToClient(ctx context.Context, bufs *sync.Pool) {
+	c.log = c.Log
 	for redialled := false; ; redialled = true {
-		if cw, ok := up.(interface{ CutWhenStuck() }); ok {
+		if cw, ok := c.up.(interface{ CutWhenStuck() }); ok {
 			cw.CutWhenStuck()
 		}
-		cur := up
+		cur := c.up
 		stopUp := context.AfterFunc(ctx, func() { cur.Close() })
-		if debug {
-			log = base.With("client", local.RemoteAddr().String(), "pod", target)
-			log.Debug("connection opened", "dial", time.Since(start).Round(time.Microsecond), "sent_ahead", first.Sent(), "redialled", redialled)
+		if c.debug {
+			c.log = c.Log.With("client", c.local.RemoteAddr().String(), "pod", c.target)
+			c.log.Debug("connection opened", "dial", time.Since(c.start).Round(time.Microsecond), "sent_ahead", c.first.Sent(), "redialled", redialled)
 		}
 		buf := bufs.Get().(*[]byte)
-		out, upErr = io.CopyBuffer(writerOnly{local}, readerOnly{up}, *buf)
+		c.out, c.upErr = io.CopyBuffer(writerOnly{c.local}, readerOnly{c.up}, *buf)
 		bufs.Put(buf)
 		stopUp()
-		// The session closed before anything moved either way: its pod
-		// left as the connection was dialled to it (a rollout's old pod
-		// that the endpoints had not dropped yet). Nothing reached either
-		// end, so the connection can go to another pod, once.
-		if redialled || out > 0 || !errors.Is(upErr, ErrSessionClosed) || ctx.Err() != nil || !first.detach() {
-			break
+		if redialled || c.out > 0 || !errors.Is(c.upErr, ErrSessionClosed) || ctx.Err() != nil || !c.first.detach() {
+			return
 		}
-		up.Close()
-		dctx, cancel := context.WithTimeout(ctx, s.Wait)
-		next, nextTarget, err := s.Dial(dctx, first)
+		c.up.Close()
+		dctx, cancel := context.WithTimeout(ctx, c.Wait)
+		next, nextTarget, err := c.Dial(dctx, c.first)
 		cancel()
 		if err != nil {
 			// upErr stays the reason; first has no upstream any more.
-			first.stop()
-			if debug {
-				log.Debug("connection not redialled", "err", err)
+			c.first.stop()
+			if c.debug {
+				c.log.Debug("connection not redialled", "err", err)
 			}
-			break
+			return
 		}
-		if debug {
-			log.Debug("connection redialled: its session closed before anything moved", "err", upErr)
+		if c.debug {
+			c.log.Debug("connection redialled: its session closed before anything moved", "err", c.upErr)
 		}
-		up, target = next, nextTarget
-		first.attach(up)
+		c.up, c.target = next, nextTarget
+		c.first.attach(c.up)
 	}
-	s.Stats.BytesOut.Add(out)
-	if upErr == nil {
+}
+
+// finish ends both sides, the way that tells the client how the upstream
+// ended, and records the connection.
+func (c *relay) finish() {
+	s := c.Server
+	s.Stats.BytesOut.Add(c.out)
+	if c.upErr == nil {
 		// The pod has finished answering: like kubectl, end the connection.
-		if tc, ok := local.(interface{ CloseWrite() error }); ok {
+		if tc, ok := c.local.(interface{ CloseWrite() error }); ok {
 			tc.CloseWrite()
 		}
-	} else if tc, ok := local.(interface{ SetLinger(int) error }); ok {
+	} else if tc, ok := c.local.(interface{ SetLinger(int) error }); ok {
 		// The upstream failed (the session was lost mid-answer, or the
 		// kubelet reported an error): reset the connection rather than
 		// close it, so that the client sees a failure, not an answer
 		// that merely ended early. kubectl closes normally here.
 		tc.SetLinger(0)
 	}
-	local.Close()
-	up.Close()
-	in := first.wait()
+	c.local.Close()
+	c.up.Close()
+	in := c.first.wait()
 	s.Stats.BytesIn.Add(in)
 	reason := "closed"
-	if upErr != nil {
-		reason = upErr.Error()
+	if c.upErr != nil {
+		reason = c.upErr.Error()
 		msg := reason
 		s.Stats.LastError.Store(&msg)
 	}
-	if errors.Is(upErr, spdystream.ErrStreamCut) {
+	if errors.Is(c.upErr, spdystream.ErrStreamCut) {
 		// Worth a warning: the client will see a reset it may not
 		// expect, and the user can tell why.
 		s.Log.Warn("connection reset: its client stopped reading, and other connections through the session waited behind it",
-			"client", local.RemoteAddr().String(), "pod", target, "waited", StuckStreamWait, "bytes_in", in, "bytes_out", out)
+			"client", c.local.RemoteAddr().String(), "pod", c.target, "waited", StuckStreamWait, "bytes_in", in, "bytes_out", c.out)
 		return
 	}
-	if !debug {
-		return
+	if c.debug {
+		c.log.Debug("connection closed", "bytes_in", in, "bytes_out", c.out, "duration", time.Since(c.start).Round(time.Millisecond), "reason", reason)
 	}
-	log.Debug("connection closed", "bytes_in", in, "bytes_out", out, "duration", time.Since(start).Round(time.Millisecond), "reason", reason)
 }
 
 // readerOnly and writerOnly hide ReadFrom/WriteTo so that io.CopyBuffer
