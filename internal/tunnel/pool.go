@@ -267,67 +267,25 @@ func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, erro
 			p.mu.Unlock()
 			return nil, ErrSessionClosed
 		}
-		if !p.traffic[pod].spread() && !main.writeStalled(time.Now()) {
-			main.active.Add(1)
+		use, wait, live := p.choose(pod, main, shareLive)
+		if use != nil {
+			use.active.Add(1)
 			p.mu.Unlock()
-			return main, nil
+			return use, nil
 		}
-		// Spares are idle: they do not make a session busy. live is the
-		// least busy live session.
-		best, load, n := (*poolEntry)(nil), main.load(), 1
-		live, liveLoad := main, load
-		for _, e := range p.extra[pod] {
-			l := int64(e.waiters)
-			switch {
-			case e.live():
-				l = e.session.load()
-				if l < liveLoad {
-					live, liveLoad = e.session, l
-				}
-			case !e.dialing():
-				continue // failed or ended; sweep removes it
-			case shareLive:
-				n++
-				continue // not worth waiting for any more
-			}
-			n++
-			if l < load {
-				best, load = e, l
-			}
-		}
-		if shareLive {
-			live.active.Add(1)
-			p.mu.Unlock()
-			return live, nil
-		}
-		if load > 0 && n < MaxSessionsPerPod && time.Now().After(p.noSpread[pod]) {
-			best = &poolEntry{ready: make(chan struct{})}
-			p.extra[pod] = append(p.extra[pod], best)
-			go p.dialExtra(pod, best)
-		}
-		if best == nil {
-			main.active.Add(1)
-			p.mu.Unlock()
-			return main, nil
-		}
-		if best.live() {
-			best.session.active.Add(1)
-			p.mu.Unlock()
-			return best.session, nil
-		}
-		best.waiters++
+		wait.waiters++
 		released := live.released.Next()
 		p.mu.Unlock()
 		select {
-		case <-best.ready:
+		case <-wait.ready:
 		case <-released:
 			p.mu.Lock()
-			best.waiters--
+			wait.waiters--
 			p.mu.Unlock()
 			shareLive = true
 		case <-ctx.Done():
 			p.mu.Lock()
-			best.waiters--
+			wait.waiters--
 			p.mu.Unlock()
 			return nil, ctx.Err()
 		case <-time.After(ExtraSessionWait):
@@ -335,7 +293,7 @@ func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, erro
 			// while etcd is down): share the live main session rather
 			// than keep the client waiting.
 			p.mu.Lock()
-			best.waiters--
+			wait.waiters--
 			main.active.Add(1)
 			p.mu.Unlock()
 			return main, nil
@@ -343,6 +301,53 @@ func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, erro
 		// Choose again: the new session if it came up, else (it failed,
 		// and spreading is off for a while) another.
 	}
+}
+
+// choose is pick's choice, under p.mu: a session to use now, or an extra
+// session being dialled to wait for, with live, the least busy live
+// session, whose turnover also ends the wait. With shareLive (a live
+// session turned over during a wait), the least busy live session is
+// used rather than wait again. It may start dialling an extra session.
+func (p *Pool) choose(pod Pod, main *Session, shareLive bool) (use *Session, wait *poolEntry, live *Session) {
+	if !p.traffic[pod].spread() && !main.writeStalled(time.Now()) {
+		return main, nil, nil
+	}
+	// Spares are idle: they do not make a session busy.
+	best, load, n := (*poolEntry)(nil), main.load(), 1
+	live, liveLoad := main, load
+	for _, e := range p.extra[pod] {
+		l := int64(e.waiters)
+		switch {
+		case e.live():
+			l = e.session.load()
+			if l < liveLoad {
+				live, liveLoad = e.session, l
+			}
+		case !e.dialing():
+			continue // failed or ended; sweep removes it
+		case shareLive:
+			n++
+			continue // not worth waiting for any more
+		}
+		n++
+		if l < load {
+			best, load = e, l
+		}
+	}
+	switch {
+	case shareLive:
+		return live, nil, nil
+	case load > 0 && n < MaxSessionsPerPod && time.Now().After(p.noSpread[pod]):
+		best = &poolEntry{ready: make(chan struct{})}
+		p.extra[pod] = append(p.extra[pod], best)
+		go p.dialExtra(pod, best)
+	case best == nil:
+		return main, nil, nil
+	}
+	if best.live() {
+		return best.session, nil, nil
+	}
+	return nil, best, live
 }
 
 // dialExtra opens an extra session to pod for entry e of p.extra.
