@@ -772,6 +772,41 @@ func normalizeAddress(s string) (string, error) {
 }
 
 // forward decodes forwards[i], starting from the defaults.
+// target decodes a forward's one target field (service, pod, ...),
+// reporting a second one.
+func (d *decoder) target(path string, fs map[string]field) Target {
+	var target Target
+	var first field
+	for _, t := range targetFields {
+		tf, ok := fs[t.field]
+		if !ok {
+			continue
+		}
+		p := join(path, t.field)
+		if target.Kind != 0 {
+			d.report(tf.key, p, fmt.Sprintf("more than one target: %s and %s", first.key.Value, t.field),
+				"a forward has exactly one of service, pod, deployment, statefulset or selector")
+			continue
+		}
+		s, ok := d.str(p, tf.val)
+		if !ok {
+			d.bad[join(path, "target")] = true
+			continue
+		}
+		first = tf
+		target.Kind = t.kind
+		if t.kind == Selector {
+			target.Selector = s
+			if sel, err := labels.Parse(s); err == nil && !sel.Empty() {
+				target.Selector = sel.String()
+			}
+		} else {
+			target.Name = s
+		}
+	}
+	return target
+}
+
 func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 	path := fmt.Sprintf("%s[%d]", fForwards, i)
 	f := Forward{
@@ -796,34 +831,7 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 	fs := d.fields(path, n, kindForward)
 	d.common(path, fs, &f.Context, &f.Namespace, &f.Address, &f.WaitForReady, &f.Balance, &f.Spare)
 
-	var first field
-	for _, t := range targetFields {
-		tf, ok := fs[t.field]
-		if !ok {
-			continue
-		}
-		p := join(path, t.field)
-		if f.Target.Kind != 0 {
-			d.report(tf.key, p, fmt.Sprintf("more than one target: %s and %s", first.key.Value, t.field),
-				"a forward has exactly one of service, pod, deployment, statefulset or selector")
-			continue
-		}
-		s, ok := d.str(p, tf.val)
-		if !ok {
-			d.bad[join(path, "target")] = true
-			continue
-		}
-		first = tf
-		f.Target.Kind = t.kind
-		if t.kind == Selector {
-			f.Target.Selector = s
-			if sel, err := labels.Parse(s); err == nil && !sel.Empty() {
-				f.Target.Selector = sel.String()
-			}
-		} else {
-			f.Target.Name = s
-		}
-	}
+	f.Target = d.target(path, fs)
 	if tf, ok := fs[fName]; ok {
 		if s, ok := d.str(join(path, fName), tf.val); ok {
 			f.Name = s
