@@ -57,6 +57,48 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// smokeDefaults sets --smoke's tiny defaults on the flags not given.
+func smokeDefaults(fs *flag.FlagSet) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, v := range map[string]string{"size": "4MiB", "rounds": "1", "conns": "200", "http-duration": "1s",
+		"scale-forwards": "20", "scale-idle": "3s", "reconverge-window": "3s", "conc-repeats": "1", "cold-idle": "1s"} {
+		if !set[name] {
+			fs.Set(name, v)
+		}
+	}
+}
+
+// parsePhases parses --phases: a comma-separated list of at least one of
+// tunnels, reconvergence and scale.
+func parsePhases(list string) ([]string, error) {
+	var only []string
+	for _, p := range strings.Split(list, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "tunnels", "reconvergence", "scale":
+			only = append(only, p)
+		case "":
+		default:
+			return nil, fmt.Errorf("unknown phase %q (want tunnels, reconvergence or scale)", p)
+		}
+	}
+	if len(only) == 0 {
+		return nil, errors.New("name at least one phase")
+	}
+	return only, nil
+}
+
+// defaultOut is where results go without --out: bench/results and
+// BENCHMARKS.md, or a temporary directory (and no BENCHMARKS.md) for a
+// smoke run.
+func defaultOut(repo string, smoke bool) (dir, benchmarksMD string, err error) {
+	if smoke {
+		dir, err := os.MkdirTemp("", "kpf-bench-smoke-")
+		return dir, "", err
+	}
+	return filepath.Join(repo, "bench", "results"), filepath.Join(repo, "BENCHMARKS.md"), nil
+}
+
 // parseArgs turns the arguments into a Config; a nil Config comes with the
 // exit code.
 func parseArgs(args []string, stderr io.Writer) (*Config, int) {
@@ -93,16 +135,8 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 		fmt.Fprintf(stderr, "kpf-bench: unexpected argument %q\n", fs.Arg(0))
 		return nil, 2
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *smoke {
-		// Tiny defaults; flags given explicitly still win.
-		for name, v := range map[string]string{"size": "4MiB", "rounds": "1", "conns": "200", "http-duration": "1s",
-			"scale-forwards": "20", "scale-idle": "3s", "reconverge-window": "3s", "conc-repeats": "1", "cold-idle": "1s"} {
-			if !set[name] {
-				fs.Set(name, v)
-			}
-		}
+		smokeDefaults(fs)
 	}
 	n, err := ParseSize(*size)
 	if err != nil {
@@ -116,19 +150,9 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 			return nil, 2
 		}
 	}
-	var only []string
-	for _, p := range strings.Split(*phases, ",") {
-		switch p = strings.TrimSpace(p); p {
-		case "tunnels", "reconvergence", "scale":
-			only = append(only, p)
-		case "":
-		default:
-			fmt.Fprintf(stderr, "kpf-bench: --phases: unknown phase %q (want tunnels, reconvergence or scale)\n", p)
-			return nil, 2
-		}
-	}
-	if len(only) == 0 {
-		fmt.Fprintf(stderr, "kpf-bench: --phases: name at least one phase\n")
+	only, err := parsePhases(*phases)
+	if err != nil {
+		fmt.Fprintf(stderr, "kpf-bench: --phases: %v\n", err)
 		return nil, 2
 	}
 	level := slog.LevelInfo
@@ -157,16 +181,9 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 		Log:     log,
 	}
 	if cfg.OutDir == "" {
-		if *smoke {
-			dir, err := os.MkdirTemp("", "kpf-bench-smoke-")
-			if err != nil {
-				fmt.Fprintf(stderr, "kpf-bench: %v\n", err)
-				return nil, 1
-			}
-			cfg.OutDir = dir
-		} else {
-			cfg.OutDir = filepath.Join(repo, "bench", "results")
-			cfg.BenchmarksMD = filepath.Join(repo, "BENCHMARKS.md")
+		if cfg.OutDir, cfg.BenchmarksMD, err = defaultOut(repo, *smoke); err != nil {
+			fmt.Fprintf(stderr, "kpf-bench: %v\n", err)
+			return nil, 1
 		}
 	}
 	return cfg, 0

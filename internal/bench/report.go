@@ -211,54 +211,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	for _, g := range groups {
-		// Optional tools' columns and ratios show only where they
-		// measured something.
-		var tools []Tool
-		for _, t := range allTools() {
-			shown := !optionalTool(t)
-			for _, m := range r.Metrics {
-				if m.Group == g && m.measures(t) {
-					shown = true
-				}
-			}
-			if shown {
-				tools = append(tools, t)
-			}
-		}
-		var pairs []ratioPair
-		for _, p := range ratioPairs() {
-			if slices.Contains(tools, p.num) && slices.Contains(tools, p.den) {
-				pairs = append(pairs, p)
-			}
-		}
-		fmt.Fprintf(&b, "\n### %s\n\n", g)
-		b.WriteString("| metric |")
-		for _, t := range tools {
-			fmt.Fprintf(&b, " %s |", t)
-		}
-		for _, p := range pairs {
-			fmt.Fprintf(&b, " %s |", p.key())
-		}
-		b.WriteString("\n|---|")
-		b.WriteString(strings.Repeat("---:|", len(tools)+len(pairs)))
-		b.WriteString("\n")
-		for _, m := range r.Metrics {
-			if m.Group != g {
-				continue
-			}
-			fmt.Fprintf(&b, "| %s (%s) |", m.Name, m.Unit)
-			for _, t := range tools {
-				fmt.Fprintf(&b, " %s |", cell(m, t))
-			}
-			for _, p := range pairs {
-				if v, ok := m.Ratios[p.key()]; ok {
-					fmt.Fprintf(&b, " %s |", formatRatio(v))
-				} else {
-					b.WriteString(" – |")
-				}
-			}
-			b.WriteString("\n")
-		}
+		r.writeGroup(&b, g)
 	}
 	if len(r.Notes) > 0 {
 		b.WriteString("\n### Notes\n\n")
@@ -274,6 +227,58 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeGroup writes the table of one group of metrics.
+func (r *Report) writeGroup(b *strings.Builder, g string) {
+	// Optional tools' columns and ratios show only where they
+	// measured something.
+	var tools []Tool
+	for _, t := range allTools() {
+		shown := !optionalTool(t)
+		for _, m := range r.Metrics {
+			if m.Group == g && m.measures(t) {
+				shown = true
+			}
+		}
+		if shown {
+			tools = append(tools, t)
+		}
+	}
+	var pairs []ratioPair
+	for _, p := range ratioPairs() {
+		if slices.Contains(tools, p.num) && slices.Contains(tools, p.den) {
+			pairs = append(pairs, p)
+		}
+	}
+	fmt.Fprintf(b, "\n### %s\n\n", g)
+	b.WriteString("| metric |")
+	for _, t := range tools {
+		fmt.Fprintf(b, " %s |", t)
+	}
+	for _, p := range pairs {
+		fmt.Fprintf(b, " %s |", p.key())
+	}
+	b.WriteString("\n|---|")
+	b.WriteString(strings.Repeat("---:|", len(tools)+len(pairs)))
+	b.WriteString("\n")
+	for _, m := range r.Metrics {
+		if m.Group != g {
+			continue
+		}
+		fmt.Fprintf(b, "| %s (%s) |", m.Name, m.Unit)
+		for _, t := range tools {
+			fmt.Fprintf(b, " %s |", cell(m, t))
+		}
+		for _, p := range pairs {
+			if v, ok := m.Ratios[p.key()]; ok {
+				fmt.Fprintf(b, " %s |", formatRatio(v))
+			} else {
+				b.WriteString(" – |")
+			}
+		}
+		b.WriteString("\n")
+	}
 }
 
 // cell formats tool t's result for m.

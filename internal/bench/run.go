@@ -95,6 +95,59 @@ type runner struct {
 	failures         []string
 }
 
+// buildKpf builds the kpf binary the benchmark runs, into its temporary
+// directory.
+func (r *runner) buildKpf(ctx context.Context) error {
+	r.kpfBin = filepath.Join(r.tmp, "kpf")
+	var err error
+	if r.self, err = os.Executable(); err != nil {
+		return fmt.Errorf("find kpf-bench's executable: %w", err)
+	}
+	r.log.Info("building kpf")
+	build := exec.CommandContext(ctx, "go", "build", "-o", r.kpfBin, "./cmd/kpf")
+	build.Dir, build.Stdout, build.Stderr = r.cfg.Repo, r.cfg.Stderr, r.cfg.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build kpf: %w", err)
+	}
+	return nil
+}
+
+// runPhases runs the phases asked for (deploy first, when another needs
+// it), recording each failure; a failed deploy ends the run.
+func (r *runner) runPhases(ctx context.Context) {
+	phases := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"deploy", r.deploy},
+		{"tunnels", r.tunnels},
+		{"reconvergence", r.reconvergence},
+		{"scale", r.scale},
+	}
+	want := map[string]bool{}
+	for _, p := range r.cfg.Phases {
+		want[p] = true
+	}
+	want["deploy"] = len(want) == 0 || want["tunnels"] || want["reconvergence"]
+	for _, p := range phases {
+		if len(r.cfg.Phases) > 0 && !want[p.name] {
+			continue
+		}
+		if ctx.Err() != nil {
+			r.failures = append(r.failures, fmt.Sprintf("%s: interrupted", p.name))
+			continue
+		}
+		r.log.Info("phase", "name", p.name)
+		if err := p.run(ctx); err != nil {
+			r.log.Error("phase failed", "name", p.name, "err", err)
+			r.failures = append(r.failures, fmt.Sprintf("%s: %v", p.name, oneLine(err.Error())))
+			if p.name == "deploy" {
+				return
+			}
+		}
+	}
+}
+
 // Run starts (or reuses) the cluster, measures everything, writes the
 // report to cfg.OutDir and returns it. Every process, backend and
 // namespace it started is gone when it returns; the cluster keeps running
@@ -136,15 +189,8 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 			r.note("kpfcluster reported no process named %s: the CPU table has no row for it", name)
 		}
 	}
-	r.kpfBin = filepath.Join(tmp, "kpf")
-	if r.self, err = os.Executable(); err != nil {
-		return nil, fmt.Errorf("find kpf-bench's executable: %w", err)
-	}
-	log.Info("building kpf")
-	build := exec.CommandContext(ctx, "go", "build", "-o", r.kpfBin, "./cmd/kpf")
-	build.Dir, build.Stdout, build.Stderr = cfg.Repo, cfg.Stderr, cfg.Stderr
-	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("build kpf: %w", err)
+	if err := r.buildKpf(ctx); err != nil {
+		return nil, err
 	}
 	if r.be, err = startBackends(ctx, log); err != nil {
 		return nil, err
@@ -156,37 +202,7 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 	r.describe(ctx, report)
 	r.defineMetrics()
 
-	phases := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"deploy", r.deploy},
-		{"tunnels", r.tunnels},
-		{"reconvergence", r.reconvergence},
-		{"scale", r.scale},
-	}
-	want := map[string]bool{}
-	for _, p := range cfg.Phases {
-		want[p] = true
-	}
-	want["deploy"] = len(want) == 0 || want["tunnels"] || want["reconvergence"]
-	for _, p := range phases {
-		if len(cfg.Phases) > 0 && !want[p.name] {
-			continue
-		}
-		if ctx.Err() != nil {
-			r.failures = append(r.failures, fmt.Sprintf("%s: interrupted", p.name))
-			continue
-		}
-		log.Info("phase", "name", p.name)
-		if err := p.run(ctx); err != nil {
-			log.Error("phase failed", "name", p.name, "err", err)
-			r.failures = append(r.failures, fmt.Sprintf("%s: %v", p.name, oneLine(err.Error())))
-			if p.name == "deploy" {
-				break
-			}
-		}
-	}
+	r.runPhases(ctx)
 	report.Metrics = r.col.metrics()
 	for _, m := range report.Metrics {
 		for t, e := range m.Errors {

@@ -18,53 +18,11 @@ import (
 // cfg.ScaleNamespaces namespaces, all backed by one loopback server, and
 // records the time to all ready, the memory and the idle CPU.
 func (r *runner) scale(ctx context.Context) error {
-	n, nss := r.cfg.ScaleForwards, r.cfg.ScaleNamespaces
-	per := (n + nss - 1) / nss
-	var fwds []kpfForward
-	ports, err := freePorts(n)
+	fwds, ports, err := r.scaleServices(ctx)
 	if err != nil {
 		return err
 	}
-	for i := range nss {
-		ns := scaleNamespace(i)
-		if err := freshNamespace(ctx, r.client, ns, r.log); err != nil {
-			return err
-		}
-		if err := createDeployment(ctx, r.client, ns, scaleApp, 1, podTemplate(scaleApp, fmt.Sprint(r.be.scale.port()), 0)); err != nil {
-			return err
-		}
-		for j := 0; j < per && len(fwds) < n; j++ {
-			svc := fmt.Sprintf("s%03d", j)
-			if err := createService(ctx, r.client, ns, svc, scaleApp, map[int32]string{80: "sink"}); err != nil {
-				return err
-			}
-			fwds = append(fwds, kpfForward{Name: ns + "-" + svc, Namespace: ns, Service: svc, Ports: []string{fmt.Sprintf("%d:80", ports[len(fwds)])}})
-		}
-	}
-	// Wait for every service's endpoints, so that the timing is kpf's.
-	r.log.Info("waiting for the scale services' endpoints", "services", n)
-	for i := range nss {
-		ns := scaleNamespace(i)
-		want := min(per, n-i*per)
-		err := poll(ctx, 3*time.Minute, "endpoints of the services in "+ns, func(ctx context.Context) (bool, error) {
-			slices, err := r.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return false, nil
-			}
-			ready := map[string]bool{}
-			for _, s := range slices.Items {
-				for _, ep := range s.Endpoints {
-					if ep.Conditions.Ready != nil && *ep.Conditions.Ready {
-						ready[s.Labels["kubernetes.io/service-name"]] = true
-					}
-				}
-			}
-			return len(ready) >= want, nil
-		})
-		if err != nil {
-			return err
-		}
-	}
+	n := len(fwds)
 	cfgPath, err := writeKpfConfig(filepath.Join(r.tmp, "scale"), r.cfg.Cluster, fwds)
 	if err != nil {
 		return err
@@ -95,6 +53,66 @@ func (r *runner) scale(ctx context.Context) error {
 			return fmt.Errorf("forward %s: %w", fwds[i].Name, err)
 		}
 	}
+	return r.measureIdle(ctx, kpf, metricsAddr)
+}
+
+// scaleServices creates the scale phase's namespaces, deployments and
+// services, waits for their endpoints, and returns a forward to each,
+// on the local ports returned.
+func (r *runner) scaleServices(ctx context.Context) ([]kpfForward, []int, error) {
+	n, nss := r.cfg.ScaleForwards, r.cfg.ScaleNamespaces
+	per := (n + nss - 1) / nss
+	var fwds []kpfForward
+	ports, err := freePorts(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range nss {
+		ns := scaleNamespace(i)
+		if err := freshNamespace(ctx, r.client, ns, r.log); err != nil {
+			return nil, nil, err
+		}
+		if err := createDeployment(ctx, r.client, ns, scaleApp, 1, podTemplate(scaleApp, fmt.Sprint(r.be.scale.port()), 0)); err != nil {
+			return nil, nil, err
+		}
+		for j := 0; j < per && len(fwds) < n; j++ {
+			svc := fmt.Sprintf("s%03d", j)
+			if err := createService(ctx, r.client, ns, svc, scaleApp, map[int32]string{80: "sink"}); err != nil {
+				return nil, nil, err
+			}
+			fwds = append(fwds, kpfForward{Name: ns + "-" + svc, Namespace: ns, Service: svc, Ports: []string{fmt.Sprintf("%d:80", ports[len(fwds)])}})
+		}
+	}
+	// Wait for every service's endpoints, so that the timing is kpf's.
+	r.log.Info("waiting for the scale services' endpoints", "services", n)
+	for i := range nss {
+		ns := scaleNamespace(i)
+		want := min(per, n-i*per)
+		err := poll(ctx, 3*time.Minute, "endpoints of the services in "+ns, func(ctx context.Context) (bool, error) {
+			slices, err := r.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, nil
+			}
+			ready := map[string]bool{}
+			for _, s := range slices.Items {
+				for _, ep := range s.Endpoints {
+					if ep.Conditions.Ready != nil && *ep.Conditions.Ready {
+						ready[s.Labels["kubernetes.io/service-name"]] = true
+					}
+				}
+			}
+			return len(ready) >= want, nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return fwds, ports, nil
+}
+
+// measureIdle records kpf's memory and threads once ready, then its CPU
+// use, memory, goroutines and heap after an idle window.
+func (r *runner) measureIdle(ctx context.Context, kpf *kpfProc, metricsAddr string) error {
 	before, err := readProc(kpf.pid())
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -126,18 +127,54 @@ type target struct {
 // tunnels runs the throughput, latency and HTTP measurements, alternating
 // the tools within each round.
 func (r *runner) tunnels(ctx context.Context) error {
-	ports, err := freePorts(9)
+	ts, err := r.startTunnels(ctx)
+	defer ts.stop()
 	if err != nil {
 		return err
+	}
+	if err := r.measureRounds(ctx, ts.targets, r.tunnelMeasures()); err != nil {
+		return err
+	}
+	r.noteSentAhead(ctx, ts.kpf)
+	r.noteSpares(ctx, ts.kpfSpare)
+	r.recordProcesses(ts.targets[1:])
+	return nil
+}
+
+// tunnelSet is every tool the throughput, latency and HTTP measurements
+// compare, started; targets[0] is direct.
+type tunnelSet struct {
+	kpf, kpfSpare *kpfProc
+	targets       []*target
+	stops         []func()
+}
+
+func (ts *tunnelSet) stop() {
+	for _, t := range ts.targets {
+		t.stop()
+	}
+	for _, stop := range slices.Backward(ts.stops) {
+		stop()
+	}
+}
+
+// startTunnels starts the kpf processes and every other tool. On error
+// the returned set holds what started, for the caller to stop.
+func (r *runner) startTunnels(ctx context.Context) (*tunnelSet, error) {
+	ts := &tunnelSet{}
+	ports, err := freePorts(9)
+	if err != nil {
+		return ts, err
 	}
 	kpf, err := r.readyKpf(ctx, "tunnels", nil, kpfForward{
 		Name: "sink", Namespace: mainNamespace, Service: mainService,
 		Ports: []string{fmt.Sprintf("%d:80", ports[0]), fmt.Sprintf("%d:8080", ports[1])},
 	})
 	if err != nil {
-		return err
+		return ts, err
 	}
-	defer kpf.stop()
+	ts.kpf = kpf
+	ts.stops = append(ts.stops, kpf.stop)
 	// kpf-spare runs in a process of its own, so that neither shares the
 	// other's sessions, CPU time or memory.
 	kpfSpare, err := r.readyKpf(ctx, "spare", nil, kpfForward{
@@ -146,9 +183,10 @@ func (r *runner) tunnels(ctx context.Context) error {
 		Spare: SpareConnections,
 	})
 	if err != nil {
-		return err
+		return ts, err
 	}
-	defer kpfSpare.stop()
+	ts.kpfSpare = kpfSpare
+	ts.stops = append(ts.stops, kpfSpare.stop)
 	// kpf-spdy: kpf on the transport kubectl-spdy uses, so that each
 	// kubectl has a like-for-like kpf to compare with.
 	kpfSPDY, err := r.readyKpf(ctx, "spdy", []string{"KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}, kpfForward{
@@ -156,10 +194,10 @@ func (r *runner) tunnels(ctx context.Context) error {
 		Ports: []string{fmt.Sprintf("%d:80", ports[8])},
 	})
 	if err != nil {
-		return err
+		return ts, err
 	}
-	defer kpfSPDY.stop()
-	targets := []*target{
+	ts.stops = append(ts.stops, kpfSPDY.stop)
+	ts.targets = []*target{
 		{tool: ToolDirect, sink: r.be.sink.addr(), http: r.be.http.addr(), pid: func() int { return 0 }, stop: func() {}},
 		{tool: ToolKpf, sink: addr(ports[0]), http: addr(ports[1]), pid: kpf.pid, stop: func() {},
 			ensure: running("kpf up", kpf)},
@@ -179,7 +217,7 @@ func (r *runner) tunnels(ctx context.Context) error {
 			r.log.Warn("minimal forwarder", "spdy", useSPDY, "err", err)
 			r.col.fail(mDown1, map[bool]Tool{false: ToolMinimal, true: ToolMinimalSPDY}[useSPDY], err)
 		} else {
-			targets = append(targets, mt)
+			ts.targets = append(ts.targets, mt)
 		}
 	}
 	if dt, err := r.dialerTarget(); err != nil {
@@ -187,111 +225,128 @@ func (r *runner) tunnels(ctx context.Context) error {
 		r.col.fail(mHTTPKA, ToolDialer, err)
 		r.col.fail(mHTTPNoKA, ToolDialer, err)
 	} else {
-		targets = append(targets, dt)
+		ts.targets = append(ts.targets, dt)
 	}
-	defer func() {
-		for _, t := range targets {
-			t.stop()
-		}
-	}()
+	return ts, nil
+}
 
-	type measure struct {
-		name string
-		run  func(context.Context, *target) error
-		// before, if set, runs once per round before the measurement.
-		before func(context.Context) error
-	}
+// measure is one measurement of the tunnels' rounds.
+type measure struct {
+	name string
+	run  func(context.Context, *target) error
+	// before, if set, runs once per round before the measurement.
+	before func(context.Context) error
+	// metrics are the report's rows it fills, failed together.
+	metrics []string
+	// repeats is how many runs per round, when more than one.
+	repeats int
+	// http: it includes the HTTP-only targets.
+	http bool
+}
+
+// tunnelMeasures lists the measurements in the order each round runs
+// them.
+func (r *runner) tunnelMeasures() []measure {
 	c := r.cfg
-	measures := []measure{
-		{name: "download, 1 stream", run: func(ctx context.Context, t *target) error {
-			return r.throughput(ctx, t, mDown1, mCPUDown1, 1, false, true)
-		}},
-		{name: "upload, 1 stream", run: func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUp1, mCPUUp1, 1, true, false) }},
-		{name: "download, parallel", run: func(ctx context.Context, t *target) error {
-			return r.throughput(ctx, t, mDownN, "", c.Streams, false, false)
-		}},
-		{name: "upload, parallel", run: func(ctx context.Context, t *target) error {
-			return r.throughput(ctx, t, mUpN, "", c.Streams, true, false)
-		}},
-		{name: "latency, sequential", run: func(ctx context.Context, t *target) error { return r.latency(ctx, t, mSeqP50, mSeqP99, 1, 0) }},
-		{name: "latency, paced", run: func(ctx context.Context, t *target) error { return r.latency(ctx, t, mPacedP50, mPacedP99, 1, pace) }},
-		{name: "latency, concurrent", run: func(ctx context.Context, t *target) error {
-			return r.latency(ctx, t, mConcP50, mConcP99, c.Concurrency, 0)
-		}},
+	return []measure{
+		{name: "download, 1 stream", metrics: []string{mDown1, mCPUDown1, mCPUFwd, mCPUAPI, mCPUAgent, mCPUBench},
+			run: func(ctx context.Context, t *target) error {
+				return r.throughput(ctx, t, mDown1, mCPUDown1, 1, false, true)
+			}},
+		{name: "upload, 1 stream", metrics: []string{mUp1, mCPUUp1},
+			run: func(ctx context.Context, t *target) error { return r.throughput(ctx, t, mUp1, mCPUUp1, 1, true, false) }},
+		{name: "download, parallel", metrics: []string{mDownN},
+			run: func(ctx context.Context, t *target) error {
+				return r.throughput(ctx, t, mDownN, "", c.Streams, false, false)
+			}},
+		{name: "upload, parallel", metrics: []string{mUpN},
+			run: func(ctx context.Context, t *target) error {
+				return r.throughput(ctx, t, mUpN, "", c.Streams, true, false)
+			}},
+		{name: "latency, sequential", metrics: []string{mSeqP50, mSeqP99},
+			run: func(ctx context.Context, t *target) error { return r.latency(ctx, t, mSeqP50, mSeqP99, 1, 0) }},
+		{name: "latency, paced", metrics: []string{mPacedP50, mPacedP99},
+			run: func(ctx context.Context, t *target) error { return r.latency(ctx, t, mPacedP50, mPacedP99, 1, pace) }},
+		// The concurrent p99 is the 20th-slowest of 2,000 connections, set
+		// by pauses of whatever shares the two cores: more runs per round
+		// make its median steadier.
+		{name: "latency, concurrent", metrics: []string{mConcP50, mConcP99}, repeats: c.ConcRepeats,
+			run: func(ctx context.Context, t *target) error {
+				return r.latency(ctx, t, mConcP50, mConcP99, c.Concurrency, 0)
+			}},
 		// The same burst once every tool has sat idle for c.ColdIdle,
 		// longer than kpf keeps the extra sessions of a pod it no longer
 		// uses (tunnel.ExtraSessionIdle): what a load test, or a page
 		// opening 32 connections, meets when it starts.
-		{name: "latency, first burst", run: func(ctx context.Context, t *target) error {
-			return r.latency(ctx, t, mColdP50, mColdP99, c.Concurrency, 0)
-		}, before: func(ctx context.Context) error {
-			r.log.Info("every tool idle before the first-burst latency", "for", c.ColdIdle)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(c.ColdIdle):
-				return nil
-			}
-		}},
-		{name: "HTTP, keep-alive", run: func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPKA, true) }},
-		{name: "HTTP, no keep-alive", run: func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPNoKA, false) }},
+		{name: "latency, first burst", metrics: []string{mColdP50, mColdP99},
+			run: func(ctx context.Context, t *target) error {
+				return r.latency(ctx, t, mColdP50, mColdP99, c.Concurrency, 0)
+			},
+			before: func(ctx context.Context) error {
+				r.log.Info("every tool idle before the first-burst latency", "for", c.ColdIdle)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(c.ColdIdle):
+					return nil
+				}
+			}},
+		{name: "HTTP, keep-alive", metrics: []string{mHTTPKA}, http: true,
+			run: func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPKA, true) }},
+		{name: "HTTP, no keep-alive", metrics: []string{mHTTPNoKA}, http: true,
+			run: func(ctx context.Context, t *target) error { return r.http(ctx, t, mHTTPNoKA, false) }},
 	}
-	metricsOf := map[string][]string{
-		"download, 1 stream": {mDown1, mCPUDown1, mCPUFwd, mCPUAPI, mCPUAgent, mCPUBench}, "upload, 1 stream": {mUp1, mCPUUp1},
-		"download, parallel": {mDownN}, "upload, parallel": {mUpN},
-		"latency, sequential": {mSeqP50, mSeqP99}, "latency, concurrent": {mConcP50, mConcP99},
-		"latency, first burst": {mColdP50, mColdP99},
-		"latency, paced":       {mPacedP50, mPacedP99},
-		"HTTP, keep-alive":     {mHTTPKA}, "HTTP, no keep-alive": {mHTTPNoKA},
-	}
-	// Runs per round, where more than one. The concurrent p99 is the
-	// 20th-slowest of 2,000 connections, set by pauses of whatever shares
-	// the two cores: more runs make its median steadier.
-	repeats := map[string]int{"latency, concurrent": c.ConcRepeats}
-	// The measurements that include the HTTP-only targets.
-	isHTTP := map[string]bool{"HTTP, keep-alive": true, "HTTP, no keep-alive": true}
-	// measureOne runs m once for t, recording a failure to run it.
-	measureOne := func(round int, m measure, t *target) {
-		err := error(nil)
-		if t.ensure != nil {
-			err = t.ensure(ctx)
-		}
-		if err == nil {
-			r.log.Info("measure", "round", round+1, "what", m.name, "tool", t.tool)
-			err = m.run(ctx, t)
-		}
-		if err != nil {
-			r.log.Warn("measurement failed", "round", round+1, "what", m.name, "tool", t.tool, "err", err)
-			for _, id := range metricsOf[m.name] {
-				r.col.fail(id, t.tool, fmt.Errorf("round %d: %w", round+1, err))
-			}
-		}
-	}
-	for round := range c.Rounds {
+}
+
+// measureRounds runs every measurement for every target, c.Rounds
+// times, rotating the order each run so that no tool always goes first.
+func (r *runner) measureRounds(ctx context.Context, targets []*target, measures []measure) error {
+	for round := range r.cfg.Rounds {
 		for _, m := range measures {
 			if m.before != nil {
 				if err := m.before(ctx); err != nil {
 					return err
 				}
 			}
-			for rep := range max(repeats[m.name], 1) {
-				// Rotate the order each run so that no tool always goes first.
+			for rep := range max(m.repeats, 1) {
 				for i := range targets {
 					t := targets[(i+round+rep)%len(targets)]
-					if t.httpOnly && !isHTTP[m.name] || t.only != nil && !t.only[m.name] {
+					if t.httpOnly && !m.http || t.only != nil && !t.only[m.name] {
 						continue
 					}
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
-					measureOne(round, m, t)
+					r.measureOne(ctx, round, m, t)
 				}
 			}
 		}
 	}
-	r.noteSentAhead(ctx, kpf)
-	r.noteSpares(ctx, kpfSpare)
-	for _, t := range targets[1:] {
+	return nil
+}
+
+// measureOne runs m once for t, recording a failure to run it.
+func (r *runner) measureOne(ctx context.Context, round int, m measure, t *target) {
+	err := error(nil)
+	if t.ensure != nil {
+		err = t.ensure(ctx)
+	}
+	if err == nil {
+		r.log.Info("measure", "round", round+1, "what", m.name, "tool", t.tool)
+		err = m.run(ctx, t)
+	}
+	if err != nil {
+		r.log.Warn("measurement failed", "round", round+1, "what", m.name, "tool", t.tool, "err", err)
+		for _, id := range m.metrics {
+			r.col.fail(id, t.tool, fmt.Errorf("round %d: %w", round+1, err))
+		}
+	}
+}
+
+// recordProcesses records the memory and CPU time of the targets' own
+// processes at the end of the runs.
+func (r *runner) recordProcesses(targets []*target) {
+	for _, t := range targets {
 		if t.httpOnly || t.partial {
 			continue // no process of its own, or not every measurement
 		}
@@ -311,7 +366,6 @@ func (r *runner) tunnels(ctx context.Context) error {
 		r.col.add(mRSS1, t.tool, float64(st.RSSKiB)/1024)
 		r.col.add(mCPUTotal, t.tool, t.exitedCPU+float64(st.CPUTicks)/clockTicks)
 	}
-	return nil
 }
 
 // running returns a target's ensure function for a kpf process that is
