@@ -88,33 +88,14 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if !validName.MatchString(o.Name) {
 		return nil, fmt.Errorf("invalid cluster name %q: use lowercase letters, digits and '-'", o.Name)
 	}
-	if c, err := Load(o.StateDir, o.Name); err == nil {
-		if err := c.Healthy(ctx); err == nil {
-			c.AlreadyRunning = true
-			return c, nil
-		}
-		fmt.Fprintf(o.Out, "cluster %q has state but is not healthy; removing it and starting again\n", o.Name)
-		if err := Down(ctx, o); err != nil {
-			return nil, err
-		}
+	if c, err := reuse(ctx, o); c != nil || err != nil {
+		return c, err
 	}
 	bins, err := Build(ctx, o.ModuleDir, o.CacheDir, o.Out)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := filepath.Abs(o.dir())
-	if err != nil {
-		return nil, fmt.Errorf("resolve state dir: %w", err)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("clear %s: %w", dir, err)
-	}
-	for _, d := range []string{"logs", "etcd", "flex", "apiserver-certs"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			return nil, fmt.Errorf("create state dir: %w", err)
-		}
-	}
-	keys, err := writePKI(filepath.Join(dir, "pki"))
+	dir, keys, err := prepareDir(o)
 	if err != nil {
 		return nil, err
 	}
@@ -139,42 +120,113 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 			c.stop()
 		}
 	}()
-	procs := map[string]*process{}
-	start := func(name, bin string, port int, args []string) error {
-		args = append(args, o.ExtraArgs[name]...)
-		p, err := startProcess(name, bin, args, filepath.Join(dir, "logs", name+".log"))
-		if err != nil {
-			return err
-		}
-		procs[name] = p
-		c.Components = append(c.Components, Component{Name: name, PID: p.cmd.Process.Pid, Port: port, Log: p.log, Bin: bin, Args: args})
-		// Save after every start so that Down can clean up a partial start.
-		return c.save()
-	}
-
-	fmt.Fprintf(o.Out, "starting etcd on 127.0.0.1:%d\n", etcdPort)
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	if err := start(Etcd, bins.Etcd, etcdPort, []string{
-		"--name=" + o.Name, "--data-dir=" + filepath.Join(dir, "etcd"),
-		"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
-		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
-		"--initial-cluster=" + o.Name + "=" + peerURL,
-		"--unsafe-no-fsync", "--log-level=warn",
-	}); err != nil {
+	s := &starter{o: o, c: c, dir: dir, bins: bins, keys: keys, procs: map[string]*process{}}
+	etcdURL, err := s.etcd(ctx, etcdPort, peerPort)
+	if err != nil {
 		return nil, err
 	}
-	if err := waitFor(ctx, 60*time.Second, procs[Etcd], func(ctx context.Context) error {
+	tlsClient, err := s.apiServer(ctx, etcdURL, apiPort)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.controllers(ctx, tlsClient, kcmPort, nodePort); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+// reuse returns the cluster named in o if it runs and is healthy; one
+// with state but not healthy is removed (nil, nil: start it again).
+func reuse(ctx context.Context, o Options) (*Cluster, error) {
+	c, err := Load(o.StateDir, o.Name)
+	if err != nil {
+		return nil, nil
+	}
+	if err := c.Healthy(ctx); err == nil {
+		c.AlreadyRunning = true
+		return c, nil
+	}
+	fmt.Fprintf(o.Out, "cluster %q has state but is not healthy; removing it and starting again\n", o.Name)
+	return nil, Down(ctx, o)
+}
+
+// prepareDir empties the cluster's state directory, creates its
+// subdirectories and writes its keys and certificates.
+func prepareDir(o Options) (string, *pki, error) {
+	dir, err := filepath.Abs(o.dir())
+	if err != nil {
+		return "", nil, fmt.Errorf("resolve state dir: %w", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", nil, fmt.Errorf("clear %s: %w", dir, err)
+	}
+	for _, d := range []string{"logs", "etcd", "flex", "apiserver-certs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return "", nil, fmt.Errorf("create state dir: %w", err)
+		}
+	}
+	keys, err := writePKI(filepath.Join(dir, "pki"))
+	if err != nil {
+		return "", nil, err
+	}
+	return dir, keys, nil
+}
+
+// starter starts a cluster's components one after another.
+type starter struct {
+	o     Options
+	c     *Cluster
+	dir   string
+	bins  *Binaries
+	keys  *pki
+	procs map[string]*process
+}
+
+// start starts one component and records it in the cluster's state.
+func (s *starter) start(name, bin string, port int, args []string) error {
+	args = append(args, s.o.ExtraArgs[name]...)
+	p, err := startProcess(name, bin, args, filepath.Join(s.dir, "logs", name+".log"))
+	if err != nil {
+		return err
+	}
+	s.procs[name] = p
+	s.c.Components = append(s.c.Components, Component{Name: name, PID: p.cmd.Process.Pid, Port: port, Log: p.log, Bin: bin, Args: args})
+	// Save after every start so that Down can clean up a partial start.
+	return s.c.save()
+}
+
+// etcd starts etcd and waits until it is healthy; it returns its URL.
+func (s *starter) etcd(ctx context.Context, port, peerPort int) (string, error) {
+	fmt.Fprintf(s.o.Out, "starting etcd on 127.0.0.1:%d\n", port)
+	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	if err := s.start(Etcd, s.bins.Etcd, port, []string{
+		"--name=" + s.o.Name, "--data-dir=" + filepath.Join(s.dir, "etcd"),
+		"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
+		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=" + s.o.Name + "=" + peerURL,
+		"--unsafe-no-fsync", "--log-level=warn",
+	}); err != nil {
+		return "", err
+	}
+	if err := waitFor(ctx, 60*time.Second, s.procs[Etcd], func(ctx context.Context) error {
 		return httpOK(ctx, http.DefaultClient, etcdURL+"/health", "")
 	}); err != nil {
-		return nil, fmt.Errorf("etcd did not become healthy: %w", err)
+		return "", fmt.Errorf("etcd did not become healthy: %w", err)
 	}
+	return etcdURL, nil
+}
 
-	fmt.Fprintf(o.Out, "starting kube-apiserver %s on %s\n", KubernetesVersion, c.Server)
-	if err := start(APIServer, bins.APIServer, apiPort, []string{
+// apiServer starts kube-apiserver and waits until it is ready; it returns
+// a client that trusts the cluster's CA.
+func (s *starter) apiServer(ctx context.Context, etcdURL string, apiPort int) (*http.Client, error) {
+	keys := s.keys
+	fmt.Fprintf(s.o.Out, "starting kube-apiserver %s on %s\n", KubernetesVersion, s.c.Server)
+	if err := s.start(APIServer, s.bins.APIServer, apiPort, []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", apiPort),
-		"--cert-dir=" + filepath.Join(dir, "apiserver-certs"),
+		"--cert-dir=" + filepath.Join(s.dir, "apiserver-certs"),
 		"--tls-cert-file=" + keys.APIServerCert, "--tls-private-key-file=" + keys.APIServerKey,
 		"--client-ca-file=" + keys.CACert,
 		"--token-auth-file=" + keys.TokenFile,
@@ -198,47 +250,52 @@ func Up(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitFor(ctx, 120*time.Second, procs[APIServer], func(ctx context.Context) error {
-		return httpOK(ctx, tlsClient, c.Server+"/readyz", keys.Token)
+	if err := waitFor(ctx, 120*time.Second, s.procs[APIServer], func(ctx context.Context) error {
+		return httpOK(ctx, tlsClient, s.c.Server+"/readyz", keys.Token)
 	}); err != nil {
 		return nil, fmt.Errorf("kube-apiserver did not become ready: %w", err)
 	}
+	return tlsClient, nil
+}
 
-	fmt.Fprintln(o.Out, "starting kube-controller-manager and the node agent")
-	if err := start(ControllerManager, bins.ControllerManager, kcmPort, []string{
-		"--kubeconfig=" + c.Kubeconfig,
-		"--authentication-kubeconfig=" + c.Kubeconfig, "--authorization-kubeconfig=" + c.Kubeconfig,
+// controllers starts kube-controller-manager and the node agent and waits
+// until the node is Ready and the default ServiceAccount exists.
+func (s *starter) controllers(ctx context.Context, tlsClient *http.Client, kcmPort, nodePort int) error {
+	keys := s.keys
+	fmt.Fprintln(s.o.Out, "starting kube-controller-manager and the node agent")
+	if err := s.start(ControllerManager, s.bins.ControllerManager, kcmPort, []string{
+		"--kubeconfig=" + s.c.Kubeconfig,
+		"--authentication-kubeconfig=" + s.c.Kubeconfig, "--authorization-kubeconfig=" + s.c.Kubeconfig,
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", kcmPort),
 		"--leader-elect=false",
 		"--service-account-private-key-file=" + keys.SAPrivate,
 		"--root-ca-file=" + keys.CACert,
-		"--flex-volume-plugin-dir=" + filepath.Join(dir, "flex"),
-		"--cluster-name=" + o.Name,
+		"--flex-volume-plugin-dir=" + filepath.Join(s.dir, "flex"),
+		"--cluster-name=" + s.o.Name,
 		"--v=1",
 	}); err != nil {
-		return nil, err
+		return err
 	}
-	if err := start(NodeAgent, bins.NodeAgent, nodePort, []string{
-		"--kubeconfig=" + c.Kubeconfig,
-		"--node-name=" + c.NodeName,
+	if err := s.start(NodeAgent, s.bins.NodeAgent, nodePort, []string{
+		"--kubeconfig=" + s.c.Kubeconfig,
+		"--node-name=" + s.c.NodeName,
 		fmt.Sprintf("--listen=127.0.0.1:%d", nodePort),
 		"--tls-cert=" + keys.NodeCert, "--tls-key=" + keys.NodeKey,
 	}); err != nil {
-		return nil, err
+		return err
 	}
-	fmt.Fprintln(o.Out, "waiting for the node to be Ready and the default ServiceAccount to exist")
+	fmt.Fprintln(s.o.Out, "waiting for the node to be Ready and the default ServiceAccount to exist")
 	if err := waitFor(ctx, 120*time.Second, nil, func(ctx context.Context) error {
 		for _, name := range []string{ControllerManager, NodeAgent} {
-			if err := procs[name].exited(); err != nil {
+			if err := s.procs[name].exited(); err != nil {
 				return &fatalError{err}
 			}
 		}
-		return clusterUsable(ctx, tlsClient, c, keys.Token)
+		return clusterUsable(ctx, tlsClient, s.c, keys.Token)
 	}); err != nil {
-		return nil, fmt.Errorf("cluster did not become usable: %w", err)
+		return fmt.Errorf("cluster did not become usable: %w", err)
 	}
-	ok = true
-	return c, nil
+	return nil
 }
 
 // Down stops the named cluster's processes and removes its state directory.

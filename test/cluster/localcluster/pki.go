@@ -41,6 +41,34 @@ func writePKI(dir string) (*pki, error) {
 		SAPublic: filepath.Join(dir, "sa.pub"), SAPrivate: filepath.Join(dir, "sa.key"),
 		TokenFile: filepath.Join(dir, "tokens.csv"),
 	}
+	ca, err := p.writeCA()
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.serving(2, "kube-apiserver", []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, p.APIServerCert, p.APIServerKey); err != nil {
+		return nil, err
+	}
+	if err := ca.serving(3, "kpf-node-agent", []string{"localhost"}, p.NodeCert, p.NodeKey); err != nil {
+		return nil, err
+	}
+	if err := p.writeServiceAccountKeys(); err != nil {
+		return nil, err
+	}
+	if err := p.writeToken(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// authority is the cluster's CA, which signs the serving certificates.
+type authority struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	now  time.Time
+}
+
+// writeCA creates the cluster's CA and writes its certificate and key.
+func (p *pki) writeCA() (*authority, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate ca key: %w", err)
@@ -66,60 +94,65 @@ func writePKI(dir string) (*pki, error) {
 	if err := writeCertAndKey(p.CACert, p.CAKey, caDER, caKey); err != nil {
 		return nil, err
 	}
+	return &authority{cert: caCert, key: caKey, now: now}, nil
+}
 
-	serving := func(serial int64, cn string, dns []string, certPath, keyPath string) error {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return fmt.Errorf("generate %s key: %w", cn, err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.AddDate(1, 0, 0),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			DNSNames:     dns,
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			return fmt.Errorf("create %s certificate: %w", cn, err)
-		}
-		return writeCertAndKey(certPath, keyPath, der, key)
+// serving writes a certificate for cn, good for serving and as a client,
+// signed by the CA, and its key.
+func (ca *authority) serving(serial int64, cn string, dns []string, certPath, keyPath string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate %s key: %w", cn, err)
 	}
-	if err := serving(2, "kube-apiserver", []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}, p.APIServerCert, p.APIServerKey); err != nil {
-		return nil, err
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    ca.now.Add(-time.Hour),
+		NotAfter:     ca.now.AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     dns,
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
-	if err := serving(3, "kpf-node-agent", []string{"localhost"}, p.NodeCert, p.NodeKey); err != nil {
-		return nil, err
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return fmt.Errorf("create %s certificate: %w", cn, err)
 	}
+	return writeCertAndKey(certPath, keyPath, der, key)
+}
 
+// writeServiceAccountKeys writes the key pair that signs service-account
+// tokens.
+func (p *pki) writeServiceAccountKeys() error {
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return nil, fmt.Errorf("generate service-account key: %w", err)
+		return fmt.Errorf("generate service-account key: %w", err)
 	}
 	saPub, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("marshal service-account public key: %w", err)
+		return fmt.Errorf("marshal service-account public key: %w", err)
 	}
 	if err := writePEM(p.SAPrivate, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(saKey)); err != nil {
-		return nil, err
+		return err
 	}
 	if err := writePEM(p.SAPublic, "PUBLIC KEY", saPub); err != nil {
-		return nil, err
+		return err
 	}
+	return nil
+}
 
+// writeToken writes the static token of the cluster's admin.
+func (p *pki) writeToken() error {
 	tok := make([]byte, 24)
 	if _, err := rand.Read(tok); err != nil {
-		return nil, fmt.Errorf("generate token: %w", err)
+		return fmt.Errorf("generate token: %w", err)
 	}
 	p.Token = hex.EncodeToString(tok)
 	line := fmt.Sprintf("%s,kpf-admin,kpf-admin,\"system:masters\"\n", p.Token)
 	if err := os.WriteFile(p.TokenFile, []byte(line), 0o600); err != nil {
-		return nil, fmt.Errorf("write token file: %w", err)
+		return fmt.Errorf("write token file: %w", err)
 	}
-	return p, nil
+	return nil
 }
 
 func writeCertAndKey(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
