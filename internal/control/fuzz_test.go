@@ -15,7 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // captureRequests returns the raw bytes of the requests that Fetch,

@@ -28,7 +28,7 @@ func (r *Runner) sharedCheck(ctx context.Context, sess *tunnel.Session, port uin
 		interval = r.opts.ProbeInterval
 	}
 	key := fmt.Sprintf("health port=%d path=%q timeout=%s", port, h.HTTPPath, h.Timeout)
-	return sess.Shared(ctx, key, interval/2, func(ctx context.Context) error { return r.check(ctx, sess, port) })
+	return sess.Coalesce(ctx, key, interval/2, func(ctx context.Context) error { return r.check(ctx, sess, port) })
 }
 
 // check runs the forward's health check once against port of the session's

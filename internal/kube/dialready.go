@@ -19,7 +19,7 @@ var ErrLeftReady = errors.New("the pod left the target's ready endpoints while t
 //
 // A pod that is being deleted can take its streams with it without a
 // word: the kubelet closes the pod's port-forward connections, but the API
-// server may keep kpf's end open for seconds (seen: 9.6 s), and a stream
+// server may keep kpf's end open for seconds, and a stream
 // requested meanwhile gets no reply. The connection waiting for it is
 // better sent to another pod at once. A failure caused by this wraps
 // ErrLeftReady.

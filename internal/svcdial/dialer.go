@@ -82,7 +82,7 @@ type Dialer struct {
 	namespaces map[nsKey]*watched
 	pools      map[string]*tunnel.Pool
 	leases     map[string]*tunnel.Lease
-	workers    sync.WaitGroup // letGoOfUnready, one per watched namespace
+	workers    sync.WaitGroup // releaseLeftPods, one per watched namespace
 	rr         atomic.Uint64
 }
 
@@ -94,7 +94,7 @@ type watched struct {
 	ns      connect.Resolver
 	release func()
 	changed broadcast.Changes
-	kick    chan struct{} // a change for letGoOfUnready to look at
+	kick    chan struct{} // a change for releaseLeftPods to look at
 	stop    chan struct{} // closed by Close
 
 	// avoid holds the namespace's pods whose dial failed lately.
@@ -270,17 +270,17 @@ func (d *Dialer) watch(kctx, namespace string) (*watched, *tunnel.Lease, error) 
 			}
 		})
 		d.namespaces[key] = w
-		d.workers.Go(func() { letGoOfUnready(w, namespace, lease) })
+		d.workers.Go(func() { releaseLeftPods(w, namespace, lease) })
 	}
 	return w, lease, nil
 }
 
-// letGoOfUnready follows w's changes until Close and lets go of the
+// releaseLeftPods follows w's changes until Close and lets go of the
 // sessions to pods of namespace that are no longer ready endpoints of a
 // service dialled there: idle ones close, and those still carrying
 // connections are told their pod is leaving (see tunnel.Pool), so that
 // the connections end at once if the pod is gone.
-func letGoOfUnready(w *watched, namespace string, lease *tunnel.Lease) {
+func releaseLeftPods(w *watched, namespace string, lease *tunnel.Lease) {
 	for {
 		select {
 		case <-w.stop:

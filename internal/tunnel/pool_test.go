@@ -286,7 +286,7 @@ func TestSharedRunsOncePerFreshWindow(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, 5)
 		for i := range errs {
-			wg.Go(func() { errs[i] = s.Shared(ctx, "k", 5*time.Second, fn) })
+			wg.Go(func() { errs[i] = s.Coalesce(ctx, "k", 5*time.Second, fn) })
 		}
 		synctest.Wait()
 		close(release)
@@ -302,16 +302,16 @@ func TestSharedRunsOncePerFreshWindow(t *testing.T) {
 		// A caller within the fresh window gets the same result; another
 		// key runs on its own.
 		time.Sleep(4 * time.Second)
-		if err := s.Shared(ctx, "k", 5*time.Second, fn); err == nil || runs.Load() != 1 {
+		if err := s.Coalesce(ctx, "k", 5*time.Second, fn); err == nil || runs.Load() != 1 {
 			t.Errorf("within the window: %v, runs %d; want the cached error and no run", err, runs.Load())
 		}
-		s.Shared(ctx, "other", 5*time.Second, fn)
+		s.Coalesce(ctx, "other", 5*time.Second, fn)
 		if runs.Load() != 2 {
 			t.Errorf("another key: runs = %d, want 2", runs.Load())
 		}
 		// After the window, fn runs again.
 		time.Sleep(2 * time.Second)
-		s.Shared(ctx, "k", 5*time.Second, fn)
+		s.Coalesce(ctx, "k", 5*time.Second, fn)
 		if runs.Load() != 3 {
 			t.Errorf("after the window: runs = %d, want 3", runs.Load())
 		}
@@ -326,7 +326,7 @@ func TestSharedDoesNotShareACancelledRun(t *testing.T) {
 		cctx, cancel := context.WithCancel(context.Background())
 		first := make(chan error, 1)
 		go func() {
-			first <- s.Shared(cctx, "k", time.Minute, func(ctx context.Context) error {
+			first <- s.Coalesce(cctx, "k", time.Minute, func(ctx context.Context) error {
 				runs.Add(1)
 				<-ctx.Done()
 				return nil // a cancelled check says nothing about the pod
@@ -335,7 +335,7 @@ func TestSharedDoesNotShareACancelledRun(t *testing.T) {
 		synctest.Wait()
 		second := make(chan error, 1)
 		go func() {
-			second <- s.Shared(context.Background(), "k", time.Minute, func(context.Context) error {
+			second <- s.Coalesce(context.Background(), "k", time.Minute, func(context.Context) error {
 				runs.Add(1)
 				return errors.New("refused")
 			})
@@ -453,7 +453,7 @@ func TestDialSpreadsOnlyWhileThePodCarriesBulkTransfers(t *testing.T) {
 		defer l.Close()
 		dial := func() *Conn { return mustDial(t, l, podA) }
 		// Short exchanges: a request and an answer's worth of bytes.
-		for range ShortRunToStopSpreading {
+		for range shortRunBeforeOneSession {
 			c := dial()
 			if _, err := c.Write([]byte("PING\n")); err != nil {
 				t.Fatal(err)
@@ -510,7 +510,7 @@ func TestDialAvoidsAMainSessionWithAStalledWrite(t *testing.T) {
 		l := fp.Lease()
 		defer l.Close()
 		dial := func() *Conn { return mustDial(t, l, podA) }
-		for range ShortRunToStopSpreading {
+		for range shortRunBeforeOneSession {
 			c := dial()
 			c.moved.Store(5) // as if it had read an answer
 			c.Close()

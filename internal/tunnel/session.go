@@ -954,7 +954,7 @@ func isClosed(err error) bool {
 	return strings.Contains(s, "stream reset") || strings.Contains(s, "use of closed") || strings.Contains(s, "connection reset")
 }
 
-// sharedRun is one run of Session.Shared's function.
+// sharedRun is one run of Session.Coalesce's function.
 type sharedRun struct {
 	done  chan struct{} // closed when the run has finished
 	err   error
@@ -962,14 +962,14 @@ type sharedRun struct {
 	valid bool      // false if its caller's context ended during the run
 }
 
-// Shared runs fn for key once among all its callers on this session: a
+// Coalesce runs fn for key once among all its callers on this session: a
 // caller that comes while a run is in flight waits for it, and one that
 // comes within fresh of the last run's end gets that run's result without
 // running fn. Forwards that share a session use it to share one health
 // check of a pod port rather than each probing it. A run whose ctx ended
-// before it finished is not shared: its waiters run fn themselves. Shared
-// returns ctx's error if ctx ends while waiting.
-func (s *Session) Shared(ctx context.Context, key string, fresh time.Duration, fn func(context.Context) error) error {
+// before it finished is not shared: its waiters run fn themselves.
+// Coalesce returns ctx's error if ctx ends while waiting.
+func (s *Session) Coalesce(ctx context.Context, key string, fresh time.Duration, fn func(context.Context) error) error {
 	for {
 		s.sharedMu.Lock()
 		if s.shared == nil {

@@ -18,15 +18,15 @@ func TestPodTrafficSpreadsForBulkOnly(t *testing.T) {
 		spread bool
 	}{
 		{"nothing known", "", true},
-		{"a few short ones", short(ShortRunToStopSpreading - 1), true},
-		{"a run of short ones", short(ShortRunToStopSpreading), false},
-		{"empty connections say nothing", short(ShortRunToStopSpreading-1) + "0000", true},
-		{"a bulk transfer starts after short ones", short(ShortRunToStopSpreading) + "b", true},
-		{"short ones while a bulk transfer is open", "b" + short(2*ShortRunToStopSpreading), true},
-		{"bulk transfer ended, then short ones", "bB" + short(ShortRunToStopSpreading-1), true},
-		{"bulk transfer ended, then a run of short ones", "bB" + short(ShortRunToStopSpreading), false},
-		{"two bulk, one ended", "bbB" + short(ShortRunToStopSpreading), true},
-		{"both ended", "bbBB" + short(ShortRunToStopSpreading), false},
+		{"a few short ones", short(shortRunBeforeOneSession - 1), true},
+		{"a run of short ones", short(shortRunBeforeOneSession), false},
+		{"empty connections say nothing", short(shortRunBeforeOneSession-1) + "0000", true},
+		{"a bulk transfer starts after short ones", short(shortRunBeforeOneSession) + "b", true},
+		{"short ones while a bulk transfer is open", "b" + short(2*shortRunBeforeOneSession), true},
+		{"bulk transfer ended, then short ones", "bB" + short(shortRunBeforeOneSession-1), true},
+		{"bulk transfer ended, then a run of short ones", "bB" + short(shortRunBeforeOneSession), false},
+		{"two bulk, one ended", "bbB" + short(shortRunBeforeOneSession), true},
+		{"both ended", "bbBB" + short(shortRunBeforeOneSession), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
