@@ -45,7 +45,7 @@ func (k kubeCluster) Watch(ns string, onChange func()) (Resolver, func()) {
 	return k.c.Watch(ns, onChange)
 }
 
-func (k kubeCluster) Connector() *tunnel.Connector { return k.conn }
+func (k kubeCluster) NewPool() *tunnel.Pool { return tunnel.NewPool(k.conn, sessionDialTimeout) }
 
 func (k kubeCluster) Sessions() *tunnel.Pool { return k.pool }
 
@@ -55,8 +55,9 @@ type Cluster interface {
 	// Watch starts (or shares) the namespace's informers; onChange is
 	// called after every change they see. release stops sharing.
 	Watch(namespace string, onChange func()) (Resolver, func())
-	// Connector opens port-forward sessions to the cluster's pods.
-	Connector() *tunnel.Connector
+	// NewPool returns a pool of sessions of the caller's own, which it
+	// closes (the Dialer's, so that Close releases exactly its sessions).
+	NewPool() *tunnel.Pool
 	// Sessions is the context's pool of port-forward sessions, shared by
 	// every forward to it: forwards to the same pod share one session.
 	Sessions() *tunnel.Pool

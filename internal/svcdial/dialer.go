@@ -254,7 +254,7 @@ func (d *Dialer) watch(kctx, namespace string) (*watched, *tunnel.Lease, error) 
 	if lease == nil {
 		// The Dialer's own pool: its sessions to ready pods stay warm for
 		// the next dial until Close.
-		pool := tunnel.NewPool(cl.Connector(), 15*time.Second)
+		pool := cl.NewPool()
 		lease = pool.Lease()
 		d.pools[kctx], d.leases[kctx] = pool, lease
 	}

@@ -8,32 +8,15 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/kpf-dev/kpf/internal/config"
-	"github.com/kpf-dev/kpf/internal/connect"
-	"github.com/kpf-dev/kpf/internal/kube"
-	"github.com/kpf-dev/kpf/internal/tunnel"
+	"github.com/kpf-dev/kpf/internal/connect/connecttest"
 )
 
-// emptyCluster is a cluster whose services never have a ready endpoint.
-type emptyCluster struct{}
-
-func (emptyCluster) Watch(string, func()) (connect.Resolver, func()) {
-	return emptyNamespace{}, func() {}
-}
-func (emptyCluster) Connector() *tunnel.Connector { return nil }
-func (emptyCluster) Sessions() *tunnel.Pool       { return nil }
-
-type emptyNamespace struct{}
-
-func (emptyNamespace) Resolve(config.Target, config.Port) ([]kube.Endpoint, error) {
-	return nil, kube.ErrNoReadyEndpoints
-}
-func (emptyNamespace) WaitSynced(context.Context, func(error)) error { return nil }
-func (emptyNamespace) Explain(err error) error                       { return err }
-
+// newEmptyDialer dials a context whose service web.shop never has a
+// ready endpoint.
 func newEmptyDialer() *Dialer {
-	return NewWithClusters(func(string) (connect.Cluster, error) { return emptyCluster{}, nil },
-		Options{Namespaces: []string{"shop"}}, slog.New(slog.DiscardHandler))
+	cl := connecttest.New()
+	cl.SetReady("web")
+	return NewWithClusters(cl.Source(), Options{Namespaces: []string{"shop"}}, slog.New(slog.DiscardHandler))
 }
 
 // A dial that gives up says why, in a way errors.Is can tell: the

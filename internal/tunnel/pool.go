@@ -81,6 +81,13 @@ func NewPool(connector *Connector, dialTimeout time.Duration) *Pool {
 	return newPool(connector.Connect, dialTimeout)
 }
 
+// NewPoolWith returns an empty pool whose sessions come from connect
+// rather than a Connector: for tests, with sessions made by NewSession
+// over an in-memory connection (see tunneltest).
+func NewPoolWith(connect func(context.Context, Pod) (*Session, error), dialTimeout time.Duration) *Pool {
+	return newPool(connect, dialTimeout)
+}
+
 func newPool(connect func(context.Context, Pod) (*Session, error), dialTimeout time.Duration) *Pool {
 	return &Pool{connect: connect, dialTimeout: dialTimeout, sessions: map[Pod]*poolEntry{}, extra: map[Pod][]*poolEntry{},
 		noSpread: map[Pod]time.Time{}, holds: map[Pod]int{}, traffic: map[Pod]*podTraffic{}}

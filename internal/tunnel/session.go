@@ -203,6 +203,13 @@ type Session struct {
 	shared   map[string]*sharedRun
 }
 
+// NewSession returns a session to pod over conn, a port-forward
+// connection speaking protocol (as the API server named it when
+// upgrading): for tests, over an in-memory connection (see tunneltest).
+func NewSession(pod Pod, conn httpstream.Connection, protocol string) *Session {
+	return newSession(pod, conn, protocol, nil)
+}
+
 func newSession(pod Pod, conn httpstream.Connection, protocol string, transport io.Closer) *Session {
 	s := &Session{Pod: pod, Protocol: protocol, conn: conn, transport: transport, done: make(chan struct{})}
 	s.lastUsed.Store(time.Now().UnixNano())

@@ -1,0 +1,157 @@
+// Package connecttest is a fake kube context for unit tests of the code
+// that dials through package connect (the forward engine, the Dialer):
+// targets whose ready endpoints the test sets, announced to watchers as
+// informers announce changes, and port-forward sessions to in-memory pods
+// (tunneltest.Kubelet).
+package connecttest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/kpf-dev/kpf/internal/config"
+	"github.com/kpf-dev/kpf/internal/connect"
+	"github.com/kpf-dev/kpf/internal/kube"
+	"github.com/kpf-dev/kpf/internal/tunnel"
+	"github.com/kpf-dev/kpf/internal/tunnel/tunneltest"
+)
+
+// Cluster is one fake kube context. Its methods are safe for concurrent
+// use.
+type Cluster struct {
+	// Kubelet holds the pods sessions reach.
+	Kubelet *tunneltest.Kubelet
+
+	pool *tunnel.Pool
+
+	mu       sync.Mutex
+	ready    map[string][]string // target name -> ready pods, in order
+	errs     map[string]error    // target name -> why it resolves to nothing
+	ports    map[string]uint16   // named port -> number
+	watchers map[int]watcher
+	nextID   int
+}
+
+type watcher struct {
+	namespace string
+	onChange  func()
+}
+
+// New returns a context with no targets; Close releases its pool.
+func New() *Cluster {
+	k := tunneltest.New()
+	return &Cluster{Kubelet: k, pool: k.Pool(), ready: map[string][]string{}, errs: map[string]error{},
+		ports: map[string]uint16{}, watchers: map[int]watcher{}}
+}
+
+// Source is a ClusterSource that knows only this context, by any name.
+func (c *Cluster) Source() connect.ClusterSource {
+	return func(string) (connect.Cluster, error) { return c, nil }
+}
+
+// Close closes the shared session pool.
+func (c *Cluster) Close() { c.pool.Close() }
+
+// SetReady makes pods the ready endpoints of the target named name (a
+// service, deployment, ... of that name; none makes it have no ready
+// endpoint), and tells the watchers.
+func (c *Cluster) SetReady(name string, pods ...string) {
+	c.mu.Lock()
+	c.ready[name] = pods
+	delete(c.errs, name)
+	c.mu.Unlock()
+	c.notify()
+}
+
+// SetError makes the target named name resolve to err, and tells the
+// watchers.
+func (c *Cluster) SetError(name string, err error) {
+	c.mu.Lock()
+	c.errs[name] = err
+	c.mu.Unlock()
+	c.notify()
+}
+
+// NamePort makes the named port resolve to number.
+func (c *Cluster) NamePort(name string, number uint16) {
+	c.mu.Lock()
+	c.ports[name] = number
+	c.mu.Unlock()
+}
+
+// Watchers is how many watches are open.
+func (c *Cluster) Watchers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.watchers)
+}
+
+func (c *Cluster) notify() {
+	c.mu.Lock()
+	var fns []func()
+	for _, w := range c.watchers {
+		fns = append(fns, w.onChange)
+	}
+	c.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// Watch implements connect.Cluster.
+func (c *Cluster) Watch(namespace string, onChange func()) (connect.Resolver, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := c.nextID
+	c.nextID++
+	c.watchers[id] = watcher{namespace, onChange}
+	var once sync.Once
+	return resolver{c, namespace}, func() {
+		once.Do(func() {
+			c.mu.Lock()
+			delete(c.watchers, id)
+			c.mu.Unlock()
+		})
+	}
+}
+
+// Sessions implements connect.Cluster: one pool shared by every caller.
+func (c *Cluster) Sessions() *tunnel.Pool { return c.pool }
+
+// NewPool implements connect.Cluster.
+func (c *Cluster) NewPool() *tunnel.Pool { return c.Kubelet.Pool() }
+
+type resolver struct {
+	c         *Cluster
+	namespace string
+}
+
+func (r resolver) Resolve(target config.Target, remote config.Port) ([]kube.Endpoint, error) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	if err := r.c.errs[target.Name]; err != nil {
+		return nil, err
+	}
+	pods, ok := r.c.ready[target.Name]
+	if !ok {
+		return nil, fmt.Errorf("%s %q not found in namespace %q", target.Kind, target.Name, r.namespace)
+	}
+	port := remote.Number
+	if remote.Name != "" {
+		if port, ok = r.c.ports[remote.Name]; !ok {
+			return nil, fmt.Errorf("%s %q has no port named %q", target.Kind, target.Name, remote.Name)
+		}
+	}
+	if len(pods) == 0 {
+		return nil, kube.ErrNoReadyEndpoints
+	}
+	eps := make([]kube.Endpoint, 0, len(pods))
+	for _, p := range pods {
+		eps = append(eps, kube.Endpoint{Namespace: r.namespace, Pod: p, Port: port})
+	}
+	return eps, nil
+}
+
+func (resolver) WaitSynced(context.Context, func(error)) error { return nil }
+func (resolver) Explain(err error) error                       { return err }
