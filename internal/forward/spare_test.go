@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/kpf-dev/kpf/internal/testnet"
@@ -86,37 +87,54 @@ func TestSpareSetPrune(t *testing.T) {
 	}
 }
 
+// pipeUpstream is an in-memory tunnel.Upstream, which blocks durably in a
+// synctest bubble.
+type pipeUpstream struct{ net.Conn }
+
+func (pipeUpstream) CloseWrite() error { return nil }
+
+// pipedTo is parkedTo over an in-memory connection.
+func pipedTo(set *spareSet, pod string) net.Conn {
+	ours, theirs := net.Pipe()
+	set.add(parkedSpare{Parked: tunnel.Park(pipeUpstream{ours}, "ns/"+pod+":80", set.wake), pod: pod})
+	return theirs
+}
+
+// In a synctest bubble, time stands still until every goroutine waits:
+// the ages below are exact.
 func TestSpareSetLearnsTheServersIdleTimeout(t *testing.T) {
-	set := newSpareSet(3)
-	closing := parkedTo(t, set, "a")
-	old := parkedTo(t, set, "a")
-	parkedTo(t, set, "a")
-	// As if the first two were parked 4 s and 3.5 s ago.
-	set.parked[0].Since = time.Now().Add(-4 * time.Second)
-	set.parked[1].Since = time.Now().Add(-3500 * time.Millisecond)
-	if !set.nextExpiry().IsZero() {
-		t.Fatal("spares expire before the pod closed any")
-	}
-	closing.Close() // the server's idle timeout, after 4 s
-	waitFor(t, set.changed)
-	young, learned := set.prune(func(string) bool { return true })
-	if len(young) != 0 {
-		t.Fatalf("a spare that lived 4 s counted as a young death")
-	}
-	if learned < 2900*time.Millisecond || learned > 3100*time.Millisecond {
-		t.Fatalf("learned max age %s, want 3/4 of 4 s", learned)
-	}
-	// The spare parked 3.5 s ago is past the max age: closed and removed.
-	if set.len() != 1 {
-		t.Fatalf("%d spares left, want 1 (the fresh one)", set.len())
-	}
-	old.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := old.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("the expired spare's pod end read %v, want EOF", err)
-	}
-	if at := set.nextExpiry(); at.IsZero() || time.Until(at) < 2*time.Second {
-		t.Fatalf("next expiry %v, want about 3 s from now", time.Until(at))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		set := newSpareSet(3)
+		closing := pipedTo(set, "a")
+		old := pipedTo(set, "a")
+		pipedTo(set, "a")
+		// As if the first two were parked 4 s and 3.5 s ago.
+		set.parked[0].Since = time.Now().Add(-4 * time.Second)
+		set.parked[1].Since = time.Now().Add(-3500 * time.Millisecond)
+		if !set.nextExpiry().IsZero() {
+			t.Fatal("spares expire before the pod closed any")
+		}
+		closing.Close() // the server's idle timeout, after 4 s
+		<-set.changed
+		young, learned := set.prune(func(string) bool { return true })
+		if len(young) != 0 {
+			t.Fatalf("a spare that lived 4 s counted as a young death")
+		}
+		if learned != 3*time.Second {
+			t.Fatalf("learned max age %s, want 3/4 of 4 s", learned)
+		}
+		// The spare parked 3.5 s ago is past the max age: closed and removed.
+		if set.len() != 1 {
+			t.Fatalf("%d spares left, want 1 (the fresh one)", set.len())
+		}
+		if _, err := old.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("the expired spare's pod end read %v, want EOF", err)
+		}
+		if at := set.nextExpiry(); time.Until(at) != 3*time.Second {
+			t.Fatalf("next expiry in %v, want 3 s (the fresh spare's max age)", time.Until(at))
+		}
+		set.closeAll()
+	})
 }
 
 func waitFor(t *testing.T, ch <-chan struct{}) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -65,26 +66,35 @@ func TestParkedKeepsWhatThePodSentForTheClient(t *testing.T) {
 	}
 }
 
+// pipeUpstream is an in-memory upstream, whose reads block durably in a
+// synctest bubble.
+type pipeUpstream struct{ net.Conn }
+
+func (pipeUpstream) CloseWrite() error { return nil }
+
 func TestParkedHandsOverTheReadInFlight(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	p, pod := parkPipe(t)
-	// Nothing sent yet: the pump is blocked in a read when the client
-	// takes the connection.
-	time.Sleep(10 * time.Millisecond)
-	up, ok := p.Take()
-	if !ok {
-		t.Fatal("Take failed")
-	}
-	go func() {
-		pod.Write([]byte("first"))
-		pod.Write([]byte("second"))
-		pod.Close()
-	}()
-	got, err := io.ReadAll(up)
-	if err != nil || string(got) != "firstsecond" {
-		t.Fatalf("client read %q, %v; want %q", got, err, "firstsecond")
-	}
-	up.Close()
+	synctest.Test(t, func(t *testing.T) {
+		ours, pod := net.Pipe()
+		p := Park(pipeUpstream{ours}, "test/pod:80", nil)
+		// Nothing sent yet: the pump is blocked in a read when the
+		// client takes the connection.
+		synctest.Wait()
+		up, ok := p.Take()
+		if !ok {
+			t.Fatal("Take failed")
+		}
+		go func() {
+			pod.Write([]byte("first"))
+			pod.Write([]byte("second"))
+			pod.Close()
+		}()
+		got, err := io.ReadAll(up)
+		if err != nil || string(got) != "firstsecond" {
+			t.Fatalf("client read %q, %v; want %q", got, err, "firstsecond")
+		}
+		up.Close()
+	})
 }
 
 func TestParkedEndsWhenThePodCloses(t *testing.T) {
