@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // minimalCommand is kpf-bench's internal mode that runs the minimal
@@ -79,7 +81,7 @@ func startMinimalProc(ctx context.Context, self, kubeconfig, ns, pod string, por
 	var addr string
 	err = poll(ctx, 30*time.Second, "the minimal forwarder to listen", func(context.Context) (bool, error) {
 		if !p.alive() {
-			return false, fmt.Errorf("the minimal forwarder exited: %v: %s", p.err, lastLines(p.stderr.String(), 5))
+			return false, fmt.Errorf("the minimal forwarder exited: %v: %s", p.err, testsupport.LastLines(p.stderr.String(), 5))
 		}
 		out := p.stdout.String()
 		_, rest, ok := strings.Cut(out, minimalListening)

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,19 +10,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/kpf-dev/kpf/internal/control"
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // proc is a child process: a kpf up or a kubectl port-forward.
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testsupport.Buffer
+	stderr *testsupport.Buffer
 	done   chan struct{}
 	err    error // set before done closes
 	exited time.Time
@@ -36,7 +35,7 @@ func startProc(ctx context.Context, name string, env []string, bin string, args 
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
 	cmd.WaitDelay = 5 * time.Second
-	p := &proc{name: name, cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, stdout: &testsupport.Buffer{}, stderr: &testsupport.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -74,33 +73,6 @@ func (p *proc) stop() {
 		p.cmd.Process.Kill()
 		<-p.done
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // freePorts returns n distinct loopback ports that were free a moment ago.
@@ -197,7 +169,7 @@ func (k *kpfProc) waitReady(ctx context.Context, n int, interval, timeout time.D
 	last := "no status yet"
 	for {
 		if !k.alive() {
-			return fmt.Errorf("kpf up exited: %v\n%s", k.err, lastLines(k.stderr.String(), 20))
+			return fmt.Errorf("kpf up exited: %v\n%s", k.err, testsupport.LastLines(k.stderr.String(), 20))
 		}
 		snap, err := k.status(ctx)
 		switch {
@@ -210,7 +182,7 @@ func (k *kpfProc) waitReady(ctx context.Context, n int, interval, timeout time.D
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %d kpf forwards to be ready: %w; last status: %s\n%s", n, ctx.Err(), last, lastLines(k.stderr.String(), 20))
+			return fmt.Errorf("wait for %d kpf forwards to be ready: %w; last status: %s\n%s", n, ctx.Err(), last, testsupport.LastLines(k.stderr.String(), 20))
 		case <-t.C:
 		}
 	}
@@ -258,7 +230,7 @@ func startKubectl(ctx context.Context, kubeconfig, ns, svc string, websocket boo
 	k := &kubectlProc{proc: p, ports: ports}
 	err = poll(ctx, 30*time.Second, "kubectl port-forward to listen", func(context.Context) (bool, error) {
 		if !k.alive() {
-			return false, errors.New("kubectl exited: " + lastLines(k.stderr.String(), 5))
+			return false, errors.New("kubectl exited: " + testsupport.LastLines(k.stderr.String(), 5))
 		}
 		out := k.stdout.String()
 		for _, port := range ports {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // prober opens a connection to addr every interval, each with one PING,
@@ -193,7 +195,7 @@ func (r *runner) reconvergeKubectl(ctx context.Context, tool Tool, websocket boo
 	exitAfter := k.exited.Sub(t0)
 	if describe {
 		r.note("%s exits when its pod is deleted (after %.0f ms; status %v); its last words: %q",
-			tool, ms(exitAfter), k.err, lastLines(k.stderr.String(), 1))
+			tool, ms(exitAfter), k.err, testsupport.LastLines(k.stderr.String(), 1))
 	}
 	restart := time.Now()
 	k, err = startKubectl(ctx, r.kubeconfig, mainNamespace, rcService, websocket, pairs, r.log)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kpf-dev/kpf/internal/testsupport"
 	"github.com/kpf-dev/kpf/pkg/dialer"
 )
 
@@ -500,7 +501,7 @@ func (r *runner) minimalTarget(ctx context.Context, useSPDY bool) (*target, erro
 		only: map[string]bool{"download, 1 stream": true},
 		ensure: func(context.Context) error {
 			if !p.alive() {
-				return fmt.Errorf("the minimal forwarder exited: %v: %s", p.err, lastLines(p.stderr.String(), 3))
+				return fmt.Errorf("the minimal forwarder exited: %v: %s", p.err, testsupport.LastLines(p.stderr.String(), 3))
 			}
 			return nil
 		},
@@ -536,7 +537,7 @@ func (r *runner) kubectlTarget(tool Tool, websocket bool, sinkPort, httpPort int
 		if k != nil {
 			t.restarts++
 			t.exitedCPU += (k.cmd.ProcessState.UserTime() + k.cmd.ProcessState.SystemTime()).Seconds()
-			r.log.Warn("kubectl exited; restarting it", "tool", tool, "stderr", lastLines(k.stderr.String(), 3))
+			r.log.Warn("kubectl exited; restarting it", "tool", tool, "stderr", testsupport.LastLines(k.stderr.String(), 3))
 		}
 		var err error
 		k, err = startKubectl(ctx, r.kubeconfig, mainNamespace, mainService, websocket, [][2]int{{sinkPort, 80}, {httpPort, 8080}}, r.log)

@@ -7,7 +7,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/kpf-dev/kpf/internal/testnet"
+	"github.com/kpf-dev/kpf/internal/testsupport"
 	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
@@ -18,7 +18,7 @@ type tcpUpstream struct{ *net.TCPConn }
 // conn is the pod's end.
 func parkedTo(t *testing.T, set *spareSet, pod string) net.Conn {
 	t.Helper()
-	ours, theirs := testnet.TCPPair(t)
+	ours, theirs := testsupport.TCPPair(t)
 	set.add(parkedSpare{Parked: tunnel.Park(tcpUpstream{ours}, "ns/"+pod+":80", set.wake), pod: pod})
 	return theirs
 }

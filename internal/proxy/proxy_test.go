@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/kpf-dev/kpf/internal/testnet"
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 func TestMain(m *testing.M) {
@@ -162,7 +162,7 @@ func TestPipeHalfClose(t *testing.T) {
 // tcpPair returns the two ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	t.Helper()
-	c, s := testnet.TCPPair(t)
+	c, s := testsupport.TCPPair(t)
 	return c, s
 }
 

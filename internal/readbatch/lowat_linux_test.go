@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kpf-dev/kpf/internal/testnet"
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 func TestNewReadBatcherFindsTheTCPSocket(t *testing.T) {
 	if !Supported() {
 		t.Skip("this system does not batch reads")
 	}
-	client, server := testnet.TCPPair(t)
+	client, server := testsupport.TCPPair(t)
 	if New(client) == nil {
 		t.Error("no batcher for a *net.TCPConn")
 	}
@@ -39,7 +39,7 @@ func TestReceiveLowatWakesWhenLowered(t *testing.T) {
 	if !Supported() {
 		t.Skip("this system does not batch reads")
 	}
-	client, server := testnet.TCPPair(t)
+	client, server := testsupport.TCPPair(t)
 	raw, err := server.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestReadBatchingOnASocket(t *testing.T) {
 	if !Supported() {
 		t.Skip("this system does not batch reads")
 	}
-	client, server := testnet.TCPPair(t)
+	client, server := testsupport.TCPPair(t)
 	b := New(server)
 	rec := &lowatRecorder{}
 	set := b.setLowat

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/kpf-dev/kpf/internal/testnet"
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // tcpUpstream is an Upstream over one end of a loopback TCP connection
@@ -20,7 +20,7 @@ type tcpUpstream struct{ *net.TCPConn }
 
 func parkPipe(t *testing.T) (*Parked, net.Conn) {
 	t.Helper()
-	ours, pod := testnet.TCPPair(t)
+	ours, pod := testsupport.TCPPair(t)
 	return Park(tcpUpstream{ours}, "test/pod:80", nil), pod
 }
 

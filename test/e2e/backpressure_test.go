@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kpf-dev/kpf/internal/testsupport"
 	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
@@ -377,7 +378,7 @@ forwards:
 		opened.Round(time.Millisecond), within, slowest.Round(time.Millisecond))
 	for _, bad := range []string{"port-forward session stalled", "forward failed", "probe through a session in use failed"} {
 		if strings.Contains(p.stderr.String(), bad) {
-			t.Errorf("kpf logged %q: the session was given up on rather than the one connection cut:\n%s", bad, tail(p.stderr.String(), 30))
+			t.Errorf("kpf logged %q: the session was given up on rather than the one connection cut:\n%s", bad, testsupport.LastLines(p.stderr.String(), 30))
 		}
 	}
 	// The others are untouched.

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // A burst of short connections to a pod that speaks first (it greets each
@@ -85,7 +87,7 @@ func TestE2EBurstOfConnectionsToAGreetingPod(t *testing.T) {
 		}
 	}
 	if log := p.stderr.String(); strings.Contains(log, "stalled") {
-		t.Errorf("kpf closed a stalled session during the bursts:\n%s", tail(log, 20))
+		t.Errorf("kpf closed a stalled session during the bursts:\n%s", testsupport.LastLines(log, 20))
 	}
 }
 

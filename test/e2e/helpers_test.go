@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +27,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // backend is a loopback TCP server standing in for a container: it greets
@@ -305,8 +306,8 @@ func kubectl(t *testing.T, s *suite, args ...string) string {
 // kpfProcess is a running `kpf up`.
 type kpfProcess struct {
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testsupport.Buffer
+	stderr *testsupport.Buffer
 	done   chan struct{}
 	err    error
 }
@@ -373,7 +374,7 @@ func startKpfCmd(t *testing.T, cmd *exec.Cmd) *kpfProcess {
 // from the start.
 func startKpfProcess(t *testing.T, cmd *exec.Cmd) *kpfProcess {
 	t.Helper()
-	p := &kpfProcess{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &kpfProcess{cmd: cmd, stdout: &testsupport.Buffer{}, stderr: &testsupport.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -393,7 +394,7 @@ func startKpfProcess(t *testing.T, cmd *exec.Cmd) *kpfProcess {
 			t.Errorf("kpf reported a data race:\n%s", log[i:min(len(log), i+6000)])
 		}
 		if t.Failed() {
-			t.Logf("kpf stdout:\n%s\nkpf stderr (tail):\n%s", p.stdout.String(), tail(p.stderr.String(), 60))
+			t.Logf("kpf stdout:\n%s\nkpf stderr (tail):\n%s", p.stdout.String(), testsupport.LastLines(p.stderr.String(), 60))
 		}
 	})
 	return p
@@ -417,32 +418,6 @@ func (p *kpfProcess) line(name string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // prober opens a new connection to addr every interval and records what
@@ -502,7 +477,7 @@ var forwardingRE = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) ->`)
 // kubectlPortForward is a running `kubectl port-forward`.
 type kubectlPortForward struct {
 	addr   string
-	stderr *syncBuffer
+	stderr *testsupport.Buffer
 	done   chan error
 }
 
@@ -514,7 +489,7 @@ func startKubectlPortForward(t *testing.T, s *suite, kubeContext, ns, target str
 	if err != nil {
 		t.Fatal(err)
 	}
-	pf := &kubectlPortForward{stderr: &syncBuffer{}, done: make(chan error, 1)}
+	pf := &kubectlPortForward{stderr: &testsupport.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = pf.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kpf-dev/kpf/internal/control"
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // nobody is the uid and gid tests run kpf as when they need another user.
@@ -166,7 +167,7 @@ func TestE2EControlSocketRefusesOtherUsers(t *testing.T) {
 	}
 	checkRefused("with the modes opened", "refused by kpf up: kpf up refuses uid 65534: it runs as uid 0, and its control socket serves only that user and root")
 	if _, err := os.Stat(sock); err != nil {
-		t.Errorf("the control socket went away: %v\n%s", err, tail(p.stderr.String(), 20))
+		t.Errorf("the control socket went away: %v\n%s", err, testsupport.LastLines(p.stderr.String(), 20))
 	}
 }
 
@@ -328,7 +329,7 @@ forwards:
 		return strings.Contains(p2.stderr.String(), "kpf up: "+banner2), nil
 	})
 	if l := mustRead(t, logFile); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "NOT LOOPBACK") {
-		t.Errorf("log file lacks the warning:\n%s", tail(l, 20))
+		t.Errorf("log file lacks the warning:\n%s", testsupport.LastLines(l, 20))
 	}
 }
 

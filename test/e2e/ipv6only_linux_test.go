@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/kpf-dev/kpf/internal/control"
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // netnsHelperEnv, when set, makes the e2e test binary a helper instead of
@@ -190,6 +191,6 @@ forwards:
 		}
 	}
 	if !strings.Contains(p.stderr.String(), `msg="listening on one loopback address only" forward=dflt`) {
-		t.Errorf("kpf did not log which loopback it skipped for dflt:\n%s", tail(p.stderr.String(), 30))
+		t.Errorf("kpf did not log which loopback it skipped for dflt:\n%s", testsupport.LastLines(p.stderr.String(), 30))
 	}
 }

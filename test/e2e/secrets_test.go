@@ -22,6 +22,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // kpf never logs credentials: with verbose JSON logs through start-up,
@@ -81,7 +83,7 @@ forwards:
 
 	all := p.stdout.String() + p.stderr.String() + statusOut
 	if !strings.Contains(all, `"msg":"connection opened"`) {
-		t.Fatalf("verbose JSON logs missing; the check would prove nothing:\n%s", tail(all, 20))
+		t.Fatalf("verbose JSON logs missing; the check would prove nothing:\n%s", testsupport.LastLines(all, 20))
 	}
 	for name, secret := range map[string]string{
 		"bearer token":           token,
@@ -151,13 +153,13 @@ forwards:
 				}
 				for _, want := range tt.shows {
 					if !strings.Contains(string(out), want) {
-						t.Fatalf("output does not show the failure (%q); the check would prove nothing:\n%s", want, tail(string(out), 20))
+						t.Fatalf("output does not show the failure (%q); the check would prove nothing:\n%s", want, testsupport.LastLines(string(out), 20))
 					}
 				}
 				tt.secrets["Authorization header"] = "Bearer "
 				for name, secret := range tt.secrets {
 					if strings.Contains(string(out), secret) {
-						t.Errorf("kpf output contains the %s:\n%s", name, tail(string(out), 20))
+						t.Errorf("kpf output contains the %s:\n%s", name, testsupport.LastLines(string(out), 20))
 					}
 				}
 			})
