@@ -445,18 +445,28 @@ func (d *decoder) integer(path string, raw *yaml.Node) (int64, bool) {
 	return v, true
 }
 
-// stringList decodes a list of strings.
-func (d *decoder) stringList(path string, raw *yaml.Node) []string {
+// list returns the items of the list at path; false (reported, unless
+// the value is absent or null) when there is none.
+func (d *decoder) list(path string, raw *yaml.Node) ([]*yaml.Node, bool) {
 	n := d.value(path, raw)
 	if n == nil {
-		return nil
+		return nil, false
 	}
 	if n.Kind != yaml.SequenceNode {
 		d.typeError(n, path, "a list")
+		return nil, false
+	}
+	return n.Content, true
+}
+
+// stringList decodes a list of strings.
+func (d *decoder) stringList(path string, raw *yaml.Node) []string {
+	items, ok := d.list(path, raw)
+	if !ok {
 		return nil
 	}
-	out := make([]string, 0, len(n.Content))
-	for j, item := range n.Content {
+	out := make([]string, 0, len(items))
+	for j, item := range items {
 		if s, ok := d.str(fmt.Sprintf("%s[%d]", path, j), item); ok {
 			out = append(out, s)
 		}
@@ -468,16 +478,12 @@ func (d *decoder) stringList(path string, raw *yaml.Node) []string {
 // decode as "" (marked bad) so that indexes stay aligned with paths. A value
 // that is not a list yields an empty, non-nil list.
 func (d *decoder) alignedStrings(path string, raw *yaml.Node) []string {
-	n := d.value(path, raw)
-	if n == nil {
+	items, ok := d.list(path, raw)
+	if !ok {
 		return []string{}
 	}
-	if n.Kind != yaml.SequenceNode {
-		d.typeError(n, path, "a list")
-		return []string{}
-	}
-	out := make([]string, len(n.Content))
-	for j, item := range n.Content {
+	out := make([]string, len(items))
+	for j, item := range items {
 		out[j], _ = d.str(fmt.Sprintf("%s[%d]", path, j), item)
 	}
 	return out
@@ -892,16 +898,12 @@ func deriveName(t Target) string {
 // ports decodes a list of port mappings. Entries that fail to decode are
 // kept as zero placeholders marked bad, so indexes stay aligned with paths.
 func (d *decoder) ports(path string, raw *yaml.Node) []PortMapping {
-	n := d.value(path, raw)
-	if n == nil {
+	items, ok := d.list(path, raw)
+	if !ok {
 		return nil
 	}
-	if n.Kind != yaml.SequenceNode {
-		d.typeError(n, path, "a list")
-		return nil
-	}
-	out := make([]PortMapping, 0, len(n.Content))
-	for j, item := range n.Content {
+	out := make([]PortMapping, 0, len(items))
+	for j, item := range items {
 		p := fmt.Sprintf("%s[%d]", path, j)
 		pm, ok := d.port(p, item)
 		if !ok {

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/kpf-dev/kpf/internal/httpserve"
 )
 
 // ErrRunning is returned by Listen when a kpf up already serves the
@@ -48,6 +50,19 @@ type invalidConfig struct{ err error }
 func (e invalidConfig) Error() string   { return e.err.Error() }
 func (e invalidConfig) Unwrap() []error { return []error{ErrInvalidConfig, e.err} }
 
+// answer writes the outcome of an action: 204 when it succeeded, code
+// with the error's text for an error wrapping known, 500 for another.
+func answer(w http.ResponseWriter, err error, known error, code int) {
+	switch {
+	case errors.Is(err, known):
+		http.Error(w, err.Error(), code)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
 // Handler serves the API: GET /v1/status, POST /v1/forwards/{name}/restart,
 // POST /v1/reload and GET /healthz.
 func Handler(api API) http.Handler {
@@ -59,27 +74,11 @@ func Handler(api API) http.Handler {
 		_ = enc.Encode(api.Snapshot())
 	})
 	mux.HandleFunc("POST /v1/forwards/{name}/restart", func(w http.ResponseWriter, r *http.Request) {
-		err := api.Restart(r.Context(), r.PathValue("name"))
-		switch {
-		case errors.Is(err, ErrUnknownForward):
-			http.Error(w, err.Error(), http.StatusNotFound)
-		case err != nil:
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		default:
-			w.WriteHeader(http.StatusNoContent)
-		}
+		answer(w, api.Restart(r.Context(), r.PathValue("name")), ErrUnknownForward, http.StatusNotFound)
 	})
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
-		err := api.Reload(r.Context())
-		switch {
-		case errors.Is(err, ErrInvalidConfig):
-			// The body is the config's problems, verbatim.
-			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
-		case err != nil:
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		default:
-			w.WriteHeader(http.StatusNoContent)
-		}
+		// An invalid file's body is its problems, verbatim.
+		answer(w, api.Reload(r.Context()), ErrInvalidConfig, http.StatusUnprocessableEntity)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -122,13 +121,7 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, check func(net.
 		},
 	}
 	defer removeEndpoint(ln.Addr().String())
-	stop := context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	})
-	defer stop()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := httpserve.Serve(ctx, srv, ln); err != nil {
 		return fmt.Errorf("control endpoint: %w", err)
 	}
 	return nil

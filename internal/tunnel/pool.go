@@ -158,15 +158,7 @@ func (p *Pool) get(ctx context.Context, pod Pod) (*Session, error) {
 }
 
 func (p *Pool) dial(pod Pod, e *poolEntry) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.dialTimeout)
-	defer cancel()
-	s, err := p.connect(ctx, pod)
-	if err == nil {
-		p.observe(pod, s)
-	}
-	p.mu.Lock()
-	e.session, e.err = s, err
-	close(e.ready)
+	err := p.open(pod, e)
 	if err != nil {
 		if p.sessions[pod] == e {
 			delete(p.sessions, pod)
@@ -176,7 +168,7 @@ func (p *Pool) dial(pod Pod, e *poolEntry) {
 	}
 	if p.closed || p.sessions[pod] != e {
 		p.mu.Unlock()
-		s.Close()
+		e.session.Close()
 		return
 	}
 	p.mu.Unlock()
@@ -357,8 +349,9 @@ func (p *Pool) choose(pod Pod, main *Session, shareLive bool) (use *Session, wai
 	return nil, best, live
 }
 
-// dialExtra opens an extra session to pod for entry e of p.extra.
-func (p *Pool) dialExtra(pod Pod, e *poolEntry) {
+// open opens a session to pod for e and marks e ready with the outcome.
+// It returns with p.mu held, for the caller to file e.
+func (p *Pool) open(pod Pod, e *poolEntry) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.dialTimeout)
 	defer cancel()
 	s, err := p.connect(ctx, pod)
@@ -368,13 +361,19 @@ func (p *Pool) dialExtra(pod Pod, e *poolEntry) {
 	p.mu.Lock()
 	e.session, e.err = s, err
 	close(e.ready)
+	return err
+}
+
+// dialExtra opens an extra session to pod for entry e of p.extra.
+func (p *Pool) dialExtra(pod Pod, e *poolEntry) {
+	err := p.open(pod, e)
 	if err != nil {
 		p.noSpread[pod] = time.Now().Add(10 * time.Second)
 	}
 	closed := p.closed
 	p.mu.Unlock()
-	if closed && s != nil {
-		s.Close()
+	if closed && err == nil {
+		e.session.Close()
 		return
 	}
 	p.sweep(pod)
