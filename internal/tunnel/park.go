@@ -8,13 +8,13 @@ import (
 	"time"
 )
 
-// MaxParkedData bounds what a parked connection keeps of the data the pod
+// maxParkedData bounds what a parked connection keeps of the data the pod
 // sends before a client takes it (a server's greeting is a few bytes).
-const MaxParkedData = 64 << 10
+const maxParkedData = 64 << 10
 
 // ErrParkedOverflow ends a parked connection on which the pod sent more
-// than MaxParkedData before any client took it.
-var ErrParkedOverflow = fmt.Errorf("the pod sent more than %d KiB before a client took the connection", MaxParkedData>>10)
+// than maxParkedData before any client took it.
+var ErrParkedOverflow = fmt.Errorf("the pod sent more than %d KiB before a client took the connection", maxParkedData>>10)
 
 // ErrParkedClosed is the reason of a parked connection closed by its owner.
 var ErrParkedClosed = errors.New("spare connection closed")
@@ -25,7 +25,7 @@ var ErrParkedClosed = errors.New("spare connection closed")
 // It must keep reading: a port-forward session delivers a stream's data
 // frames to that stream alone, and a stream nobody reads holds up the
 // session's frame delivery for other streams too. What it reads is kept
-// for the client, up to MaxParkedData.
+// for the client, up to maxParkedData.
 type Parked struct {
 	up Upstream
 	// Label says where the connection goes (for logs).
@@ -82,7 +82,7 @@ func (p *Parked) pump() {
 			return
 		}
 		p.buf = append(p.buf, b[:n]...)
-		if err == nil && len(p.buf) > MaxParkedData {
+		if err == nil && len(p.buf) > maxParkedData {
 			err = ErrParkedOverflow
 		}
 		if err != nil {

@@ -113,7 +113,7 @@ func TestParkedEndsWhenThePodCloses(t *testing.T) {
 func TestParkedEndsWhenThePodSendsTooMuch(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	p, pod := parkPipe(t)
-	go pod.Write(bytes.Repeat([]byte("x"), MaxParkedData+1))
+	go pod.Write(bytes.Repeat([]byte("x"), maxParkedData+1))
 	waitEnded(t, p)
 	if !errors.Is(p.Err(), ErrParkedOverflow) {
 		t.Fatalf("Err = %v, want ErrParkedOverflow", p.Err())

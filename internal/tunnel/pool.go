@@ -15,7 +15,7 @@ import (
 // Gets for a pod share one dial.
 //
 // Connections opened with Lease.Dial to a pod that carries bulk
-// transfers are spread over up to MaxSessionsPerPod sessions to the pod:
+// transfers are spread over up to maxSessionsPerPod sessions to the pod:
 // a connection that would share a busy session gets a session of its own
 // while there are fewer. One multiplexed connection carries every stream
 // through one reader in each process on the path (kpf, API server,
@@ -37,13 +37,13 @@ type Pool struct {
 	closed   bool
 }
 
-// MaxSessionsPerPod bounds the sessions Lease.Dial spreads connections to
+// maxSessionsPerPod bounds the sessions Lease.Dial spreads connections to
 // one pod over.
-const MaxSessionsPerPod = 4
+const maxSessionsPerPod = 4
 
-// ExtraSessionWait is how long a connection waits for an extra session to
+// extraSessionWait is how long a connection waits for an extra session to
 // open before it shares the main one instead.
-const ExtraSessionWait = time.Second
+const extraSessionWait = time.Second
 
 // ExtraSessionIdle is how long an extra session stays open without a
 // connection while its pod is held.
@@ -246,7 +246,7 @@ func (p *Pool) sweep(pod Pod) {
 // main session, and counts the connection in its Active. While the pod's
 // traffic calls for spreading (podTraffic.spread), that is the session
 // with the fewest connections, or a new extra session if every one is
-// busy and there are fewer than MaxSessionsPerPod. Otherwise it is the
+// busy and there are fewer than maxSessionsPerPod. Otherwise it is the
 // main session, and idle extra sessions close in time, unless a write on
 // the main session is held up (writeStalled): then the connection is
 // spread too, rather than queue behind a pod that stopped reading.
@@ -287,7 +287,7 @@ func (p *Pool) pick(ctx context.Context, pod Pod, main *Session) (*Session, erro
 			wait.waiters--
 			p.mu.Unlock()
 			return nil, ctx.Err()
-		case <-time.After(ExtraSessionWait):
+		case <-time.After(extraSessionWait):
 			// The API server is slow to open sessions (or cannot, as
 			// while etcd is down): share the live main session rather
 			// than keep the client waiting.
@@ -336,7 +336,7 @@ func (p *Pool) choose(pod Pod, main *Session, shareLive bool) (use *Session, wai
 	switch {
 	case shareLive:
 		return live, nil, nil
-	case load > 0 && n < MaxSessionsPerPod && time.Now().After(p.noSpread[pod]):
+	case load > 0 && n < maxSessionsPerPod && time.Now().After(p.noSpread[pod]):
 		best = &poolEntry{ready: make(chan struct{})}
 		p.extra[pod] = append(p.extra[pod], best)
 		go p.dialExtra(pod, best)

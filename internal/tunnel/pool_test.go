@@ -391,10 +391,10 @@ func TestDialSpreadsConcurrentConnectionsOverSessions(t *testing.T) {
 		if n := len(fp.opened()); n != 1 {
 			t.Fatalf("sequential connections opened %d sessions, want 1", n)
 		}
-		// Open ones spread over MaxSessionsPerPod sessions.
+		// Open ones spread over maxSessionsPerPod sessions.
 		var conns []*Conn
 		perSession := map[*Session]int{}
-		for range 2 * MaxSessionsPerPod {
+		for range 2 * maxSessionsPerPod {
 			c, err := l.Dial(ctx, podA, 80)
 			if err != nil {
 				t.Fatal(err)
@@ -402,8 +402,8 @@ func TestDialSpreadsConcurrentConnectionsOverSessions(t *testing.T) {
 			conns = append(conns, c)
 			perSession[c.session]++
 		}
-		if n := len(fp.opened()); n != MaxSessionsPerPod || len(perSession) != MaxSessionsPerPod {
-			t.Fatalf("%d open connections: %d sessions opened, %d used; want %d", len(conns), n, len(perSession), MaxSessionsPerPod)
+		if n := len(fp.opened()); n != maxSessionsPerPod || len(perSession) != maxSessionsPerPod {
+			t.Fatalf("%d open connections: %d sessions opened, %d used; want %d", len(conns), n, len(perSession), maxSessionsPerPod)
 		}
 		for s, n := range perSession {
 			if n != 2 {
@@ -417,8 +417,8 @@ func TestDialSpreadsConcurrentConnectionsOverSessions(t *testing.T) {
 		// stays while the pod is held.
 		time.Sleep(ExtraSessionIdle / 2)
 		synctest.Wait()
-		if open := countOpen(fp.opened()); open != MaxSessionsPerPod {
-			t.Fatalf("%d sessions open half-way through the idle time, want %d", open, MaxSessionsPerPod)
+		if open := countOpen(fp.opened()); open != maxSessionsPerPod {
+			t.Fatalf("%d sessions open half-way through the idle time, want %d", open, maxSessionsPerPod)
 		}
 		time.Sleep(ExtraSessionIdle)
 		synctest.Wait()
@@ -461,7 +461,7 @@ func TestDialSpreadsOnlyWhileThePodCarriesBulkTransfers(t *testing.T) {
 			c.Close()
 		}
 		var open []*Conn
-		for range 2 * MaxSessionsPerPod {
+		for range 2 * maxSessionsPerPod {
 			open = append(open, dial())
 		}
 		synctest.Wait()
@@ -577,7 +577,7 @@ func countOpen(conns []*fakeConn) int {
 
 // When an extra session cannot be opened quickly (the API server cannot
 // reach etcd, say), a connection shares the live main session after
-// ExtraSessionWait instead of waiting for the dial to time out.
+// extraSessionWait instead of waiting for the dial to time out.
 func TestDialSharesTheMainSessionWhenAnExtraOneIsSlow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var calls atomic.Int32
@@ -603,8 +603,8 @@ func TestDialSharesTheMainSessionWhenAnExtraOneIsSlow(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer second.Close()
-		if waited := time.Since(start); waited != ExtraSessionWait {
-			t.Errorf("the second connection waited %s, want %s", waited, ExtraSessionWait)
+		if waited := time.Since(start); waited != extraSessionWait {
+			t.Errorf("the second connection waited %s, want %s", waited, extraSessionWait)
 		}
 		if second.session != first.session {
 			t.Errorf("the second connection did not share the main session")
