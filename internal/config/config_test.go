@@ -246,6 +246,19 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			"env template with an unknown field",
+			"version: 1\nforwards:\n  - service: db\n    ports: [5432]\n    env:\n      DATABASE_URL: \"postgres://{{.Hots}}:{{.Port}}/app\"\n",
+			[]string{"f.yaml:6:21: forwards[0].env.DATABASE_URL: unknown field .Hots (the fields are .Name, .Host, .Port, .Addr and .Ports)"},
+		},
+		{
+			"env names",
+			"version: 1\nforwards:\n  - service: db\n    ports: [5432]\n    env: {2X: a, KPF_DB_PORT: b, OK: \"{{.Addr}}\"}\n",
+			[]string{
+				"f.yaml:5:11: forwards[0].env.2X: invalid variable name \"2X\"\n\thint: use letters, digits and _, not starting with a digit",
+				"f.yaml:5:18: forwards[0].env.KPF_DB_PORT: variable KPF_DB_PORT takes the KPF_ prefix of kpf's own variables\n\thint: name it without KPF_",
+			},
+		},
+		{
 			"merge of a scalar",
 			"version: 1\nforwards:\n  - <<: 3\n    service: web\n    ports: [1080]\n",
 			[]string{"f.yaml:3:9: forwards[0]: expected a mapping or a list of mappings to merge, got an integer"},

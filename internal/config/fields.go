@@ -21,6 +21,7 @@ const (
 	fGroups           = "groups"
 	fEnabled          = "enabled"
 	fHealth           = "health"
+	fEnv              = "env"
 
 	fService     = "service"
 	fPod         = "pod"
@@ -83,7 +84,7 @@ func fieldsOf(k mappingKind) []string {
 		return []string{
 			fName, fContext, fNamespace,
 			fService, fPod, fDeployment, fStatefulSet, fSelector,
-			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance, fSpare, fHealth,
+			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance, fSpare, fHealth, fEnv,
 		}
 	case kindPort:
 		return []string{fLocal, fRemote}

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/kpf-dev/kpf/internal/appenv"
 	"github.com/kpf-dev/kpf/internal/suggest"
 )
 
@@ -459,6 +460,52 @@ func (d *decoder) list(path string, raw *yaml.Node) ([]*yaml.Node, bool) {
 	return n.Content, true
 }
 
+// env decodes a forward's env: a mapping of variable names to templates
+// over appenv.Fields. A name that is not a variable's, or takes the KPF_
+// prefix kpf's own variables use, is reported at the key; a template that
+// does not parse or names an unknown field, at its value.
+func (d *decoder) env(path string, raw *yaml.Node) map[string]string {
+	n := d.value(path, raw)
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		d.typeError(n, path, "a mapping of variable names to values")
+		return nil
+	}
+	out := map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := d.deref(n.Content[i])
+		if k == nil {
+			return out
+		}
+		name := k.Value
+		p := join(path, name)
+		switch {
+		case k.Kind != yaml.ScalarNode || !appenv.ValidName(name):
+			d.report(k, p, fmt.Sprintf("invalid variable name %q", name), "use letters, digits and _, not starting with a digit")
+			continue
+		case strings.HasPrefix(strings.ToUpper(name), "KPF_"):
+			d.report(k, p, fmt.Sprintf("variable %s takes the KPF_ prefix of kpf's own variables", name), "name it without KPF_")
+			continue
+		}
+		if _, dup := out[name]; dup {
+			d.report(k, p, fmt.Sprintf("duplicate variable %q", name), "")
+			continue
+		}
+		text, ok := d.str(p, n.Content[i+1])
+		if !ok {
+			continue
+		}
+		if err := appenv.Check(text); err != nil {
+			d.report(d.deref(n.Content[i+1]), p, err.Error(), "")
+			continue
+		}
+		out[name] = text
+	}
+	return out
+}
+
 // stringList decodes a list of strings.
 func (d *decoder) stringList(path string, raw *yaml.Node) []string {
 	items, ok := d.list(path, raw)
@@ -856,6 +903,9 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 	}
 	if tf, ok := fs[fGroups]; ok {
 		f.Groups = d.stringList(join(path, fGroups), tf.val)
+	}
+	if tf, ok := fs[fEnv]; ok {
+		f.Env = d.env(join(path, fEnv), tf.val)
 	}
 	if tf, ok := fs[fEnabled]; ok {
 		if b, ok := d.boolean(join(path, fEnabled), tf.val); ok {

@@ -103,6 +103,10 @@ type Forward struct {
 	// Health is always filled in by Parse, from the forward's health field,
 	// the defaults block and the built-in defaults, in that order.
 	Health Health
+	// Env are the forward's own environment variables for applications
+	// (kpf env, kpf exec): names to templates over appenv.Fields, checked
+	// by Parse.
+	Env map[string]string
 	// Pos is where the forward's mapping starts in the file.
 	Pos Position
 }

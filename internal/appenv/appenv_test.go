@@ -1,0 +1,75 @@
+package appenv
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestVars(t *testing.T) {
+	got, err := Vars(Forward{
+		Name:  "orders-db.eu",
+		Ports: []Port{{Local: "127.0.0.1:15432", Remote: "5432"}, {Local: "127.0.0.1:19187", Remote: "metrics"}},
+		Env:   map[string]string{"DATABASE_URL": "postgres://app@{{.Host}}:{{.Port}}/app", "METRICS": `http://{{.Host}}:{{index .Ports "metrics"}}/`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Var{
+		{"KPF_ORDERS_DB_EU_ADDR", "127.0.0.1:15432"},
+		{"KPF_ORDERS_DB_EU_HOST", "127.0.0.1"},
+		{"KPF_ORDERS_DB_EU_PORT", "15432"},
+		{"KPF_ORDERS_DB_EU_PORT_5432", "15432"},
+		{"KPF_ORDERS_DB_EU_PORT_METRICS", "19187"},
+		{"DATABASE_URL", "postgres://app@127.0.0.1:15432/app"},
+		{"METRICS", "http://127.0.0.1:19187/"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("var %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	for _, tt := range []struct{ text, err string }{
+		{"postgres://{{.Host}}:{{.Port}}", ""},
+		{`{{index .Ports "5432"}} {{.Addr}} {{.Name}}`, ""},
+		{"{{.Hots}}", "unknown field .Hots (the fields are .Name, .Host, .Port, .Addr and .Ports)"},
+		{"{{.Host", "unclosed action"},
+		{"{{env \"HOME\"}}", `function "env" not defined`},
+	} {
+		err := Check(tt.text)
+		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("Check(%q) = %v, want %q", tt.text, err, tt.err)
+		}
+	}
+}
+
+// What Write prints, read back by the consumers it is for: a POSIX shell
+// evaluating the shell format, and sourcing the dotenv one with set -a.
+func TestWriteIsReadBackByAShell(t *testing.T) {
+	vars := []Var{{"PLAIN", "127.0.0.1:8080"}, {"SPACES", "a b  c"}, {"QUOTE", "it's $HOME `x` \\n"}, {"URL", "postgres://app@127.0.0.1:5432/app?sslmode=disable&x=1"}}
+	for _, format := range []string{"shell", "dotenv"} {
+		var b bytes.Buffer
+		if err := Write(&b, format, vars); err != nil {
+			t.Fatal(err)
+		}
+		script := "set -a\n" + b.String() + "\nprintf '%s\\n' \"$PLAIN\" \"$SPACES\" \"$QUOTE\" \"$URL\"\n"
+		out, err := exec.Command("sh", "-c", script).Output()
+		if err != nil {
+			t.Fatalf("%s: sh: %v\n%s", format, err, b.String())
+		}
+		var want strings.Builder
+		for _, v := range vars {
+			want.WriteString(v.Value + "\n")
+		}
+		if string(out) != want.String() {
+			t.Errorf("%s: the shell read\n%s\nwant\n%s", format, out, want.String())
+		}
+	}
+}
