@@ -40,6 +40,7 @@ a second Ctrl-C exits at once.`
 
 const upExample = `  kpf up
   kpf up api db                # only these forwards (or groups)
+  kpf up -d                    # in the background; kpf down stops it
   kpf up --once --timeout 1m   # exit 0 once all are ready, 1 if not (CI)
   kpf up -v --log-format json`
 
@@ -56,6 +57,9 @@ type upFlags struct {
 	metricsAddr   string
 	pprof         bool
 	noTUI         bool
+	detach        bool
+	// quiet logs warnings and errors only, unless verbose (kpf exec).
+	quiet bool
 }
 
 func newUpCmd(env Env) *cobra.Command {
@@ -74,7 +78,8 @@ func newUpCmd(env Env) *cobra.Command {
 	addFileFlag(cmd, &f.file, fileUsage)
 	addKubeFlags(cmd, &f.kube)
 	fl.BoolVar(&f.once, "once", false, "exit 0 as soon as every forward is ready, or 1 if they are not all ready within --timeout")
-	fl.DurationVar(&f.timeout, "timeout", time.Minute, "with --once, how long to wait for every forward to be ready")
+	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background: return once every forward is ready (or 1 after --timeout), leaving kpf up running; logs go to kpf logs, kpf down stops it")
+	fl.DurationVar(&f.timeout, "timeout", time.Minute, "with --once or -d, how long to wait for every forward to be ready")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log `FORMAT`: text or json")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "verbose: log every connection")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9091); off by default")
@@ -88,6 +93,13 @@ func newUpCmd(env Env) *cobra.Command {
 }
 
 func runUp(ctx context.Context, env Env, f upFlags, names []string) int {
+	if f.detach {
+		if f.once {
+			fmt.Fprintln(env.Stderr, "kpf up: --once and --detach do not go together: --once stops the forwards once ready, -d leaves them running")
+			return ExitUsage
+		}
+		return runDetached(ctx, env, f, names)
+	}
 	logOut := env.Stderr
 	if f.logFile != "" {
 		lf, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -114,6 +126,9 @@ func runUp(ctx context.Context, env Env, f upFlags, names []string) int {
 		fmt.Fprintf(env.Stderr, "kpf up: %v\n", err)
 		return ExitUsage
 	}
+	if f.quiet && !f.verbose {
+		log = slog.New(minLevel{log.Handler(), slog.LevelWarn})
+	}
 	path := f.file
 	if path == "" {
 		if path, err = config.Find("."); err != nil {
@@ -127,7 +142,10 @@ func runUp(ctx context.Context, env Env, f upFlags, names []string) int {
 		return ExitInvalid
 	}
 	clusters := connect.KubeClusters(kube.NewClusters(kc, log))
-	s := &upProcess{env: env, log: log, flags: f, names: names, live: live, clusters: clusters,
+	// kpf down ends the forwards' lifetime as a signal does.
+	ctx, shutdown := context.WithCancel(ctx)
+	defer shutdown()
+	s := &upProcess{env: env, log: log, flags: f, names: names, live: live, clusters: clusters, shutdown: shutdown,
 		proxies: &proxies{clusters: clusters, defaultContext: f.kube.context, log: log}}
 	return s.run(ctx, path)
 }
@@ -163,6 +181,8 @@ type upProcess struct {
 	names    []string
 	clusters connect.ClusterSource
 	live     *liveView // nil when not on a terminal or with --no-tui
+	// shutdown ends the forwards' lifetime (kpf down).
+	shutdown context.CancelFunc
 
 	proxies *proxies
 	// sleep tells every forward that the machine slept.
@@ -205,7 +225,10 @@ func (s *upProcess) run(ctx context.Context, path string) int {
 	}()
 	services.Go(func() { s.sleep.Run(svcCtx) })
 	services.Go(func() {
-		api := controlAPI{rec: rec, ctx: ctx, snapshot: snapshot, reloads: s.reloads}
+		api := controlAPI{rec: rec, ctx: ctx, snapshot: snapshot, reloads: s.reloads, shutdown: func() {
+			s.log.Info("asked to stop (kpf down)")
+			s.shutdown()
+		}}
 		if err := control.Serve(svcCtx, ln, control.Handler(api)); err != nil {
 			s.log.Error("control socket stopped", "err", err)
 		}
@@ -562,6 +585,12 @@ type controlAPI struct {
 	ctx      context.Context // the forwards' lifetime
 	snapshot func() control.Snapshot
 	reloads  chan<- reloadRequest
+	shutdown func()
+}
+
+func (a controlAPI) Shutdown(context.Context) error {
+	a.shutdown()
+	return nil
 }
 
 func (a controlAPI) Snapshot() control.Snapshot { return a.snapshot() }

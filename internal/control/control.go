@@ -31,6 +31,9 @@ type API interface {
 	// forwards alone and is an error wrapping ErrInvalidConfig (see
 	// InvalidConfig) whose text is the file's problems, with their lines.
 	Reload(ctx context.Context) error
+	// Shutdown makes kpf up stop every forward and exit, as a signal
+	// does; it returns once the stop has begun, not when it has ended.
+	Shutdown(ctx context.Context) error
 }
 
 // ErrUnknownForward is the error Restart reports for a name not running.
@@ -54,7 +57,7 @@ func (e invalidConfig) Unwrap() []error { return []error{ErrInvalidConfig, e.err
 // with the error's text for an error wrapping known, 500 for another.
 func answer(w http.ResponseWriter, err error, known error, code int) {
 	switch {
-	case errors.Is(err, known):
+	case err != nil && known != nil && errors.Is(err, known):
 		http.Error(w, err.Error(), code)
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -79,6 +82,9 @@ func Handler(api API) http.Handler {
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		// An invalid file's body is its problems, verbatim.
 		answer(w, api.Reload(r.Context()), ErrInvalidConfig, http.StatusUnprocessableEntity)
+	})
+	mux.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, api.Shutdown(r.Context()), nil, http.StatusInternalServerError)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -179,6 +185,20 @@ func Restart(ctx context.Context, path, name string) error {
 	default:
 		return fmt.Errorf("restart %q: %w", name, responseError(resp))
 	}
+}
+
+// Shutdown asks the kpf up serving path to stop every forward and exit;
+// it returns once kpf up has begun to stop (see WaitGone).
+func Shutdown(ctx context.Context, path string) error {
+	resp, err := post(ctx, Client(path), "http://kpf/v1/shutdown")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("shutdown: %w", responseError(resp))
+	}
+	return nil
 }
 
 // reloadTimeout bounds a reload: kpf up answers once the forwards that the

@@ -116,6 +116,12 @@ type fakeAPI struct {
 	restarted string
 	reloadErr error // what Reload returns
 	reloads   int
+	shutdowns int
+}
+
+func (a *fakeAPI) Shutdown(context.Context) error {
+	a.shutdowns++
+	return nil
 }
 
 func (f *fakeAPI) Reload(context.Context) error {
@@ -229,6 +235,14 @@ func TestReload(t *testing.T) {
 	}
 }
 
+func TestShutdown(t *testing.T) {
+	api := &fakeAPI{}
+	path := serveTest(t, api, peerOf)
+	if err := Shutdown(context.Background(), path); err != nil || api.shutdowns != 1 {
+		t.Fatalf("Shutdown: %v (%d shutdowns)", err, api.shutdowns)
+	}
+}
+
 func TestRefusedPeerGetsNothing(t *testing.T) {
 	api := &fakeAPI{snap: Snapshot{Forwards: []Forward{{Name: "a"}}}}
 	refuse := func(net.Conn) peer { return peer{who: "uid 4242"} }
@@ -244,7 +258,8 @@ func TestRefusedPeerGetsNothing(t *testing.T) {
 	check("Fetch", err)
 	check("Restart", Restart(ctx, path, "a"))
 	check("Reload", Reload(ctx, path))
-	if api.reloads != 0 || api.restarted != "" {
-		t.Errorf("a refused peer reached the API: %d reloads, restarted %q", api.reloads, api.restarted)
+	check("Shutdown", Shutdown(ctx, path))
+	if api.reloads != 0 || api.restarted != "" || api.shutdowns != 0 {
+		t.Errorf("a refused peer reached the API: %d reloads, %d shutdowns, restarted %q", api.reloads, api.shutdowns, api.restarted)
 	}
 }

@@ -25,6 +25,17 @@ func configKey(configPath string) (string, error) {
 	return abs, nil
 }
 
+// FileID is 16 hex digits that stand for a config file, the same for
+// every spelling of its path (see configKey): what names the file's
+// endpoint, and the per-file state other packages keep (kpf up -d's log).
+func FileID(configPath string) (string, error) {
+	key, err := configKey(configPath)
+	if err != nil {
+		return "", err
+	}
+	return hashName(key), nil
+}
+
 // hashName is the 16 hex digits (64 bits of SHA-256) that stand for key in
 // an endpoint's name.
 func hashName(key string) string {

@@ -65,17 +65,20 @@ func captureRequests(f *testing.F) [][]byte {
 	if err := Reload(ctx, path); err != nil {
 		f.Fatalf("reload through the capturing socket: %v", err)
 	}
+	if err := Shutdown(ctx, path); err != nil {
+		f.Fatalf("shutdown through the capturing socket: %v", err)
+	}
 	ln.Close()
 	<-done
-	if len(reqs) != 4 {
-		f.Fatalf("captured %d requests, want 4", len(reqs))
+	if len(reqs) != 5 {
+		f.Fatalf("captured %d requests, want 5", len(reqs))
 	}
 	return reqs
 }
 
 // FuzzHandler drives the control socket's HTTP handler with arbitrary
 // requests, seeded with the real ones kpf status, kpf restart and kpf
-// reload send, and checks what it answers: only the four routes succeed, a
+// reload send, and checks what it answers: only the five routes succeed, a
 // restart happens only for POST /v1/forwards/NAME/restart and only of the
 // forward named, a reload only for POST /v1/reload, and answers 204 for a
 // valid file or 422 with the file's problems for an invalid one, status
@@ -126,6 +129,9 @@ func FuzzHandler(f *testing.F) {
 		if !slices.Contains([]int{200, 204, 301, 307, 308, 400, 404, 405, 422}, code) {
 			t.Fatalf("%s %q: status %d", req.Method, req.URL, code)
 		}
+		if api.shutdowns > 0 && (api.shutdowns > 1 || req.Method != http.MethodPost || path != "/v1/shutdown" || code != http.StatusNoContent) {
+			t.Fatalf("%s %q: %d shutdowns, answered %d", req.Method, req.URL, api.shutdowns, code)
+		}
 		if api.reloads > 1 || api.reloads == 1 && len(api.restarted) > 0 {
 			t.Fatalf("%s %q: %d reloads and %d restarts", req.Method, req.URL, api.reloads, len(api.restarted))
 		}
@@ -156,8 +162,8 @@ func FuzzHandler(f *testing.F) {
 		}
 		switch code {
 		case http.StatusNoContent:
-			if len(api.restarted)+api.reloads != 1 {
-				t.Fatalf("%s %q: 204 without a restart or a reload", req.Method, req.URL)
+			if len(api.restarted)+api.reloads+api.shutdowns != 1 {
+				t.Fatalf("%s %q: 204 without exactly one restart, reload or shutdown", req.Method, req.URL)
 			}
 		case http.StatusOK:
 			get := req.Method == http.MethodGet || req.Method == http.MethodHead
@@ -194,7 +200,13 @@ type recordingAPI struct {
 	snap      Snapshot
 	restarted []string
 	reloads   int
+	shutdowns int
 	invalid   bool // whether the file is invalid when reloaded
+}
+
+func (a *recordingAPI) Shutdown(context.Context) error {
+	a.shutdowns++
+	return nil
 }
 
 // invalidProblems is what recordingAPI's invalid file reports.
