@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kpf-dev/kpf/internal/appenv"
+	"github.com/kpf-dev/kpf/internal/autoport"
 	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/control"
 )
@@ -64,7 +66,11 @@ func runEnv(ctx context.Context, env Env, file, format string, names []string) i
 			snap = &s
 		}
 	}
-	vars, err := appVars(forwards, snap)
+	var remembered map[string]uint16
+	if store := portStore(path, slog.New(slog.DiscardHandler)); snap == nil && store != nil {
+		remembered, _ = store.Load()
+	}
+	vars, err := appVars(forwards, snap, remembered)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "kpf env: %v\n", err)
 		return ExitInvalid
@@ -77,15 +83,23 @@ func runEnv(ctx context.Context, env Env, file, format string, names []string) i
 }
 
 // appVars is the environment of forwards: their ports as the running kpf
-// up reports them (snap), or as the file declares them when snap is nil.
-// A forward that snap does not run is an error: its ports are not known.
-func appVars(forwards []config.Forward, snap *control.Snapshot) ([]appenv.Var, error) {
+// up reports them (snap), or as the file declares them when snap is nil
+// (an automatic port as remembered, by autoport.Key). A forward that snap
+// does not run, or an automatic port not picked yet, is an error: its
+// port is not known.
+func appVars(forwards []config.Forward, snap *control.Snapshot, remembered map[string]uint16) ([]appenv.Var, error) {
 	var vars []appenv.Var
 	for _, f := range forwards {
 		af := appenv.Forward{Name: f.Name, Env: f.Env}
 		if snap == nil {
 			for _, m := range f.Ports {
-				af.Ports = append(af.Ports, appenv.Port{Local: net.JoinHostPort(f.Address, strconv.Itoa(int(m.Local))), Remote: m.Remote.String()})
+				local := m.Local
+				if m.Auto {
+					if local = remembered[autoport.Key(f.Name, m.Remote)]; local == 0 {
+						return nil, fmt.Errorf("forward %s: its automatic port for %s is picked by kpf up, which has not run it yet\n\thint: start it with kpf up -d", f.Name, m.Remote)
+					}
+				}
+				af.Ports = append(af.Ports, appenv.Port{Local: net.JoinHostPort(f.Address, strconv.Itoa(int(local))), Remote: m.Remote.String()})
 			}
 		} else {
 			running, ok := findForward(snap, f.Name)

@@ -85,7 +85,7 @@ func runExec(ctx context.Context, env Env, f upFlags, names, command []string) i
 		fmt.Fprintf(env.Stderr, "kpf exec: %s; %s did not run\n", why, command[0])
 		return ExitInvalid
 	}
-	vars, err := appVars(forwards, &snap)
+	vars, err := appVars(forwards, &snap, nil)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "kpf exec: %v\n", err)
 		return ExitInvalid

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"github.com/kpf-dev/kpf/internal/autoport"
 	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/internal/control"
@@ -30,6 +31,7 @@ import (
 	"github.com/kpf-dev/kpf/internal/metrics"
 	"github.com/kpf-dev/kpf/internal/reconcile"
 	"github.com/kpf-dev/kpf/internal/sleepwatch"
+	"github.com/kpf-dev/kpf/internal/statedir"
 )
 
 const upLong = `Start every enabled forward of forwards.yaml (or only the forwards and
@@ -146,6 +148,7 @@ func runUp(ctx context.Context, env Env, f upFlags, names []string) int {
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
 	s := &upProcess{env: env, log: log, flags: f, names: names, live: live, clusters: clusters, shutdown: shutdown,
+		ports:   autoport.NewAssigner(portStore(path, log), log),
 		proxies: &proxies{clusters: clusters, defaultContext: f.kube.context, log: log}}
 	return s.run(ctx, path)
 }
@@ -183,6 +186,8 @@ type upProcess struct {
 	live     *liveView // nil when not on a terminal or with --no-tui
 	// shutdown ends the forwards' lifetime (kpf down).
 	shutdown context.CancelFunc
+	// ports gives automatic port mappings their local ports.
+	ports *autoport.Assigner
 
 	proxies *proxies
 	// sleep tells every forward that the machine slept.
@@ -466,6 +471,14 @@ func (s *upProcess) apply(ctx context.Context, rec *reconcile.Reconciler, path s
 			s.announceOpen(path, forwards[i])
 		}
 	}
+	if err := s.ports.Assign(ctx, forwards); err != nil {
+		if first {
+			fmt.Fprintf(s.env.Stderr, "kpf up: %v\n", err)
+			return ExitInvalid
+		}
+		s.log.Error("cannot give the automatic ports; keeping the forwards that run", "err", err)
+		return -1
+	}
 	if !first {
 		s.log.Info("config changed; converging", "file", path)
 	}
@@ -562,6 +575,23 @@ func printStatus(w io.Writer, st []control.Forward) {
 
 func (s *upProcess) newWorker(spec config.Forward) reconcile.Worker {
 	return forward.New(spec, s.clusters, forward.Options{ProbeInterval: s.flags.probeInterval, Sleep: s.sleep}, s.log.With("forward", spec.Name))
+}
+
+// portStore is the store of the automatic ports of the config file at
+// path, or nil without a state directory (the Assigner then says that
+// it remembers nothing, if there is an automatic port).
+func portStore(path string, log *slog.Logger) *autoport.Store {
+	id, err := control.FileID(path)
+	if err == nil {
+		var state string
+		if state, err = statedir.State(); err == nil {
+			if err = statedir.Private(state); err == nil {
+				return autoport.NewStore(state, id)
+			}
+		}
+	}
+	log.Debug("no state directory for automatic ports", "err", err)
+	return nil
 }
 
 // minLevel drops records below a level, whatever the wrapped handler allows.

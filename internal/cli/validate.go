@@ -177,6 +177,9 @@ func printPlan(w io.Writer, cfg *config.Config, current string) error {
 				row = []string{"", "", "", ""}
 			}
 			local := net.JoinHostPort(f.Address, strconv.Itoa(int(pm.Local)))
+			if pm.Auto {
+				local = net.JoinHostPort(f.Address, "auto")
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", strings.Join(row, "\t"), local, pm.Remote)
 		}
 	}

@@ -50,8 +50,8 @@ forwards:
 		Name: "web", Context: "dev", Namespace: "apps",
 		Target: Target{Kind: Service, Name: "web"},
 		Ports: []PortMapping{
-			{8080, Port{Number: 8080}}, {8443, Port{Name: "https"}}, {9000, Port{Number: 9000}},
-			{15432, Port{Name: "postgres"}}, {15433, Port{Number: 5433}},
+			{Local: 8080, Remote: Port{Number: 8080}}, {Local: 8443, Remote: Port{Name: "https"}}, {Local: 9000, Remote: Port{Number: 9000}},
+			{Local: 15432, Remote: Port{Name: "postgres"}}, {Local: 15433, Remote: Port{Number: 5433}},
 		},
 		Address: "localhost", Enabled: true, Balance: BalanceRoundRobin, WaitForReady: 5 * time.Second, Spare: 1,
 		Health: Health{Port: Port{Number: 8080}, Interval: 10 * time.Second, Timeout: 5 * time.Second, Threshold: 3},
@@ -377,7 +377,7 @@ forwards:
 }
 
 func TestForwardEqual(t *testing.T) {
-	base := Forward{Name: "a", Target: Target{Kind: Service, Name: "a"}, Ports: []PortMapping{{1080, Port{Number: 80}}},
+	base := Forward{Name: "a", Target: Target{Kind: Service, Name: "a"}, Ports: []PortMapping{{Local: 1080, Remote: Port{Number: 80}}},
 		Address: "127.0.0.1", Enabled: true, Balance: BalanceFirst, WaitForReady: time.Second}
 	same := base
 	same.Pos, same.Groups, same.Enabled = Position{Line: 9}, []string{"g"}, false
@@ -387,7 +387,7 @@ func TestForwardEqual(t *testing.T) {
 	for name, change := range map[string]func(*Forward){
 		"context": func(f *Forward) { f.Context = "x" },
 		"target":  func(f *Forward) { f.Target.Kind = Deployment },
-		"ports":   func(f *Forward) { f.Ports = []PortMapping{{1080, Port{Name: "http"}}} },
+		"ports":   func(f *Forward) { f.Ports = []PortMapping{{Local: 1080, Remote: Port{Name: "http"}}} },
 		"address": func(f *Forward) { f.Address = "::1" },
 		"balance": func(f *Forward) { f.Balance = BalanceRoundRobin },
 		"wait":    func(f *Forward) { f.WaitForReady = time.Minute },
@@ -411,7 +411,7 @@ func TestStrings(t *testing.T) {
 		Target{Kind: Selector, Selector: "app=web"}.String():                                              "selector/app=web",
 		Port{Number: 80}.String():                                                                         "80",
 		Port{Name: "http"}.String():                                                                       "http",
-		PortMapping{8080, Port{Name: "http"}}.String():                                                    "8080:http",
+		PortMapping{Local: 8080, Remote: Port{Name: "http"}}.String():                                     "8080:http",
 		Diagnostic{Pos: Position{"f", 1, 2}, Path: "p", Message: "m", Severity: SeverityWarning}.String(): "f:1:2: warning: p: m",
 	} {
 		if got != want {

@@ -65,7 +65,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("incomplete forward %+v", fw)
 			}
 			for _, p := range fw.Ports {
-				if p.Local == 0 || (p.Remote.Number == 0) == (p.Remote.Name == "") {
+				if (p.Local == 0) != p.Auto || (p.Remote.Number == 0) == (p.Remote.Name == "") {
 					t.Fatalf("bad port %+v", p)
 				}
 			}

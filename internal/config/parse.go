@@ -964,7 +964,10 @@ func (d *decoder) ports(path string, raw *yaml.Node) []PortMapping {
 	return out
 }
 
-const portForms = `a port number, "LOCAL:REMOTE", or {local: N, remote: N or name}`
+const portForms = `a port number, "LOCAL:REMOTE", "auto:REMOTE", or {local: N or auto, remote: N or name}`
+
+// autoPort is the local port kpf picks: "auto:5432", {local: auto}.
+const autoPort = "auto"
 
 // port decodes one port mapping in any of its forms.
 func (d *decoder) port(path string, raw *yaml.Node) (PortMapping, bool) {
@@ -983,7 +986,9 @@ func (d *decoder) port(path string, raw *yaml.Node) (PortMapping, bool) {
 		var pm PortMapping
 		ok := true
 		lf, has := fs[fLocal]
-		if !has {
+		if lv := d.deref(lf.val); has && lv != nil && lv.Kind == yaml.ScalarNode && lv.Value == autoPort {
+			pm.Auto = true
+		} else if !has {
 			d.report(n, path, "missing local port", "write {local: N, remote: N or name}")
 			ok = false
 		} else if v, good := d.integer(join(path, fLocal), lf.val); !good {
@@ -1059,14 +1064,21 @@ func (d *decoder) shortPort(path string, n *yaml.Node) (PortMapping, bool) {
 		d.report(n, path, fmt.Sprintf("invalid port %q", n.Value), `write "LOCAL:REMOTE", "PORT" or a number`)
 		return PortMapping{}, false
 	}
-	if !allDigits(local) {
-		d.report(n, path, fmt.Sprintf("invalid port %q: the local port must be a number", n.Value), `write "LOCAL:REMOTE", "PORT" or a number`)
-		return PortMapping{}, false
-	}
 	var pm PortMapping
 	var ok bool
-	if pm.Local, ok = d.portNumber(path, n, local); !ok {
+	switch {
+	case local == autoPort && !found:
+		d.report(n, path, fmt.Sprintf("invalid port %q: auto needs the remote port", n.Value), `write "auto:REMOTE", as in "auto:5432"`)
 		return pm, false
+	case local == autoPort:
+		pm.Auto = true
+	case !allDigits(local):
+		d.report(n, path, fmt.Sprintf("invalid port %q: the local port must be a number or auto", n.Value), `write "LOCAL:REMOTE", "auto:REMOTE", "PORT" or a number`)
+		return PortMapping{}, false
+	default:
+		if pm.Local, ok = d.portNumber(path, n, local); !ok {
+			return pm, false
+		}
 	}
 	switch {
 	case !found:

@@ -145,7 +145,7 @@ func TestProxyNoNamespaceWarning(t *testing.T) {
 func TestProxyValidateInCode(t *testing.T) {
 	cfg := &Config{Version: 1, Forwards: []Forward{{
 		Name: "a", Namespace: "default", Target: Target{Kind: Service, Name: "a"}, Address: "127.0.0.1", Enabled: true,
-		Ports: []PortMapping{{1080, Port{Number: 80}}}, Balance: BalanceFirst, WaitForReady: DefaultWaitForReady, Health: defaultHealth,
+		Ports: []PortMapping{{Local: 1080, Remote: Port{Number: 80}}}, Balance: BalanceFirst, WaitForReady: DefaultWaitForReady, Health: defaultHealth,
 	}}}
 	cfg.Forwards[0].Health.Port = Port{Number: 80}
 	cfg.Proxy = &Proxy{SOCKS5: "127.0.0.1:1080", HTTP: "10.0.0.1:3128", Namespaces: []string{"Bad"}}

@@ -254,12 +254,20 @@ func (t Target) String() string {
 
 // PortMapping maps a local port to a remote port.
 type PortMapping struct {
+	// Local is the local port; 0 while Auto has not been given one.
 	Local  uint16
 	Remote Port
+	// Auto is set for "auto:REMOTE" (or local: auto): kpf up picks a
+	// free local port and remembers it for the file and forward.
+	Auto bool
 }
 
-// String returns "LOCAL:REMOTE".
+// String returns "LOCAL:REMOTE", or "auto:REMOTE" for an automatic port
+// not yet given one.
 func (m PortMapping) String() string {
+	if m.Auto && m.Local == 0 {
+		return "auto:" + m.Remote.String()
+	}
 	return strconv.Itoa(int(m.Local)) + ":" + m.Remote.String()
 }
 

@@ -321,8 +321,9 @@ func (v *validator) forward(path string, f Forward) {
 			continue
 		}
 		switch {
+		case pm.Auto:
 		case pm.Local == 0:
-			v.errorf(p, "kpf binds fixed local ports: pick one in 1-65535", "local port 0 is not allowed")
+			v.errorf(p, `pick one in 1-65535, or write "auto:REMOTE" to let kpf pick a free one and keep it`, "local port 0 is not allowed")
 		case pm.Local < 1024:
 			v.warnf(p, "binding it needs root or CAP_NET_BIND_SERVICE; ports above 1023 do not",
 				"local port %d is privileged", pm.Local)
@@ -342,7 +343,7 @@ func (v *validator) forward(path string, f Forward) {
 				v.errorf(p, "a port name is at most 15 lowercase letters, digits and '-', with at least one letter",
 					"invalid remote port name %q", r.Name)
 			}
-		case r.Number == 0 && pm.Local != 0:
+		case r.Number == 0 && (pm.Local != 0 || pm.Auto):
 			v.errorf(p, "", "remote port 0 is not allowed")
 		}
 	}

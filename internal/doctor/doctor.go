@@ -470,6 +470,11 @@ func localPortChecks(ctx context.Context, o Options, f config.Forward) []Check {
 	var out []Check
 	for _, m := range f.Ports {
 		c := Check{Section: "forward " + f.Name, Name: "local-port", Context: f.Context, Namespace: f.Namespace, Forward: f.Name}
+		if m.Auto {
+			c.Status, c.Message = OK, fmt.Sprintf("auto:%s: kpf up picks a free port on %s and keeps it (kpf env shows it)", m.Remote, f.Address)
+			out = append(out, c)
+			continue
+		}
 		addr := net.JoinHostPort(f.Address, strconv.Itoa(int(m.Local)))
 		err := forward.CheckListen(ctx, f, m)
 		switch {

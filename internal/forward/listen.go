@@ -75,11 +75,18 @@ func listen(ctx context.Context, spec config.Forward, m config.PortMapping, log 
 // report for that port: in use (with how to find the holder), denied, no
 // such address, in the words of this system.
 func CheckListen(ctx context.Context, spec config.Forward, m config.PortMapping) error {
-	ls, err := listen(ctx, spec, m, slog.New(slog.DiscardHandler))
+	ls, err := Listen(ctx, spec, m)
 	for _, l := range ls {
 		l.Close()
 	}
 	return err
+}
+
+// Listen binds m's local port as kpf up does (every address of the
+// forward's, with kpf up's messages) and returns the listeners, for the
+// caller to close.
+func Listen(ctx context.Context, spec config.Forward, m config.PortMapping) ([]net.Listener, error) {
+	return listen(ctx, spec, m, slog.New(slog.DiscardHandler))
 }
 
 // IsAddrInUse reports whether err, from CheckListen or a listen, means that

@@ -320,3 +320,86 @@ forwards:
 		t.Fatalf("kpf validate of an unknown template field: exit %d\n%s\nwant %q", code, stderr, want)
 	}
 }
+
+// envPort is KPF_<NAME>_PORT as kpf env -o json prints it.
+func envPort(t *testing.T, s *suite, env []string, cfg, name string) int {
+	t.Helper()
+	stdout, stderr, code := kpfRun(t, s, env, "env", "-f", cfg, "-o", "json")
+	if code != 0 {
+		t.Fatalf("kpf env: exit %d\n%s", code, stderr)
+	}
+	var vars map[string]string
+	if err := json.Unmarshal([]byte(stdout), &vars); err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(vars["KPF_"+strings.ToUpper(name)+"_PORT"])
+	if err != nil {
+		t.Fatalf("kpf env: %v\n%s", err, stdout)
+	}
+	return port
+}
+
+func TestE2EComposeAutomaticPortIsKept(t *testing.T) {
+	s := needSuite(t)
+	ns := newNamespace(t, s.primary, "compose-auto")
+	deployEcho(t, s.primary, ns, 1, startHTTPBackend(t, "web", 200))
+	cfg := writeConfig(t, fmt.Sprintf(`version: 1
+forwards:
+  - name: web
+    context: e2e
+    namespace: %s
+    service: echo
+    ports: ["auto:80"]
+`, ns))
+	env, _ := composeEnv(t, s)
+	up := func() (int, string) {
+		t.Helper()
+		stdout, stderr, code := kpfRun(t, s, env, "up", "-d", "-f", cfg)
+		if code != 0 {
+			t.Fatalf("kpf up -d: exit %d\n%s%s", code, stdout, stderr)
+		}
+		port := envPort(t, s, env, cfg, "web")
+		if !strings.Contains(stdout, fmt.Sprintf("localhost:%d", port)) {
+			t.Errorf("kpf up -d's table does not show the automatic port %d:\n%s", port, stdout)
+		}
+		if body, err := httpGet(fmt.Sprintf("127.0.0.1:%d", port)); err != nil || !strings.Contains(body, "hello from web") {
+			t.Fatalf("GET through the automatic port %d: %q, %v", port, body, err)
+		}
+		return port, stdout
+	}
+	down := func() {
+		t.Helper()
+		if _, stderr, code := kpfRun(t, s, env, "down", "-f", cfg); code != 0 {
+			t.Fatalf("kpf down: exit %d\n%s", code, stderr)
+		}
+	}
+	t.Cleanup(func() { kpfRun(t, s, env, "down", "-f", cfg) })
+
+	first, _ := up()
+	down()
+	// Without a kpf up, kpf env gives the remembered port.
+	if p := envPort(t, s, env, cfg, "web"); p != first {
+		t.Errorf("kpf env with nothing running: port %d, want the remembered %d", p, first)
+	}
+	second, _ := up()
+	if second != first {
+		t.Fatalf("after kpf down and kpf up -d: port %d, want the same %d", second, first)
+	}
+	down()
+
+	// Something else takes it meanwhile.
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	third, _ := up()
+	t.Logf("FIGURE automatic port: %d, %d after down/up -d, %d once something else held it", first, second, third)
+	if third == first {
+		t.Fatalf("kpf gave the port another program holds (%d)", first)
+	}
+	logs, _, _ := kpfRun(t, s, env, "logs", "--file", cfg)
+	if !strings.Contains(logs, "the remembered automatic port is taken") || !strings.Contains(logs, fmt.Sprintf("remembered=%d now=%d", first, third)) {
+		t.Errorf("kpf logs does not report the new port:\n%s", logs)
+	}
+}
