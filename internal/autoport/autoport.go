@@ -20,6 +20,7 @@ import (
 
 	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/forward"
+	"github.com/kpf-dev/kpf/internal/statedir"
 )
 
 // Key names a mapping in the store: forward name and remote port.
@@ -27,13 +28,14 @@ func Key(forward string, remote config.Port) string { return forward + "/" + rem
 
 // Store is the file that remembers a config file's automatic ports.
 type Store struct {
-	path string
+	state, path string
 }
 
 // NewStore is the store of the config file with id (control.FileID) in
-// stateDir, whose ports/ subdirectory it creates on the first Save.
+// stateDir, which the first Save creates (private, see statedir) with its
+// ports/ subdirectory.
 func NewStore(stateDir, id string) *Store {
-	return &Store{path: filepath.Join(stateDir, "ports", id+".json")}
+	return &Store{state: stateDir, path: filepath.Join(stateDir, "ports", id+".json")}
 }
 
 type storeFile struct {
@@ -63,8 +65,10 @@ func (s *Store) Load() (map[string]uint16, error) {
 // Save replaces the remembered ports, atomically (a reader sees the old
 // file or the new one), with mode 0600.
 func (s *Store) Save(ports map[string]uint16) error {
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
-		return err
+	for _, dir := range []string{s.state, filepath.Dir(s.path)} {
+		if err := statedir.Private(dir); err != nil {
+			return err
+		}
 	}
 	b, err := json.MarshalIndent(storeFile{Version: 1, Ports: ports}, "", "  ")
 	if err != nil {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 
@@ -28,7 +31,7 @@ func assign(t *testing.T, a *Assigner) []config.PortMapping {
 }
 
 func TestAnAutomaticPortIsKeptAcrossStarts(t *testing.T) {
-	store := NewStore(t.TempDir(), "0123456789abcdef")
+	store := NewStore(filepath.Join(t.TempDir(), "kpf"), "0123456789abcdef")
 	first := assign(t, NewAssigner(store, slog.New(slog.DiscardHandler)))
 	if first[0].Local == 0 || first[1].Local == 0 || first[0].Local == first[1].Local {
 		t.Fatalf("ports %d and %d: want two different free ports", first[0].Local, first[1].Local)
@@ -44,7 +47,7 @@ func TestAnAutomaticPortIsKeptAcrossStarts(t *testing.T) {
 }
 
 func TestATakenPortIsReplacedAndRemembered(t *testing.T) {
-	store := NewStore(t.TempDir(), "0123456789abcdef")
+	store := NewStore(filepath.Join(t.TempDir(), "kpf"), "0123456789abcdef")
 	first := assign(t, NewAssigner(store, slog.New(slog.DiscardHandler)))
 	// Something else takes the first port while kpf is down.
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(int(first[0].Local)))
@@ -68,7 +71,7 @@ func TestATakenPortIsReplacedAndRemembered(t *testing.T) {
 // While the forward runs, its own listener holds its port: a reload
 // gives it the same port rather than taking it for "taken".
 func TestARunningForwardKeepsItsPort(t *testing.T) {
-	a := NewAssigner(NewStore(t.TempDir(), "0123456789abcdef"), slog.New(slog.DiscardHandler))
+	a := NewAssigner(NewStore(filepath.Join(t.TempDir(), "kpf"), "0123456789abcdef"), slog.New(slog.DiscardHandler))
 	first := assign(t, a)
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(int(first[0].Local)))
 	if err != nil {
@@ -77,5 +80,25 @@ func TestARunningForwardKeepsItsPort(t *testing.T) {
 	defer l.Close()
 	if again := assign(t, a); again[0].Local != first[0].Local {
 		t.Fatalf("on reload: port %d, want the running forward's %d", again[0].Local, first[0].Local)
+	}
+}
+
+// The state directory is kpf's own: one that others can read is not
+// written to (the ports are not secret, but the directory also holds the
+// logs).
+func TestAStateDirectoryOthersCanReadIsRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows directories inherit %LOCALAPPDATA%'s ACL; statedir checks only that it is a directory")
+	}
+	dir := filepath.Join(t.TempDir(), "kpf")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := NewStore(dir, "0123456789abcdef").Save(map[string]uint16{"web/80": 8080})
+	if err == nil {
+		t.Fatal("saved into a directory others can read")
 	}
 }

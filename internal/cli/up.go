@@ -585,9 +585,7 @@ func portStore(path string, log *slog.Logger) *autoport.Store {
 	if err == nil {
 		var state string
 		if state, err = statedir.State(); err == nil {
-			if err = statedir.Private(state); err == nil {
-				return autoport.NewStore(state, id)
-			}
+			return autoport.NewStore(state, id)
 		}
 	}
 	log.Debug("no state directory for automatic ports", "err", err)
