@@ -99,6 +99,19 @@ func defaultOut(repo string, smoke bool) (dir, benchmarksMD string, err error) {
 	return filepath.Join(repo, "bench", "results"), filepath.Join(repo, "BENCHMARKS.md"), nil
 }
 
+// findRepo is the kpf repository the working directory is in.
+func findRepo() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	repo, err := demo.FindRepo(wd)
+	if err != nil {
+		return "", fmt.Errorf("%w\n\thint: run it from the kpf repository: go tool -modfile=tools/go.mod task bench", err)
+	}
+	return repo, nil
+}
+
 // parseArgs turns the arguments into a Config; a nil Config comes with the
 // exit code.
 func parseArgs(args []string, stderr io.Writer) (*Config, int) {
@@ -160,14 +173,9 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	wd, err := os.Getwd()
+	repo, err := findRepo()
 	if err != nil {
 		fmt.Fprintf(stderr, "kpf-bench: %v\n", err)
-		return nil, 1
-	}
-	repo, err := demo.FindRepo(wd)
-	if err != nil {
-		fmt.Fprintf(stderr, "kpf-bench: %v\n\thint: run it from the kpf repository: go tool -modfile=tools/go.mod task bench\n", err)
 		return nil, 1
 	}
 	cfg := &Config{
