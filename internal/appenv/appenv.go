@@ -35,8 +35,23 @@ type Forward struct {
 type Port struct {
 	// Local is the address listened on, host:port, with the real port.
 	Local string
-	// Remote is the pod's port as the file names it: a number or a name.
+	// Remote is the remote port as the file names it: a number or a name.
 	Remote string
+	// Also are its other spellings, as the target defines the port (its
+	// number when the file names it, its name when the file gives the
+	// number); empty when not known.
+	Also []string
+}
+
+// names are p's spellings, the file's first, without repeats or blanks.
+func (p Port) names() []string {
+	out := []string{p.Remote}
+	for _, a := range p.Also {
+		if a != "" && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Fields is the data a template of env: sees; templates may use exactly
@@ -49,8 +64,9 @@ type Fields struct {
 	Host string
 	Port int
 	Addr string
-	// Ports maps each mapping's remote port, as the file names it (a
-	// number or a name), to its local port: {{index .Ports "5432"}}.
+	// Ports maps each mapping's remote port, by number and by name (as
+	// the target defines it, when known), to its local port:
+	// {{index .Ports "5432"}}, {{index .Ports "postgres"}}.
 	Ports map[string]int
 }
 
@@ -80,7 +96,11 @@ func fields(f Forward) (Fields, error) {
 		if i == 0 {
 			d.Host, d.Port, d.Addr = host, n, p.Local
 		}
-		d.Ports[p.Remote] = n
+		for _, name := range p.names() {
+			if _, taken := d.Ports[name]; !taken {
+				d.Ports[name] = n
+			}
+		}
 	}
 	return d, nil
 }
@@ -97,9 +117,15 @@ func Vars(f Forward) ([]Var, error) {
 	}
 	p := Prefix(f.Name)
 	vars := []Var{{p + "ADDR", d.Addr}, {p + "HOST", d.Host}, {p + "PORT", strconv.Itoa(d.Port)}}
+	seen := map[string]bool{}
 	for _, m := range f.Ports {
-		suffix := strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(m.Remote))
-		vars = append(vars, Var{p + "PORT_" + suffix, strconv.Itoa(d.Ports[m.Remote])})
+		for _, name := range m.names() {
+			v := p + "PORT_" + strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(name))
+			if !seen[v] {
+				seen[v] = true
+				vars = append(vars, Var{v, strconv.Itoa(d.Ports[name])})
+			}
+		}
 	}
 	sortVars(vars)
 	var own []Var

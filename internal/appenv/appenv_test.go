@@ -10,8 +10,8 @@ import (
 func TestVars(t *testing.T) {
 	got, err := Vars(Forward{
 		Name:  "orders-db.eu",
-		Ports: []Port{{Local: "127.0.0.1:15432", Remote: "5432"}, {Local: "127.0.0.1:19187", Remote: "metrics"}},
-		Env:   map[string]string{"DATABASE_URL": "postgres://app@{{.Host}}:{{.Port}}/app", "METRICS": `http://{{.Host}}:{{index .Ports "metrics"}}/`},
+		Ports: []Port{{Local: "127.0.0.1:15432", Remote: "5432", Also: []string{"5432", "postgres"}}, {Local: "127.0.0.1:19187", Remote: "metrics", Also: []string{"9187"}}},
+		Env:   map[string]string{"DATABASE_URL": "postgres://app@{{.Host}}:{{.Port}}/app", "METRICS": `http://{{.Host}}:{{index .Ports "metrics"}}/`, "DB": `{{index .Ports "postgres"}}`},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -21,8 +21,11 @@ func TestVars(t *testing.T) {
 		{"KPF_ORDERS_DB_EU_HOST", "127.0.0.1"},
 		{"KPF_ORDERS_DB_EU_PORT", "15432"},
 		{"KPF_ORDERS_DB_EU_PORT_5432", "15432"},
+		{"KPF_ORDERS_DB_EU_PORT_9187", "19187"},
 		{"KPF_ORDERS_DB_EU_PORT_METRICS", "19187"},
+		{"KPF_ORDERS_DB_EU_PORT_POSTGRES", "15432"},
 		{"DATABASE_URL", "postgres://app@127.0.0.1:15432/app"},
+		{"DB", "15432"},
 		{"METRICS", "http://127.0.0.1:19187/"},
 	}
 	if len(got) != len(want) {

@@ -19,8 +19,9 @@ import (
 const envLong = `Print the environment kpf gives applications: for each forward (or the
 forwards and groups NAMEd), KPF_<NAME>_HOST, KPF_<NAME>_PORT and
 KPF_<NAME>_ADDR for its first port, KPF_<NAME>_PORT_<REMOTE> for each
-port (REMOTE as the file names it: a number or a name), and the forward's
-own env: variables. NAME is the forward's name upper-cased, with - and .
+port by its number and by its name (as the service or container defines
+it, once the running kpf up has resolved it), and the forward's own env:
+variables. NAME is the forward's name upper-cased, with - and .
 as _.
 
 The ports come from the kpf up running the file, or from the file itself
@@ -107,7 +108,11 @@ func appVars(forwards []config.Forward, snap *control.Snapshot, remembered map[s
 				return nil, fmt.Errorf("the kpf up running %s (pid %d) does not run %s\n\thint: kpf reload, or start it with kpf up %s", snap.Config, snap.PID, f.Name, f.Name)
 			}
 			for _, p := range running.Ports {
-				af.Ports = append(af.Ports, appenv.Port{Local: p.Local, Remote: p.Remote})
+				var also []string
+				if p.RemotePort != 0 {
+					also = append(also, strconv.Itoa(int(p.RemotePort)))
+				}
+				af.Ports = append(af.Ports, appenv.Port{Local: p.Local, Remote: p.Remote, Also: append(also, p.RemoteName)})
 			}
 		}
 		fv, err := appenv.Vars(af)

@@ -175,7 +175,7 @@ func wireForwards(st []forward.Status) []control.Forward {
 			Pod: s.Pod, Since: s.Since, RetryAt: s.RetryAt, Sessions: s.Sessions, Attempts: s.Attempts,
 			Ports: make([]control.Port, 0, len(s.Ports))}
 		for _, p := range s.Ports {
-			f.Ports = append(f.Ports, control.Port{Local: p.Local, Remote: p.Remote, Connections: p.Connections,
+			f.Ports = append(f.Ports, control.Port{Local: p.Local, Remote: p.Remote, RemotePort: p.RemoteNumber, RemoteName: p.RemoteName, Connections: p.Connections,
 				Accepted: p.Accepted, Failed: p.Failed, BytesIn: p.BytesIn, BytesOut: p.BytesOut, LastError: p.LastError,
 				Spares: p.Spares, SparesTaken: p.SparesTaken, SentAhead: p.SentAhead})
 		}

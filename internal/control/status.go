@@ -75,9 +75,15 @@ type Forward struct {
 
 // Port is the traffic of one local listener of a forward.
 type Port struct {
-	// Local is the address listened on; Remote the pod's port.
-	Local       string `json:"local"`
-	Remote      string `json:"remote"`
+	// Local is the address listened on; Remote the remote port as the
+	// file writes it (a number or a name).
+	Local  string `json:"local"`
+	Remote string `json:"remote"`
+	// RemotePort and RemoteName spell the remote port both ways, as the
+	// target (a service's port, else a container port) defines it, once
+	// resolved; RemoteName is absent for a port without a name.
+	RemotePort  uint16 `json:"remotePort,omitempty"`
+	RemoteName  string `json:"remoteName,omitempty"`
 	Connections int64  `json:"connections"`
 	Accepted    int64  `json:"accepted"`
 	Failed      int64  `json:"failed"`

@@ -150,11 +150,16 @@ func newCluster(t *testing.T, healthy map[string]bool) *connecttest.Cluster {
 func TestEngineServesThroughAReadyPod(t *testing.T) {
 	cl := newCluster(t, map[string]bool{"a": true})
 	cl.SetReady("web", "a")
+	cl.NamePort("http", 80)
 	e := startEngine(t, cl, Options{}, nil)
 	e.waitState(StateReady, "a")
 	got, err := e.get()
 	if err != nil || got != "a" {
 		t.Fatalf("got %q, %v; want pod a's answer", got, err)
+	}
+	// The remote port, written 80, is known by its name too.
+	if p := e.r.Status().Ports[0]; p.RemoteNumber != 80 || p.RemoteName != "http" {
+		t.Errorf("remote port spelled %d/%q, want 80/\"http\"", p.RemoteNumber, p.RemoteName)
 	}
 	if st := e.r.Status(); st.Ports[0].Accepted != 1 || st.Sessions != 1 {
 		t.Errorf("status: accepted %d, sessions %d; want 1 and 1 (the client shares the warm session)", st.Ports[0].Accepted, st.Sessions)

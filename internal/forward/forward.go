@@ -66,6 +66,9 @@ type portState struct {
 	mapping config.PortMapping
 	addr    string
 	stats   tunnel.Stats
+	// spelling is the remote port's number and name as the target
+	// defines them, once resolved.
+	spelling atomic.Pointer[config.Port]
 	// spares holds the mapping's spare connections; nil without spares.
 	spares *spareSet
 }
@@ -382,6 +385,10 @@ func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod string, h
 		}
 		for _, ep := range eps {
 			ready[ep.Pod] = true
+		}
+		if len(eps) > 0 {
+			sp := ns.PortSpelling(r.spec.Target, p.mapping.Remote)
+			p.spelling.Store(&sp)
 		}
 		if pod == "" {
 			pod = r.pick(p.mapping.Remote, eps, false).Pod

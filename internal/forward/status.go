@@ -56,14 +56,19 @@ type Status struct {
 
 // PortStatus is the traffic of one local listener.
 type PortStatus struct {
-	Local       string
-	Remote      string
-	Connections int64
-	Accepted    int64
-	Failed      int64
-	BytesIn     int64
-	BytesOut    int64
-	LastError   string
+	Local  string
+	Remote string
+	// RemoteNumber and RemoteName spell the remote port both ways, as the
+	// target defines it (0 and "" until it has resolved, or when it has
+	// no name).
+	RemoteNumber uint16
+	RemoteName   string
+	Connections  int64
+	Accepted     int64
+	Failed       int64
+	BytesIn      int64
+	BytesOut     int64
+	LastError    string
 	// Spares is how many spare connections are open now, ready for the
 	// next clients; SparesTaken how many clients were given one.
 	Spares      int
@@ -133,6 +138,9 @@ func (r *Runner) Status() Status {
 		}
 		if e := p.stats.LastError.Load(); e != nil {
 			ps.LastError = *e
+		}
+		if sp := p.spelling.Load(); sp != nil {
+			ps.RemoteNumber, ps.RemoteName = sp.Number, sp.Name
 		}
 		if p.spares != nil {
 			ps.Spares = p.spares.len()

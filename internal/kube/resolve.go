@@ -66,6 +66,49 @@ func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoin
 	return resolveIn(n.indexer, n.name, target, remote)
 }
 
+// PortSpelling returns remote with both its number and its name as the
+// target defines it (a service port's number and name; a container
+// port's, looked up in a ready pod), so that applications can find it by
+// either; Name is "" for a port without one. It returns remote as it is
+// while the caches or the target cannot say.
+func (n *Namespace) PortSpelling(target config.Target, remote config.Port) config.Port {
+	eps, err := n.Resolve(target, remote)
+	if err != nil {
+		return remote
+	}
+	return portSpelling(n.indexer, n.name, target, remote, eps)
+}
+
+func portSpelling(stores func(kind string) cache.Indexer, ns string, target config.Target, remote config.Port, eps []Endpoint) config.Port {
+	if target.Kind == config.Service {
+		svc, err := corelisters.NewServiceLister(stores(kindServices)).Services(ns).Get(target.Name)
+		if err != nil {
+			return remote
+		}
+		for _, p := range svc.Spec.Ports {
+			if (remote.Name != "" && p.Name == remote.Name) || (remote.Name == "" && p.Port == int32(remote.Number)) {
+				return config.Port{Number: uint16(p.Port), Name: p.Name}
+			}
+		}
+		return remote
+	}
+	if len(eps) == 0 {
+		return remote
+	}
+	pod, err := corelisters.NewPodLister(stores(kindPods)).Pods(ns).Get(eps[0].Pod)
+	if err != nil {
+		return remote
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, cp := range c.Ports {
+			if (remote.Name != "" && cp.Name == remote.Name) || (remote.Name == "" && cp.ContainerPort == int32(remote.Number)) {
+				return config.Port{Number: uint16(cp.ContainerPort), Name: cp.Name}
+			}
+		}
+	}
+	return remote
+}
+
 // resolveIn resolves target in namespace ns from the caches that stores
 // returns by kind: the informers' of a watched namespace, or the lists of
 // a NamespaceSnapshot. Both resolve alike.

@@ -305,3 +305,25 @@ func TestPermissions(t *testing.T) {
 		t.Errorf("workloads:\n got %s\nwant %s", got, want)
 	}
 }
+
+func TestPortSpelling(t *testing.T) {
+	ns, _ := syncedNamespace(t)
+	svc := config.Target{Kind: config.Service, Name: "web"}
+	pod := config.Target{Kind: config.Pod, Name: "web-1"}
+	for _, tt := range []struct {
+		name   string
+		target config.Target
+		remote config.Port
+		want   config.Port
+	}{
+		{"service port by number", svc, config.Port{Number: 80}, config.Port{Number: 80, Name: "http"}},
+		{"service port by name", svc, config.Port{Name: "admin"}, config.Port{Number: 9000, Name: "admin"}},
+		{"container port by name", pod, config.Port{Name: "http"}, config.Port{Number: 8080, Name: "http"}},
+		{"container port by number", pod, config.Port{Number: 8080}, config.Port{Number: 8080, Name: "http"}},
+		{"unresolvable: as written", svc, config.Port{Number: 81}, config.Port{Number: 81}},
+	} {
+		if got := ns.PortSpelling(tt.target, tt.remote); got != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -295,11 +295,11 @@ func TestE2EComposeEnvFileForAShell(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(dotenv), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sh := exec.Command("sh", "-c", `set -a; . ./.env; set +a; curl -sf "http://$KPF_WEB_HOST:$KPF_WEB_PORT/" && curl -sf "$WEB_URL" && sh -c 'echo "child sees $KPF_WEB_PORT_80"'`)
+	sh := exec.Command("sh", "-c", `set -a; . ./.env; set +a; curl -sf "http://$KPF_WEB_HOST:$KPF_WEB_PORT/" && curl -sf "$WEB_URL" && sh -c 'echo "child sees $KPF_WEB_PORT_80 and $KPF_WEB_PORT_TCP"'`)
 	sh.Dir = dir
 	sh.Env = os.Environ()
 	out, err := sh.CombinedOutput()
-	if err != nil || strings.Count(string(out), "hello from web") != 2 || !strings.Contains(string(out), fmt.Sprintf("child sees %d", port)) {
+	if err != nil || strings.Count(string(out), "hello from web") != 2 || !strings.Contains(string(out), fmt.Sprintf("child sees %d and %d", port, port)) {
 		t.Fatalf("a shell sourcing kpf env's dotenv: %v\n.env:\n%s\noutput:\n%s", err, dotenv, out)
 	}
 

@@ -153,5 +153,18 @@ func (r resolver) Resolve(target config.Target, remote config.Port) ([]kube.Endp
 	return eps, nil
 }
 
+// PortSpelling implements connect.Resolver: a named port's number is
+// NamePort's; a number's name is the name NamePort gave it, if any.
+func (r resolver) PortSpelling(_ config.Target, remote config.Port) config.Port {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	for name, number := range r.c.ports {
+		if name == remote.Name || remote.Name == "" && number == remote.Number {
+			return config.Port{Number: number, Name: name}
+		}
+	}
+	return remote
+}
+
 func (resolver) WaitSynced(context.Context, func(error)) error { return nil }
 func (resolver) Explain(err error) error                       { return err }
