@@ -246,6 +246,15 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			"long-form port without local (a fuzzer's find: it panicked)",
+			"version: 1\nforwards:\n  - service: web\n    ports: [{0}]\n",
+			[]string{
+				"f.yaml:4:13: forwards[0].ports[0]: missing local port\n\thint: write {local: N, remote: N or name}",
+				"f.yaml:4:13: forwards[0].ports[0]: missing remote port\n\thint: write {local: N, remote: N or name}",
+				"f.yaml:4:14: forwards[0].ports[0]: expected a field name, got an integer",
+			},
+		},
+		{
 			"env template with an unknown field",
 			"version: 1\nforwards:\n  - service: db\n    ports: [5432]\n    env:\n      DATABASE_URL: \"postgres://{{.Hots}}:{{.Port}}/app\"\n",
 			[]string{"f.yaml:6:21: forwards[0].env.DATABASE_URL: unknown field .Hots (the fields are .Name, .Host, .Port, .Addr and .Ports)"},

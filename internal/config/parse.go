@@ -969,6 +969,11 @@ const portForms = `a port number, "LOCAL:REMOTE", "auto:REMOTE", or {local: N or
 // autoPort is the local port kpf picks: "auto:5432", {local: auto}.
 const autoPort = "auto"
 
+// isAuto reports whether n is the scalar auto.
+func isAuto(n *yaml.Node) bool {
+	return n != nil && n.Kind == yaml.ScalarNode && n.Value == autoPort
+}
+
 // port decodes one port mapping in any of its forms.
 func (d *decoder) port(path string, raw *yaml.Node) (PortMapping, bool) {
 	n := d.value(path, raw)
@@ -986,7 +991,7 @@ func (d *decoder) port(path string, raw *yaml.Node) (PortMapping, bool) {
 		var pm PortMapping
 		ok := true
 		lf, has := fs[fLocal]
-		if lv := d.deref(lf.val); has && lv != nil && lv.Kind == yaml.ScalarNode && lv.Value == autoPort {
+		if has && isAuto(d.deref(lf.val)) {
 			pm.Auto = true
 		} else if !has {
 			d.report(n, path, "missing local port", "write {local: N, remote: N or name}")
