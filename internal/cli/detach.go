@@ -54,7 +54,13 @@ func runDetached(ctx context.Context, env Env, f upFlags, names []string) int {
 	pid := 0
 	if snap, err := control.Fetch(ctx, sock); err == nil {
 		pid = snap.PID
-		fmt.Fprintf(env.Stderr, "kpf up: already running %s in the background (pid %d)\n", path, pid)
+		for _, f := range forwards {
+			if _, ok := findForward(&snap, f.Name); !ok {
+				fmt.Fprintf(env.Stderr, "kpf up: the kpf up (pid %d) running %s does not run %s\n\thint: stop it with kpf down, then start the forwards you need with kpf up -d NAME...\n", pid, path, f.Name)
+				return ExitInvalid
+			}
+		}
+		fmt.Fprintf(env.Stderr, "kpf up: a kpf up (pid %d) already runs %s\n", pid, path)
 	} else {
 		logFile, err := logPath(path)
 		if err != nil {

@@ -117,11 +117,18 @@ func TestE2EComposeUpDetachedStatusLogsDown(t *testing.T) {
 	deployEcho(t, s.primary, ns, 1, startHTTPBackend(t, "web", 200))
 	port := freePort(t)
 	cfg := webConfig(t, ns, port)
+	// A second forward, which this kpf up is not asked to run.
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "  - name: api\n    context: e2e\n    namespace: %s\n    service: echo\n    ports: [\"%d:80\"]\n", ns, freePort(t))
+	f.Close()
 	env, state := composeEnv(t, s)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 
 	// As a script would: a shell starts it and exits.
-	sh := exec.Command("sh", "-c", `"$0" up -d -f "$1"`, s.kpf, cfg)
+	sh := exec.Command("sh", "-c", `"$0" up -d -f "$1" web`, s.kpf, cfg)
 	sh.Env = env
 	var out, errOut bytes.Buffer
 	sh.Stdout, sh.Stderr = &out, &errOut
@@ -180,9 +187,15 @@ func TestE2EComposeUpDetachedStatusLogsDown(t *testing.T) {
 	}
 
 	// Running it again finds it running: exit 0, same pid.
-	stdout, stderr, code = kpfRun(t, s, env, "up", "-d", "-f", cfg)
+	stdout, stderr, code = kpfRun(t, s, env, "up", "-d", "-f", cfg, "web")
 	if code != 0 || !strings.Contains(stderr, fmt.Sprintf("pid %d", pid)) {
 		t.Errorf("a second kpf up -d: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// Asking it for a forward it does not run is told at once.
+	asked := time.Now()
+	stdout, stderr, code = kpfRun(t, s, env, "up", "-d", "-f", cfg, "--timeout", "30s")
+	if code != 1 || !strings.Contains(stderr, "does not run api") || time.Since(asked) > 10*time.Second {
+		t.Errorf("kpf up -d of every forward while it runs only web: exit %d after %s\n%s%s", code, time.Since(asked), stdout, stderr)
 	}
 
 	stopped := time.Now()
