@@ -68,8 +68,9 @@ type Resolver interface {
 	Resolve(target config.Target, remote config.Port) ([]kube.Endpoint, error)
 	WaitSynced(ctx context.Context, report func(error)) error
 	// PortSpelling returns remote with both its number and its name as
-	// the target defines them (see kube.Namespace.PortSpelling).
-	PortSpelling(target config.Target, remote config.Port) config.Port
+	// the target defines them, given the endpoints Resolve returned (see
+	// kube.Namespace.PortSpelling).
+	PortSpelling(target config.Target, remote config.Port, eps []kube.Endpoint) config.Port
 	// Explain turns an error from the context's API server into one that
 	// says what failed and what to do (see kube.Explain).
 	Explain(err error) error

@@ -387,8 +387,9 @@ func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod string, h
 			ready[ep.Pod] = true
 		}
 		if len(eps) > 0 {
-			sp := ns.PortSpelling(r.spec.Target, p.mapping.Remote)
-			p.spelling.Store(&sp)
+			if sp := ns.PortSpelling(r.spec.Target, p.mapping.Remote, eps); p.spelling.Load() == nil || *p.spelling.Load() != sp {
+				p.spelling.Store(&sp)
+			}
 		}
 		if pod == "" {
 			pod = r.pick(p.mapping.Remote, eps, false).Pod

@@ -68,14 +68,12 @@ func (n *Namespace) Resolve(target config.Target, remote config.Port) ([]Endpoin
 
 // PortSpelling returns remote with both its number and its name as the
 // target defines it (a service port's number and name; a container
-// port's, looked up in a ready pod), so that applications can find it by
-// either; Name is "" for a port without one. It returns remote as it is
-// while the caches or the target cannot say.
-func (n *Namespace) PortSpelling(target config.Target, remote config.Port) config.Port {
-	eps, err := n.Resolve(target, remote)
-	if err != nil {
-		return remote
-	}
+// port's, looked up in the pod of eps[0]), so that applications can find
+// it by either; Name is "" for a port without one. eps are the endpoints
+// Resolve just returned for target and remote: PortSpelling reads the
+// caches once more, not the whole resolution. It returns remote as it is
+// when the caches cannot say.
+func (n *Namespace) PortSpelling(target config.Target, remote config.Port, eps []Endpoint) config.Port {
 	return portSpelling(n.indexer, n.name, target, remote, eps)
 }
 

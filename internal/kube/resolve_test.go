@@ -322,7 +322,8 @@ func TestPortSpelling(t *testing.T) {
 		{"container port by number", pod, config.Port{Number: 8080}, config.Port{Number: 8080, Name: "http"}},
 		{"unresolvable: as written", svc, config.Port{Number: 81}, config.Port{Number: 81}},
 	} {
-		if got := ns.PortSpelling(tt.target, tt.remote); got != tt.want {
+		eps, _ := ns.Resolve(tt.target, tt.remote)
+		if got := ns.PortSpelling(tt.target, tt.remote, eps); got != tt.want {
 			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
 		}
 	}

@@ -155,7 +155,7 @@ func (r resolver) Resolve(target config.Target, remote config.Port) ([]kube.Endp
 
 // PortSpelling implements connect.Resolver: a named port's number is
 // NamePort's; a number's name is the name NamePort gave it, if any.
-func (r resolver) PortSpelling(_ config.Target, remote config.Port) config.Port {
+func (r resolver) PortSpelling(_ config.Target, remote config.Port, _ []kube.Endpoint) config.Port {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
 	for name, number := range r.c.ports {
