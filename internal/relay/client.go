@@ -1,0 +1,69 @@
+package relay
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// Open starts a stream for dest on c, a fresh stream to the relay: it
+// writes the request and returns c wrapped so that the first Read reads
+// the relay's reply first and returns a *ReplyError if it is not OK. The
+// request goes out at once and the reply is read only when the caller
+// reads, so a client's first bytes travel with the request and reaching a
+// destination through the relay costs no round trip more than a pod does.
+func Open(c net.Conn, dest Dest) (net.Conn, error) {
+	if err := WriteRequest(c, Request{Kind: dest.Kind, Dest: dest.Addr()}); err != nil {
+		return nil, err
+	}
+	return &conn{Conn: c}, nil
+}
+
+// conn is a stream whose first Read checks the relay's reply.
+type conn struct {
+	net.Conn
+	once sync.Once
+	err  error
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	c.once.Do(func() { c.err = ReadReply(c.Conn) })
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the stream when the underlying one can.
+func (c *conn) CloseWrite() error {
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return nil
+}
+
+// Beat keeps the relay alive over c, a fresh stream to it: it sends the
+// heartbeat request, waits for the reply, then writes a byte every
+// interval until ctx ends (it returns nil) or a write fails (the error).
+// It does not close c.
+func Beat(ctx context.Context, c net.Conn, interval time.Duration) error {
+	if err := WriteRequest(c, Request{Kind: Heartbeat}); err != nil {
+		return err
+	}
+	if err := ReadReply(c); err != nil {
+		return err
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if _, err := c.Write([]byte{0}); err != nil {
+				return err
+			}
+		}
+	}
+}
