@@ -27,6 +27,7 @@ import (
 // cluster is one local cluster as kpfcluster describes it.
 type cluster struct {
 	Name           string `json:"name"`
+	Dir            string `json:"dir"`
 	Kubeconfig     string `json:"kubeconfig"`
 	Server         string `json:"server"`
 	AlreadyRunning bool   `json:"alreadyRunning"`
@@ -44,6 +45,7 @@ type suite struct {
 	root       string
 	kpf        string // built binary
 	kpfcluster string // built binary of test/cluster/cmd/kpfcluster
+	relay      string // built binary of cmd/kpf-relay
 	primary    *cluster
 	secondary  *cluster
 	// kubeconfig lists both clusters' kubeconfigs, as KUBECONFIG does.
@@ -113,6 +115,11 @@ func setup() (*suite, func(), error) {
 		cleanup()
 		return nil, nil, fmt.Errorf("build kpf: %v\n%s", err, out)
 	}
+	s.relay = filepath.Join(bin, "kpf-relay")
+	if out, err := exec.Command("go", "build", "-o", s.relay, filepath.Join(root, "cmd/kpf-relay")).CombinedOutput(); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("build kpf-relay: %v\n%s", err, out)
+	}
 	s.kpfcluster = filepath.Join(bin, "kpfcluster")
 	build := exec.Command("go", "build", "-o", s.kpfcluster, "./cmd/kpfcluster")
 	build.Dir = filepath.Join(root, "test/cluster")
@@ -166,6 +173,9 @@ func (s *suite) clusterUp(name string) (*cluster, error) {
 	if err := json.Unmarshal(out, &c); err != nil {
 		return nil, fmt.Errorf("cluster %s: parse %q: %w", name, out, err)
 	}
+	if err := installRelay(s.relay, c.Dir); err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
 	rest, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		return nil, err
@@ -174,6 +184,24 @@ func (s *suite) clusterUp(name string) (*cluster, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// installRelay puts the relay program where the cluster's node agent runs
+// it for relay pods (localcluster.RelayBinary), replacing what a cluster
+// left running from an earlier run has there.
+func installRelay(bin, dir string) error {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "kpf-relay.new")
+	if err := os.WriteFile(tmp, data, 0o755); err != nil {
+		return fmt.Errorf("install kpf-relay: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "kpf-relay")); err != nil {
+		return fmt.Errorf("install kpf-relay: %w", err)
+	}
+	return nil
 }
 
 func (s *suite) clusterDown(name string) {

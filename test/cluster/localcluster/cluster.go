@@ -77,6 +77,12 @@ const (
 	NodeAgent         = "node-agent"
 )
 
+// RelayBinary is the file in a cluster's directory (Cluster.Dir) that the
+// node agent runs for pods of kpf's relay image (see nodeagent's
+// DefaultRelayImage). The cluster does not build it: whoever needs relay
+// pods installs kpf-relay there, before or after the cluster starts.
+const RelayBinary = "kpf-relay"
+
 func (o Options) dir() string { return filepath.Join(o.StateDir, o.Name) }
 
 // Up starts the named cluster and waits until it is usable: the API server is
@@ -281,6 +287,7 @@ func (s *starter) controllers(ctx context.Context, tlsClient *http.Client, kcmPo
 		"--node-name=" + s.c.NodeName,
 		fmt.Sprintf("--listen=127.0.0.1:%d", nodePort),
 		"--tls-cert=" + keys.NodeCert, "--tls-key=" + keys.NodeKey,
+		"--relay-binary=" + filepath.Join(s.dir, RelayBinary),
 	}); err != nil {
 		return err
 	}

@@ -45,6 +45,12 @@ type Config struct {
 	// TLS serves the kubelet endpoint.
 	TLS *tls.Config
 	Log *slog.Logger
+	// RelayBinary is the kpf-relay program that pods of RelayImage run
+	// (see DefaultRelayImage); it is looked up when such a pod starts.
+	RelayBinary string
+	// RelayImage is the relay's image repository; "" means
+	// DefaultRelayImage.
+	RelayImage string
 }
 
 // Agent is a running node agent.
@@ -54,6 +60,7 @@ type Agent struct {
 	pods    corelisters.PodLister
 	queue   workqueue.TypedRateLimitingInterface[string]
 	streams *streamSet
+	relays  relays
 
 	mu      sync.Mutex
 	nextIP  int
@@ -72,9 +79,11 @@ func Run(ctx context.Context, client kubernetes.Interface, cfg Config) error {
 		streams:  newStreamSet(),
 		ipByUID:  map[types.UID]string{},
 		assigned: map[types.UID]map[string]string{},
+		relays:   relays{procs: map[types.UID]*relayProc{}},
 		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
 	}
 	defer a.queue.ShutDown()
+	defer a.stopAllRelays()
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -166,7 +175,11 @@ func (a *Agent) handler() http.Handler {
 		}
 		a.cfg.Log.Info("port-forward session", "pod", ns+"/"+name, "websocket", r.Header.Get("Upgrade") == "websocket")
 		current := func() (*corev1.Pod, error) { return a.pods.Pods(ns).Get(name) }
-		portforward.ServePortForward(w, r, podForwarder{pod: pod, current: current, streams: a.streams}, ns+"/"+name, string(pod.UID), opts,
+		fwd := podForwarder{pod: pod, current: current, streams: a.streams}
+		if p, ok := a.relay(pod.UID); ok {
+			fwd.relayPort = p.port
+		}
+		portforward.ServePortForward(w, r, fwd, ns+"/"+name, string(pod.UID), opts,
 			4*time.Hour, 30*time.Second, portforward.SupportedProtocols)
 	}
 	mux.HandleFunc("/portForward/{namespace}/{pod}", serve)
@@ -200,6 +213,7 @@ func (a *Agent) onDelete(obj any) {
 	if !ok {
 		return
 	}
+	a.stopRelay(pod.UID)
 	if n := a.streams.closePod(string(pod.UID)); n > 0 {
 		a.cfg.Log.Info("closed port-forward connections of deleted pod", "pod", pod.Namespace+"/"+pod.Name, "count", n)
 	}
@@ -242,6 +256,7 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 	case pod.Spec.NodeName == "":
 		return a.bind(ctx, pod)
 	case pod.DeletionTimestamp != nil:
+		a.stopRelay(pod.UID)
 		a.streams.closePod(string(pod.UID))
 		zero := int64(0)
 		err := a.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{
@@ -260,16 +275,22 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 		}
 		return nil // the update event brings the pod back
 	}
-	status := a.desiredStatus(pod)
-	if equality.Semantic.DeepEqual(status, &pod.Status) {
-		return nil
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return nil // finished pods stay as they ended
 	}
-	updated := pod.DeepCopy()
-	updated.Status = *status
-	if _, err := a.client.CoreV1().Pods(ns).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update status: %w", err)
+	var relayErr error
+	if c, ok := a.relayContainer(pod); ok {
+		relayErr = a.startRelay(pod, c)
 	}
-	return nil
+	status := a.desiredStatus(pod, a.relayStateOf(pod, relayErr))
+	if !equality.Semantic.DeepEqual(status, &pod.Status) {
+		updated := pod.DeepCopy()
+		updated.Status = *status
+		if _, err := a.client.CoreV1().Pods(ns).UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update status: %w", err)
+		}
+	}
+	return relayErr // retried with backoff, as a kubelet retries a pull
 }
 
 func (a *Agent) bind(ctx context.Context, pod *corev1.Pod) error {
@@ -377,7 +398,7 @@ func (a *Agent) podIP(pod *corev1.Pod) string {
 	return ip
 }
 
-func (a *Agent) desiredStatus(pod *corev1.Pod) *corev1.PodStatus {
+func (a *Agent) desiredStatus(pod *corev1.Pod, relay relayState) *corev1.PodStatus {
 	s := pod.Status.DeepCopy()
 	now := metav1.Now()
 	ip := a.podIP(pod)
@@ -388,6 +409,7 @@ func (a *Agent) desiredStatus(pod *corev1.Pod) *corev1.PodStatus {
 		s.StartTime = &now
 	}
 	ready := pod.Annotations[ReadyAnnotation] != "false"
+	relay.apply(s, &ready)
 	cond := func(t corev1.PodConditionType, ok bool) {
 		want := corev1.ConditionTrue
 		if !ok {
@@ -427,6 +449,10 @@ func (a *Agent) desiredStatus(pod *corev1.Pod) *corev1.PodStatus {
 			}
 		}
 		started := true
+		if c.Name == relay.container {
+			cs.State = relay.containerState(cs.State)
+			started = cs.State.Running != nil
+		}
 		cs.Started = &started
 		cs.Ready = ready
 		s.ContainerStatuses = append(s.ContainerStatuses, cs)

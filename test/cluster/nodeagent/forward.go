@@ -98,6 +98,9 @@ type podForwarder struct {
 	// process starting or stopping to listen in a real pod would.
 	current func() (*corev1.Pod, error)
 	streams *streamSet
+	// relayPort, if not 0, is the loopback port of the pod's relay
+	// process, which every port of the pod reaches.
+	relayPort int
 }
 
 // PortForward copies between stream and the pod's loopback backend.
@@ -106,7 +109,10 @@ func (f podForwarder) PortForward(ctx context.Context, _ string, _ string, port 
 	if p, err := f.current(); err == nil && p.UID == f.pod.UID {
 		pod = p
 	}
-	backend, err := backendPort(pod, port)
+	backend, err := f.relayPort, error(nil)
+	if backend == 0 {
+		backend, err = backendPort(pod, port)
+	}
 	if err != nil {
 		return err
 	}

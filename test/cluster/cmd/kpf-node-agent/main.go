@@ -33,6 +33,8 @@ func run() error {
 	listen := flag.String("listen", "127.0.0.1:10250", "address of the kubelet endpoint")
 	certFile := flag.String("tls-cert", "", "serving certificate")
 	keyFile := flag.String("tls-key", "", "serving key")
+	relayBinary := flag.String("relay-binary", "", "the kpf-relay program that pods of the relay image run")
+	relayImage := flag.String("relay-image", nodeagent.DefaultRelayImage, "the relay's image repository")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -59,6 +61,9 @@ func run() error {
 		ListenAddr: *listen,
 		TLS:        &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		Log:        log,
+
+		RelayBinary: *relayBinary,
+		RelayImage:  *relayImage,
 	})
 }
 
