@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -73,6 +74,8 @@ type Defaults struct {
 	// Health is the defaults block's health check; its Port is always zero
 	// (the probed port is per forward).
 	Health Health
+	// Relay is the defaults block's relay settings.
+	Relay Relay
 }
 
 // Forward is one declared port-forward, fully resolved: defaults are applied
@@ -107,6 +110,10 @@ type Forward struct {
 	// (kpf env, kpf exec): names to templates over appenv.Fields, checked
 	// by Parse.
 	Env map[string]string
+	// Relay says how kpf runs the relay pod through which the forward
+	// reaches a host, an ExternalName service, a service without pods or
+	// a UDP port: the forward's relay field over the defaults block's.
+	Relay Relay
 	// Pos is where the forward's mapping starts in the file.
 	Pos Position
 }
@@ -145,7 +152,47 @@ func (f Forward) Equal(g Forward) bool {
 		f.Balance == g.Balance &&
 		f.WaitForReady == g.WaitForReady &&
 		f.Spare == g.Spare &&
-		f.Health == g.Health
+		f.Health == g.Health &&
+		f.Relay.Equal(g.Relay)
+}
+
+// Relay configures the relay pod kpf runs, one per context, namespace and
+// settings, to reach what has no pod of its own. The zero value means
+// kpf's defaults throughout.
+type Relay struct {
+	// Image is the relay's image; "" means the relay image of kpf's own
+	// version, pinned by digest.
+	Image string
+	// Namespace is where the relay pod runs; "" means the forward's
+	// namespace.
+	Namespace string
+	// NodeSelector and Tolerations place the relay pod, as in a pod spec.
+	NodeSelector map[string]string
+	Tolerations  []Toleration
+	// Requests and Limits are resource quantities by resource name ("cpu",
+	// "memory"), as in a container's resources; nil means kpf's defaults
+	// for each.
+	Requests, Limits map[string]string
+}
+
+// Equal reports whether r and o are the same settings.
+func (r Relay) Equal(o Relay) bool {
+	return r.Image == o.Image && r.Namespace == o.Namespace &&
+		maps.Equal(r.NodeSelector, o.NodeSelector) &&
+		slices.EqualFunc(r.Tolerations, o.Tolerations, Toleration.equal) &&
+		maps.Equal(r.Requests, o.Requests) && maps.Equal(r.Limits, o.Limits)
+}
+
+// Toleration is a pod toleration, as in a pod spec.
+type Toleration struct {
+	Key, Operator, Value, Effect string
+	// Seconds is tolerationSeconds; nil when not written.
+	Seconds *int64
+}
+
+func (t Toleration) equal(o Toleration) bool {
+	return t.Key == o.Key && t.Operator == o.Operator && t.Value == o.Value && t.Effect == o.Effect &&
+		(t.Seconds == nil) == (o.Seconds == nil) && (t.Seconds == nil || *t.Seconds == *o.Seconds)
 }
 
 // Proxy is the proxy block: a SOCKS5 proxy, an HTTP proxy or both, through
@@ -215,6 +262,9 @@ const (
 	Deployment
 	StatefulSet
 	Selector
+	// Host is a DNS name or IP address as seen from inside the cluster,
+	// reached through the relay.
+	Host
 )
 
 // String returns the short kind prefix used in Target.String, e.g. "svc".
@@ -230,6 +280,8 @@ func (k TargetKind) String() string {
 		return "sts"
 	case Selector:
 		return "selector"
+	case Host:
+		return "host"
 	}
 	return "TargetKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -237,7 +289,8 @@ func (k TargetKind) String() string {
 // Target is the object a forward reaches pods through.
 type Target struct {
 	Kind TargetKind
-	// Name is the object name; empty for Kind == Selector.
+	// Name is the object name, or the host for Kind == Host; empty for
+	// Kind == Selector.
 	Name string
 	// Selector is the canonical label selector; set only for Kind == Selector.
 	Selector string
@@ -260,15 +313,39 @@ type PortMapping struct {
 	// Auto is set for "auto:REMOTE" (or local: auto): kpf up picks a
 	// free local port and remembers it for the file and forward.
 	Auto bool
+	// Protocol is TCP (the zero value) or UDP ("53:53/udp"): UDP reaches
+	// hosts and services through the relay.
+	Protocol Protocol
 }
 
 // String returns "LOCAL:REMOTE", or "auto:REMOTE" for an automatic port
-// not yet given one.
+// not yet given one, with "/udp" after a UDP mapping.
 func (m PortMapping) String() string {
+	s := strconv.Itoa(int(m.Local)) + ":" + m.Remote.String()
 	if m.Auto && m.Local == 0 {
-		return "auto:" + m.Remote.String()
+		s = "auto:" + m.Remote.String()
 	}
-	return strconv.Itoa(int(m.Local)) + ":" + m.Remote.String()
+	if m.Protocol == UDP {
+		s += "/udp"
+	}
+	return s
+}
+
+// Protocol is a port mapping's transport protocol.
+type Protocol uint8
+
+// The protocols; TCP is the zero value.
+const (
+	TCP Protocol = iota
+	UDP
+)
+
+// String returns "tcp" or "udp".
+func (p Protocol) String() string {
+	if p == UDP {
+		return "udp"
+	}
+	return "tcp"
 }
 
 // Port is a remote port given as a number or as a name; exactly one of
