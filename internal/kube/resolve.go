@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -26,10 +27,21 @@ type Endpoint struct {
 	Pod       string
 	UID       types.UID
 	Port      uint16
+	// Dest, when set, marks the pod as kpf's relay and names what it
+	// reaches for this endpoint ("host:port/proto"): a connection to Port
+	// speaks the relay's protocol first.
+	Dest string
 }
 
-// String is namespace/pod:port.
-func (e Endpoint) String() string { return fmt.Sprintf("%s/%s:%d", e.Namespace, e.Pod, e.Port) }
+// String is namespace/pod:port, followed for a relay by " via relay to
+// DEST".
+func (e Endpoint) String() string {
+	s := fmt.Sprintf("%s/%s:%d", e.Namespace, e.Pod, e.Port)
+	if e.Dest != "" {
+		s = e.Dest + " via relay " + s
+	}
+	return s
+}
 
 // ErrNotSynced means the namespace's caches are not filled yet; Err may
 // hold the reason (for example an RBAC denial).
@@ -179,38 +191,171 @@ func resolveService(stores func(string) cache.Indexer, ns, name string, remote c
 	if err != nil {
 		return nil, notFound("service", name, ns, err)
 	}
-	var sp *corev1.ServicePort
-	for i := range svc.Spec.Ports {
-		p := &svc.Spec.Ports[i]
-		if (remote.Name != "" && p.Name == remote.Name) || (remote.Name == "" && p.Port == int32(remote.Number)) {
-			sp = p
-			break
-		}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return nil, &NeedsRelay{Service: name, Why: "an ExternalName service for " + svc.Spec.ExternalName}
 	}
-	if sp == nil {
-		return nil, fmt.Errorf("service %q has no port %s (it has %s)", name, remote, servicePorts(svc))
-	}
-	if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
-		return nil, fmt.Errorf("service %q port %s is %s; only TCP can be forwarded", name, remote, sp.Protocol)
-	}
-	slices, err := serviceSlices(stores(kindEndpointSlices), ns, name)
+	sp, err := servicePort(svc, remote, false)
 	if err != nil {
 		return nil, err
 	}
-	seen := map[types.UID]bool{}
-	var eps []Endpoint
-	for _, s := range slices {
-		var port *int32
-		for _, p := range s.Ports {
-			if p.Name != nil && *p.Name == sp.Name && p.Port != nil {
-				port = p.Port
-			}
+	eps, others, err := serviceEndpoints(stores, ns, name, sp, pods)
+	if err != nil {
+		return nil, err
+	}
+	if len(eps) == 0 && len(svc.Spec.Selector) == 0 && others > 0 {
+		return nil, &NeedsRelay{Service: name, Why: "a service without a selector whose endpoints are not pods"}
+	}
+	return eps, nil
+}
+
+// NeedsRelay is Resolve's error for a service that no pod backs, which kpf
+// reaches through its relay: an ExternalName service, or one without a
+// selector whose endpoints are not pods. RelayDest says where the relay
+// goes. It wraps ErrNeedsRelay.
+type NeedsRelay struct {
+	Service string
+	Why     string // "an ExternalName service for db.example.com"
+}
+
+func (e *NeedsRelay) Error() string {
+	return fmt.Sprintf("service %q is %s: reached through the relay", e.Service, e.Why)
+}
+
+func (e *NeedsRelay) Unwrap() error { return ErrNeedsRelay }
+
+// ErrNeedsRelay is wrapped by a NeedsRelay error.
+var ErrNeedsRelay = errors.New("reached through the relay")
+
+// RelayDest returns where kpf's relay reaches the service's port remote,
+// over TCP or (udp) UDP: for an ExternalName service its external name
+// and the port (a number, or the service port of that name); else the
+// service's cluster IP and port, through which the cluster's own proxy
+// balances; for a headless service the first ready endpoint's address
+// and port.
+func (n *Namespace) RelayDest(service string, remote config.Port, udp bool) (host string, port uint16, err error) {
+	if ok, err := n.synced(kindServices, kindEndpointSlices); !ok {
+		if err != nil {
+			return "", 0, notSynced{err}
 		}
+		return "", 0, ErrNotSynced
+	}
+	return relayDest(n.indexer, n.name, service, remote, udp)
+}
+
+func relayDest(stores func(string) cache.Indexer, ns, name string, remote config.Port, udp bool) (string, uint16, error) {
+	svc, err := corelisters.NewServiceLister(stores(kindServices)).Services(ns).Get(name)
+	if err != nil {
+		return "", 0, notFound("service", name, ns, err)
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		host := strings.TrimSuffix(svc.Spec.ExternalName, ".")
+		if remote.Name == "" {
+			return host, remote.Number, nil
+		}
+		sp, err := servicePort(svc, remote, udp)
+		if err != nil {
+			return "", 0, err
+		}
+		return host, uint16(sp.Port), nil
+	}
+	sp, err := servicePort(svc, remote, udp)
+	if err != nil {
+		return "", 0, err
+	}
+	if hasClusterIP(svc) {
+		return svc.Spec.ClusterIP, uint16(sp.Port), nil
+	}
+	slices, err := serviceSlices(stores(kindEndpointSlices), ns, name)
+	if err != nil {
+		return "", 0, err
+	}
+	for _, s := range slices {
+		port := slicePort(s, sp.Name)
 		if port == nil {
 			continue
 		}
 		for _, ep := range s.Endpoints {
-			if !endpointReady(ep) || ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || seen[ep.TargetRef.UID] {
+			if endpointReady(ep) && len(ep.Addresses) > 0 {
+				return ep.Addresses[0], uint16(*port), nil
+			}
+		}
+	}
+	return "", 0, ErrNoReadyEndpoints
+}
+
+func hasClusterIP(svc *corev1.Service) bool {
+	return svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != corev1.ClusterIPNone
+}
+
+// servicePort returns the service's port remote (a number or name) of the
+// protocol asked, or an error that names the ports it has.
+func servicePort(svc *corev1.Service, remote config.Port, udp bool) (*corev1.ServicePort, error) {
+	want, other := corev1.ProtocolTCP, "udp"
+	if udp {
+		want, other = corev1.ProtocolUDP, "tcp"
+	}
+	var wrongProto *corev1.ServicePort
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		if (remote.Name != "" && p.Name == remote.Name) || (remote.Name == "" && p.Port == int32(remote.Number)) {
+			proto := p.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			if proto == want {
+				return p, nil
+			}
+			wrongProto = p
+		}
+	}
+	if wrongProto != nil {
+		proto := wrongProto.Protocol
+		if proto == "" {
+			proto = corev1.ProtocolTCP
+		}
+		if proto == corev1.ProtocolSCTP {
+			return nil, fmt.Errorf("service %q port %s is SCTP; kpf forwards TCP and UDP", svc.Name, remote)
+		}
+		return nil, fmt.Errorf("service %q port %s is %s, not %s (write the mapping with /%s)", svc.Name, remote, proto, want, other)
+	}
+	return nil, fmt.Errorf("service %q has no port %s (it has %s)", svc.Name, remote, servicePorts(svc))
+}
+
+// slicePort returns the port number of an EndpointSlice's port named name.
+func slicePort(s *discoveryv1.EndpointSlice, name string) *int32 {
+	var port *int32
+	for _, p := range s.Ports {
+		if p.Name != nil && *p.Name == name && p.Port != nil {
+			port = p.Port
+		}
+	}
+	return port
+}
+
+// serviceEndpoints returns the ready pods behind the service port sp, and
+// how many ready endpoints are not pods.
+func serviceEndpoints(stores func(string) cache.Indexer, ns, name string, sp *corev1.ServicePort, pods corelisters.PodNamespaceLister) ([]Endpoint, int, error) {
+	slices, err := serviceSlices(stores(kindEndpointSlices), ns, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	seen := map[types.UID]bool{}
+	var eps []Endpoint
+	others := 0
+	for _, s := range slices {
+		port := slicePort(s, sp.Name)
+		if port == nil {
+			continue
+		}
+		for _, ep := range s.Endpoints {
+			if !endpointReady(ep) {
+				continue
+			}
+			if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" {
+				others++
+				continue
+			}
+			if seen[ep.TargetRef.UID] {
 				continue
 			}
 			if p, err := pods.Get(ep.TargetRef.Name); err == nil && (p.UID != ep.TargetRef.UID || !PodReady(p)) {
@@ -220,7 +365,7 @@ func resolveService(stores func(string) cache.Indexer, ns, name string, remote c
 			eps = append(eps, Endpoint{Pod: ep.TargetRef.Name, UID: ep.TargetRef.UID, Port: uint16(*port)})
 		}
 	}
-	return eps, nil
+	return eps, others, nil
 }
 
 // serviceSlices returns the EndpointSlices of the service name, from the
@@ -256,10 +401,12 @@ func servicePorts(svc *corev1.Service) string {
 		if i > 0 {
 			s += ", "
 		}
+		s += fmt.Sprint(p.Port)
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			s += "/" + strings.ToLower(string(p.Protocol))
+		}
 		if p.Name != "" {
-			s += fmt.Sprintf("%d (%s)", p.Port, p.Name)
-		} else {
-			s += fmt.Sprint(p.Port)
+			s += fmt.Sprintf(" (%s)", p.Name)
 		}
 	}
 	if s == "" {

@@ -57,10 +57,45 @@ func objects() []runtime.Object {
 	return []runtime.Object{
 		&corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "ns"},
-			Spec: corev1.ServiceSpec{Selector: web, Ports: []corev1.ServicePort{
+			Spec: corev1.ServiceSpec{Selector: web, ClusterIP: "10.96.0.5", Ports: []corev1.ServicePort{
 				{Name: "http", Port: 80, TargetPort: intstr.FromString("http")},
 				{Name: "admin", Port: 9000, TargetPort: intstr.FromInt32(9001)},
+				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
 			}},
+		},
+		// Services no pod backs, which kpf reaches through its relay.
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "ext", Namespace: "ns"},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "db.example.com.", Ports: []corev1.ServicePort{
+				{Name: "pg", Port: 5432},
+			}},
+		},
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: "ns"},
+			Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{
+				{Name: "pg", Port: 5432}, {Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
+			}},
+		},
+		&discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: "legacy-1", Namespace: "ns", Labels: map[string]string{discoveryv1.LabelServiceName: "legacy"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr("pg"), Port: ptr(int32(5432))}, {Name: ptr("dns"), Port: ptr(int32(53))}},
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.1.2.3"}}},
+		},
+		&corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "headless", Namespace: "ns"},
+			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{
+				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
+			}},
+		},
+		&discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: "headless-1", Namespace: "ns", Labels: map[string]string{discoveryv1.LabelServiceName: "headless"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr("dns"), Port: ptr(int32(5353))}},
+			Endpoints: []discoveryv1.Endpoint{
+				{Addresses: []string{"10.1.2.8"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(false)}},
+				{Addresses: []string{"10.1.2.9"}},
+			},
 		},
 		&discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Name: "web-abc", Namespace: "ns", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
@@ -111,7 +146,7 @@ func TestResolve(t *testing.T) {
 		{"service port number to named targetPort", svc, config.Port{Number: 80}, []string{"web-1:8080", "web-2:8080"}, ""},
 		{"service port name", svc, config.Port{Name: "http"}, []string{"web-1:8080", "web-2:8080"}, ""},
 		{"service port to numeric targetPort", svc, config.Port{Name: "admin"}, []string{"web-1:9001", "web-2:9001"}, ""},
-		{"service port it lacks", svc, config.Port{Number: 81}, nil, `service "web" has no port 81 (it has 80 (http), 9000 (admin))`},
+		{"service port it lacks", svc, config.Port{Number: 81}, nil, `service "web" has no port 81 (it has 80 (http), 9000 (admin), 53/udp (dns))`},
 		{"another service's slices only", config.Target{Kind: config.Service, Name: "db"}, config.Port{Name: "pg"}, []string{"db-0:5432"}, ""},
 		{"missing service", config.Target{Kind: config.Service, Name: "nope"}, config.Port{Number: 80}, nil, `service "nope" not found in namespace "ns"`},
 		{"pod by name, named port", config.Target{Kind: config.Pod, Name: "web-1"}, config.Port{Name: "http"}, []string{"web-1:8080"}, ""},
@@ -122,6 +157,11 @@ func TestResolve(t *testing.T) {
 		{"statefulset, named port", config.Target{Kind: config.StatefulSet, Name: "db"}, config.Port{Name: "pg"}, []string{"db-0:5432"}, ""},
 		{"selector", config.Target{Kind: config.Selector, Selector: "app in (web,db)"}, config.Port{Number: 7}, []string{"db-0:7", "web-1:7", "web-2:7"}, ""},
 		{"selector matching nothing", config.Target{Kind: config.Selector, Selector: "app=none"}, config.Port{Number: 7}, nil, ErrNoReadyEndpoints.Error()},
+		{"a UDP port over TCP", svc, config.Port{Name: "dns"}, nil, `service "web" port dns is UDP, not TCP (write the mapping with /udp)`},
+		{"ExternalName service", config.Target{Kind: config.Service, Name: "ext"}, config.Port{Number: 5432}, nil,
+			`service "ext" is an ExternalName service for db.example.com.: reached through the relay`},
+		{"service without selector, endpoints not pods", config.Target{Kind: config.Service, Name: "legacy"}, config.Port{Name: "pg"}, nil,
+			`service "legacy" is a service without a selector whose endpoints are not pods: reached through the relay`},
 	}
 	// kpf doctor's one-off snapshot must resolve as kpf up's informers do.
 	snap, err := newCluster("test", nil, fake.NewClientset(objects()...), slog.New(slog.DiscardHandler)).
@@ -165,8 +205,40 @@ func TestResolve(t *testing.T) {
 			})
 		}
 	}
-	if got, want := snap.Names(config.Service), []string{"db", "web"}; !slices.Equal(got, want) {
+	if got, want := snap.Names(config.Service), []string{"db", "ext", "headless", "legacy", "web"}; !slices.Equal(got, want) {
 		t.Errorf("snapshot service names = %v, want %v", got, want)
+	}
+}
+
+func TestRelayDest(t *testing.T) {
+	ns, _ := syncedNamespace(t)
+	for _, tt := range []struct {
+		service string
+		remote  config.Port
+		udp     bool
+		want    string
+		wantErr string
+	}{
+		{"ext", config.Port{Number: 5432}, false, "db.example.com:5432", ""},
+		{"ext", config.Port{Number: 6379}, false, "db.example.com:6379", ""}, // an ExternalName's ports are advisory
+		{"ext", config.Port{Name: "pg"}, false, "db.example.com:5432", ""},
+		{"ext", config.Port{Name: "redis"}, false, "", `service "ext" has no port redis`},
+		{"legacy", config.Port{Name: "pg"}, false, "10.96.0.10:5432", ""},
+		{"legacy", config.Port{Number: 53}, true, "10.96.0.10:53", ""},
+		{"legacy", config.Port{Number: 53}, false, "", `service "legacy" port 53 is UDP, not TCP (write the mapping with /udp)`},
+		{"headless", config.Port{Name: "dns"}, true, "10.1.2.9:5353", ""},
+		{"web", config.Port{Name: "dns"}, true, "10.96.0.5:53", ""},
+		{"web", config.Port{Name: "http"}, true, "", `service "web" port http is TCP, not UDP (write the mapping with /tcp)`},
+		{"nope", config.Port{Number: 53}, true, "", `service "nope" not found`},
+	} {
+		host, port, err := ns.RelayDest(tt.service, tt.remote, tt.udp)
+		got := ""
+		if err == nil {
+			got = host + ":" + itoa(port)
+		}
+		if got != tt.want || (tt.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("RelayDest(%s, %s, udp %v) = %q, %v; want %q, %q", tt.service, tt.remote, tt.udp, got, err, tt.want, tt.wantErr)
+		}
 	}
 }
 
