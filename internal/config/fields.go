@@ -28,6 +28,7 @@ const (
 	fDeployment  = "deployment"
 	fStatefulSet = "statefulset"
 	fSelector    = "selector"
+	fHost        = "host"
 
 	fLocal  = "local"
 	fRemote = "remote"
@@ -71,7 +72,11 @@ var targetFields = [...]struct {
 	{fDeployment, Deployment},
 	{fStatefulSet, StatefulSet},
 	{fSelector, Selector},
+	{fHost, Host},
 }
+
+// targetList names the target fields in messages.
+const targetList = "service, pod, deployment, statefulset, selector or host"
 
 // fieldsOf returns the fields a mapping of kind k accepts.
 func fieldsOf(k mappingKind) []string {
@@ -83,7 +88,7 @@ func fieldsOf(k mappingKind) []string {
 	case kindForward:
 		return []string{
 			fName, fContext, fNamespace,
-			fService, fPod, fDeployment, fStatefulSet, fSelector,
+			fService, fPod, fDeployment, fStatefulSet, fSelector, fHost,
 			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance, fSpare, fHealth, fEnv,
 		}
 	case kindPort:

@@ -61,12 +61,18 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("bad or repeated name %q", fw.Name)
 			}
 			names[fw.Name] = true
-			if fw.Target.Kind < Service || fw.Target.Kind > Selector || len(fw.Ports) == 0 || fw.Namespace == "" {
+			if fw.Target.Kind < Service || fw.Target.Kind > Host || len(fw.Ports) == 0 || fw.Namespace == "" {
 				t.Fatalf("incomplete forward %+v", fw)
+			}
+			if msg, _ := checkHost(fw.Target.Name); fw.Target.Kind == Host && msg != "" {
+				t.Fatalf("accepted host %q: %s", fw.Target.Name, msg)
 			}
 			for _, p := range fw.Ports {
 				if (p.Local == 0) != p.Auto || (p.Remote.Number == 0) == (p.Remote.Name == "") {
 					t.Fatalf("bad port %+v", p)
+				}
+				if fw.Target.Kind == Host && p.Remote.Name != "" {
+					t.Fatalf("host forward with a port name: %+v", fw)
 				}
 			}
 			h := fw.Health

@@ -824,7 +824,23 @@ func normalizeAddress(s string) (string, error) {
 	return a.Unmap().String(), nil
 }
 
-// forward decodes forwards[i], starting from the defaults.
+// normalizeHost returns a host target as kpf keeps it: an IP address in
+// its canonical form (an IPv4-mapped IPv6 address as IPv4), a DNS name
+// without the trailing dot of a fully qualified name. Anything else is
+// returned as written, for validation to report.
+func normalizeHost(s string) string {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return s
+		}
+		return a.Unmap().String()
+	}
+	if len(s) > 1 && strings.HasSuffix(s, ".") && !strings.HasSuffix(s, "..") {
+		return s[:len(s)-1]
+	}
+	return s
+}
+
 // target decodes a forward's one target field (service, pod, ...),
 // reporting a second one.
 func (d *decoder) target(path string, fs map[string]field) Target {
@@ -838,7 +854,7 @@ func (d *decoder) target(path string, fs map[string]field) Target {
 		p := join(path, t.field)
 		if target.Kind != 0 {
 			d.report(tf.key, p, fmt.Sprintf("more than one target: %s and %s", first.key.Value, t.field),
-				"a forward has exactly one of service, pod, deployment, statefulset or selector")
+				"a forward has exactly one of "+targetList)
 			continue
 		}
 		s, ok := d.str(p, tf.val)
@@ -848,18 +864,22 @@ func (d *decoder) target(path string, fs map[string]field) Target {
 		}
 		first = tf
 		target.Kind = t.kind
-		if t.kind == Selector {
+		switch t.kind {
+		case Selector:
 			target.Selector = s
 			if sel, err := labels.Parse(s); err == nil && !sel.Empty() {
 				target.Selector = sel.String()
 			}
-		} else {
+		case Host:
+			target.Name = normalizeHost(s)
+		default:
 			target.Name = s
 		}
 	}
 	return target
 }
 
+// forward decodes forwards[i], starting from the defaults.
 func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 	path := fmt.Sprintf("%s[%d]", fForwards, i)
 	f := Forward{
@@ -920,8 +940,8 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 	return f
 }
 
-// deriveName returns the default name of a forward to t: the target's name,
-// or for a selector its text with every run of other characters replaced by
+// deriveName returns the default name of a forward to t: the target's name
+// (a host's name or address), or for a selector its text with every run of other characters replaced by
 // "-".
 func deriveName(t Target) string {
 	s := t.Name

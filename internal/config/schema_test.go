@@ -25,6 +25,8 @@ var semanticOnly = []string{
 	"health-bad-interval.yaml",
 	"health-timeout.yaml",
 	"health-unknown-port.yaml",
+	"host-derived-name.yaml",
+	"host-port-name.yaml",
 	"non-loopback-defaults.yaml",
 	"non-loopback.yaml",
 	"port-conflict-localhost.yaml",

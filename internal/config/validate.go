@@ -293,6 +293,9 @@ func (v *validator) forward(path string, f Forward) {
 	if !v.bad[join(path, "target")] {
 		v.target(path, f.Target)
 	}
+	if sp := join(path, fSpare); f.Target.Kind == Host && v.check(sp) && f.Spare > 0 && f.Spare <= MaxSpare {
+		v.warnf(sp, "remove it", "spare has no effect on a host target: its connections go through the relay")
+	}
 
 	if addrs := f.LocalAddrs(); addrs != nil {
 		ap := join(path, fAddress)
@@ -338,6 +341,8 @@ func (v *validator) forward(path string, f Forward) {
 		switch {
 		case r.Name != "" && r.Number != 0:
 			v.errorf(p, "", "remote port has both a number and a name")
+		case r.Name != "" && f.Target.Kind == Host:
+			v.errorf(p, "write the port's number", "remote port %q is a name: a host has no port names", r.Name)
 		case r.Name != "":
 			if errs := validation.IsValidPortName(r.Name); len(errs) > 0 {
 				v.errorf(p, "a port name is at most 15 lowercase letters, digits and '-', with at least one letter",
@@ -442,7 +447,7 @@ func (v *validator) target(path string, t Target) {
 				return // written under a misspelt name, reported as such
 			}
 		}
-		v.errorf(path, "set exactly one of service, pod, deployment, statefulset or selector", "missing target")
+		v.errorf(path, "set exactly one of "+targetList, "missing target")
 	case Service:
 		if errs := validation.IsDNS1035Label(t.Name); len(errs) > 0 {
 			v.errorf(p, "", "invalid service name %q: %s", t.Name, reason(errs))
@@ -450,6 +455,13 @@ func (v *validator) target(path string, t Target) {
 	case Pod, Deployment, StatefulSet:
 		if errs := validation.IsDNS1123Subdomain(t.Name); len(errs) > 0 {
 			v.errorf(p, "", "invalid %s name %q: %s", field, t.Name, reason(errs))
+		}
+	case Host:
+		if msg, hint := checkHost(t.Name); msg != "" {
+			v.errorf(p, hint, "%s", msg)
+		} else if a, err := netip.ParseAddr(t.Name); t.Name == Localhost || err == nil && a.IsLoopback() {
+			v.warnf(p, "name the host as the cluster sees it, such as a service's DNS name or a machine's address",
+				"host %s is the loopback address of the relay pod itself", t.Name)
 		}
 	case Selector:
 		sel, err := labels.Parse(t.Selector)
@@ -462,6 +474,47 @@ func (v *validator) target(path string, t Target) {
 	default:
 		v.errorf(path, "", "unknown target kind %d", t.Kind)
 	}
+}
+
+// hostHint says what a host target is.
+const hostHint = "write a DNS name such as db.example.com or an IP address, as seen from inside the cluster"
+
+// checkHost checks a host target: an IP address, or a DNS name (a DNS-1123
+// subdomain, which is what a name inside a cluster is). It returns the
+// message and hint of the problem, or "" for a valid host.
+func checkHost(h string) (msg, hint string) {
+	if h == "" {
+		return "host must not be empty", hostHint
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Zone() != "" {
+			return fmt.Sprintf("invalid host %q: an IPv6 zone names an interface of this machine, not one in the cluster", h),
+				"remove the zone (%" + a.Zone() + ")"
+		}
+		return "", ""
+	}
+	if hp, port, err := net.SplitHostPort(h); err == nil && port != "" && allDigits(port) {
+		if m, _ := checkHost(hp); m == "" {
+			return fmt.Sprintf("invalid host %q: the port does not go in the host", h),
+				fmt.Sprintf(`write host: %s, and the port in ports, e.g. ["%s:%s"]`, hp, port, port)
+		}
+	}
+	switch {
+	case strings.Contains(h, "/"):
+		return fmt.Sprintf("invalid host %q: a host is a name or an address, not a URL or a path", h),
+			"write the host name only, e.g. db.example.com, and its port in ports"
+	case strings.Contains(h, ":"):
+		return fmt.Sprintf("invalid host %q: not an IPv6 address", h), hostHint
+	case strings.Trim(h, "0123456789.") == "":
+		return fmt.Sprintf("invalid host %q: not an IPv4 address", h), "an IPv4 address is four numbers 0-255, such as 10.0.0.5"
+	}
+	if errs := validation.IsDNS1123Subdomain(h); len(errs) > 0 {
+		if lower := strings.ToLower(h); len(validation.IsDNS1123Subdomain(lower)) == 0 {
+			return fmt.Sprintf("invalid host %q: DNS names in a cluster are lowercase", h), fmt.Sprintf("write %s", lower)
+		}
+		return fmt.Sprintf("invalid host %q: %s", h, reason(errs)), hostHint
+	}
+	return "", ""
 }
 
 // conflicts reports enabled forwards that bind the same local address and
