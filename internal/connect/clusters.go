@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/kube"
 	"github.com/kpf-dev/kpf/internal/tunnel"
@@ -45,6 +47,8 @@ func (k kubeCluster) Watch(ns string, onChange func()) (Resolver, func()) {
 	return k.c.Watch(ns, onChange)
 }
 
+func (k kubeCluster) Client() kubernetes.Interface { return k.c.Client }
+
 func (k kubeCluster) NewPool() *tunnel.Pool { return tunnel.NewPool(k.conn, sessionDialTimeout) }
 
 func (k kubeCluster) Sessions() *tunnel.Pool { return k.pool }
@@ -61,6 +65,9 @@ type Cluster interface {
 	// Sessions is the context's pool of port-forward sessions, shared by
 	// every forward to it: forwards to the same pod share one session.
 	Sessions() *tunnel.Pool
+	// Client is the context's API client, for what kpf creates in the
+	// cluster (its relay).
+	Client() kubernetes.Interface
 }
 
 // Resolver resolves a target port to ready endpoints from caches.
@@ -74,6 +81,9 @@ type Resolver interface {
 	// Explain turns an error from the context's API server into one that
 	// says what failed and what to do (see kube.Explain).
 	Explain(err error) error
+	// RelayDest returns where kpf's relay reaches a service that no pod
+	// backs, over TCP or UDP (see kube.Namespace.RelayDest).
+	RelayDest(service string, remote config.Port, udp bool) (host string, port uint16, err error)
 }
 
 // ClusterSource finds the Cluster of a context name.

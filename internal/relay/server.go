@@ -31,6 +31,9 @@ type Server struct {
 	DialTimeout time.Duration
 	// Log receives a line per refused or failed stream; nil discards.
 	Log *slog.Logger
+
+	beatsOnce sync.Once
+	beats     chan struct{} // a heartbeat arrived
 }
 
 // Defaults of Server's durations.
@@ -51,11 +54,10 @@ var ErrNoHeartbeat = errors.New("no heartbeat from kpf")
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	beats := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
-		if watchdog(ctx, beats, s.heartbeatTimeout()) {
+		if watchdog(ctx, s.beatChan(), s.heartbeatTimeout()) {
 			cancel(ErrNoHeartbeat)
 		}
 	})
@@ -78,12 +80,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		wg.Go(func() {
-			stop := context.AfterFunc(ctx, func() { c.Close() })
-			defer stop()
-			defer c.Close()
-			s.handle(ctx, c, beats)
-		})
+		wg.Go(func() { s.ServeConn(ctx, c) })
 	}
 }
 
@@ -102,6 +99,21 @@ func watchdog(ctx context.Context, beats <-chan struct{}, timeout time.Duration)
 			return true
 		}
 	}
+}
+
+// ServeConn serves one stream until it ends or ctx does, and closes it.
+// Serve calls it for each stream it accepts; its heartbeats count for
+// Serve's watchdog.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	defer c.Close()
+	s.handle(ctx, c, s.beatChan())
+}
+
+func (s *Server) beatChan() chan struct{} {
+	s.beatsOnce.Do(func() { s.beats = make(chan struct{}, 1) })
+	return s.beats
 }
 
 func (s *Server) handle(ctx context.Context, c net.Conn, beats chan<- struct{}) {

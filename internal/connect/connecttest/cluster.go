@@ -8,7 +8,12 @@ package connecttest
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/connect"
@@ -24,11 +29,14 @@ type Cluster struct {
 	Kubelet *tunneltest.Kubelet
 
 	pool *tunnel.Pool
+	// API is the context's API client: a fake clientset.
+	API *fake.Clientset
 
 	mu       sync.Mutex
 	ready    map[string][]string // target name -> ready pods, in order
 	errs     map[string]error    // target name -> why it resolves to nothing
 	ports    map[string]uint16   // named port -> number
+	dests    map[string]string   // service name -> relay destination "host:port"
 	watchers map[int]watcher
 	nextID   int
 }
@@ -41,8 +49,8 @@ type watcher struct {
 // New returns a context with no targets; Close releases its pool.
 func New() *Cluster {
 	k := tunneltest.New()
-	return &Cluster{Kubelet: k, pool: k.Pool(), ready: map[string][]string{}, errs: map[string]error{},
-		ports: map[string]uint16{}, watchers: map[int]watcher{}}
+	return &Cluster{Kubelet: k, pool: k.Pool(), API: fake.NewClientset(), ready: map[string][]string{}, errs: map[string]error{},
+		ports: map[string]uint16{}, watchers: map[int]watcher{}, dests: map[string]string{}}
 }
 
 // Source is a ClusterSource that knows only this context, by any name.
@@ -119,6 +127,17 @@ func (c *Cluster) Watch(namespace string, onChange func()) (connect.Resolver, fu
 // Sessions implements connect.Cluster: one pool shared by every caller.
 func (c *Cluster) Sessions() *tunnel.Pool { return c.pool }
 
+// Client implements connect.Cluster.
+func (c *Cluster) Client() kubernetes.Interface { return c.API }
+
+// SetRelayDest makes RelayDest of service answer addr ("host:port").
+func (c *Cluster) SetRelayDest(service, addr string) {
+	c.mu.Lock()
+	c.dests[service] = addr
+	c.mu.Unlock()
+	c.notify()
+}
+
 // NewPool implements connect.Cluster.
 func (c *Cluster) NewPool() *tunnel.Pool { return c.Kubelet.Pool() }
 
@@ -127,13 +146,19 @@ type resolver struct {
 	namespace string
 }
 
+// Resolve implements connect.Resolver: a target is known by its name, a
+// selector by its text.
 func (r resolver) Resolve(target config.Target, remote config.Port) ([]kube.Endpoint, error) {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
-	if err := r.c.errs[target.Name]; err != nil {
+	key := target.Name
+	if target.Kind == config.Selector {
+		key = target.Selector
+	}
+	if err := r.c.errs[key]; err != nil {
 		return nil, err
 	}
-	pods, ok := r.c.ready[target.Name]
+	pods, ok := r.c.ready[key]
 	if !ok {
 		return nil, fmt.Errorf("%s %q not found in namespace %q", target.Kind, target.Name, r.namespace)
 	}
@@ -168,3 +193,19 @@ func (r resolver) PortSpelling(_ config.Target, remote config.Port, _ []kube.End
 
 func (resolver) WaitSynced(context.Context, func(error)) error { return nil }
 func (resolver) Explain(err error) error                       { return err }
+
+// RelayDest implements connect.Resolver with SetRelayDest's answers.
+func (r resolver) RelayDest(service string, remote config.Port, _ bool) (string, uint16, error) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	addr, ok := r.c.dests[service]
+	if !ok {
+		return "", 0, fmt.Errorf("service %q not found in namespace %q", service, r.namespace)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	return host, uint16(n), err
+}
