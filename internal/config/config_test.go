@@ -402,6 +402,10 @@ func TestForwardEqual(t *testing.T) {
 		"wait":    func(f *Forward) { f.WaitForReady = time.Minute },
 		"spare":   func(f *Forward) { f.Spare = 2 },
 		"health":  func(f *Forward) { f.Health.HTTPPath = "/healthz" },
+		"protocol": func(f *Forward) {
+			f.Ports = []PortMapping{{Local: 1080, Remote: Port{Number: 80}, Protocol: UDP}}
+		},
+		"host": func(f *Forward) { f.Target = Target{Kind: Host, Name: "a"} },
 	} {
 		other := base
 		change(&other)
@@ -421,6 +425,10 @@ func TestStrings(t *testing.T) {
 		Port{Number: 80}.String():                                                                         "80",
 		Port{Name: "http"}.String():                                                                       "http",
 		PortMapping{Local: 8080, Remote: Port{Name: "http"}}.String():                                     "8080:http",
+		PortMapping{Local: 5353, Remote: Port{Number: 53}, Protocol: UDP}.String():                        "5353:53/udp",
+		PortMapping{Auto: true, Remote: Port{Number: 53}, Protocol: UDP}.String():                         "auto:53/udp",
+		PortMapping{Local: 5353, Remote: Port{Number: 53}, Protocol: TCP}.String():                        "5353:53",
+		Target{Kind: Host, Name: "db.example.com"}.String():                                               "host/db.example.com",
 		Diagnostic{Pos: Position{"f", 1, 2}, Path: "p", Message: "m", Severity: SeverityWarning}.String(): "f:1:2: warning: p: m",
 	} {
 		if got != want {

@@ -30,8 +30,9 @@ const (
 	fSelector    = "selector"
 	fHost        = "host"
 
-	fLocal  = "local"
-	fRemote = "remote"
+	fLocal    = "local"
+	fRemote   = "remote"
+	fProtocol = "protocol"
 
 	fTCP       = "tcp"
 	fHTTP      = "http"
@@ -92,7 +93,7 @@ func fieldsOf(k mappingKind) []string {
 			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance, fSpare, fHealth, fEnv,
 		}
 	case kindPort:
-		return []string{fLocal, fRemote}
+		return []string{fLocal, fRemote, fProtocol}
 	case kindHealth:
 		return []string{fTCP, fHTTP, fPort, fInterval, fTimeout, fThreshold}
 	case kindDefaultsHealth:

@@ -74,11 +74,20 @@ func FuzzParse(f *testing.F) {
 				if fw.Target.Kind == Host && p.Remote.Name != "" {
 					t.Fatalf("host forward with a port name: %+v", fw)
 				}
+				if p.Protocol == UDP && fw.Target.Kind != Host && fw.Target.Kind != Service || p.Protocol > UDP {
+					t.Fatalf("bad protocol in forward %+v", fw)
+				}
+			}
+			// Health checks probe a TCP port; without one, none.
+			tcp := func(p PortMapping) bool { return p.Protocol == TCP }
+			probed := func(p PortMapping) bool { return p.Protocol == TCP && p.Remote == fw.Health.Port }
+			if slices.ContainsFunc(fw.Ports, tcp) != slices.ContainsFunc(fw.Ports, probed) ||
+				!slices.ContainsFunc(fw.Ports, tcp) && fw.Health.Port != (Port{}) {
+				t.Fatalf("bad health port %s in forward %+v", fw.Health.Port, fw)
 			}
 			h := fw.Health
 			if h.Interval < MinHealthInterval || h.Interval > MaxHealthInterval || h.Timeout <= 0 || h.Timeout >= h.Interval ||
-				h.Threshold < 1 || h.Threshold > MaxHealthThreshold || (h.HTTPPath != "" && !validHTTPPath(h.HTTPPath)) ||
-				!slices.ContainsFunc(fw.Ports, func(p PortMapping) bool { return p.Remote == h.Port }) {
+				h.Threshold < 1 || h.Threshold > MaxHealthThreshold || (h.HTTPPath != "" && !validHTTPPath(h.HTTPPath)) {
 				t.Fatalf("bad health %+v in forward %+v", h, fw)
 			}
 			if !fw.Equal(fw) {

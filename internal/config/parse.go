@@ -915,8 +915,10 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 	if tf, ok := fs[fPorts]; ok {
 		f.Ports = d.ports(join(path, fPorts), tf.val)
 	}
-	if len(f.Ports) > 0 {
-		f.Health.Port = f.Ports[0].Remote
+	// Health checks probe TCP: the default port is the first TCP
+	// mapping's; a forward with only UDP mappings is not probed.
+	if i := slices.IndexFunc(f.Ports, func(pm PortMapping) bool { return pm.Protocol == TCP }); i >= 0 {
+		f.Health.Port = f.Ports[i].Remote
 	}
 	if tf, ok := fs[fHealth]; ok {
 		d.health(join(path, fHealth), tf.val, kindHealth, &f.Health)
@@ -984,7 +986,7 @@ func (d *decoder) ports(path string, raw *yaml.Node) []PortMapping {
 	return out
 }
 
-const portForms = `a port number, "LOCAL:REMOTE", "auto:REMOTE", or {local: N or auto, remote: N or name}`
+const portForms = `a port number, "LOCAL:REMOTE", "auto:REMOTE", "PORT" (each with /udp for UDP), or {local: N or auto, remote: N or name, protocol: tcp or udp}`
 
 // autoPort is the local port kpf picks: "auto:5432", {local: auto}.
 const autoPort = "auto"
@@ -1023,6 +1025,17 @@ func (d *decoder) port(path string, raw *yaml.Node) (PortMapping, bool) {
 			ok = false
 		} else {
 			pm.Local = uint16(v)
+		}
+		if pf, has := fs[fProtocol]; has {
+			pp := join(path, fProtocol)
+			if s, good := d.str(pp, pf.val); !good {
+				ok = false
+			} else if proto, good := parseProtocol(s); !good {
+				d.reportAt(pp, fmt.Sprintf("unknown protocol %q", s), protocolHint(s, strconv.Quote))
+				ok = false
+			} else {
+				pm.Protocol = proto
+			}
 		}
 		rf, has := fs[fRemote]
 		if !has {
@@ -1082,19 +1095,51 @@ func (d *decoder) portNumber(path string, n *yaml.Node, s string) (uint16, bool)
 	return uint16(v), true
 }
 
-// shortPort decodes "LOCAL:REMOTE" or "PORT".
+// parseProtocol parses a port mapping's protocol, tcp or udp.
+func parseProtocol(s string) (Protocol, bool) {
+	switch s {
+	case "tcp":
+		return TCP, true
+	case "udp":
+		return UDP, true
+	}
+	return 0, false
+}
+
+// protocolHint is the hint for an unknown protocol s: a "did you mean"
+// when s looks like tcp or udp, else what kpf forwards. spell writes a
+// protocol the way the mapping would be written with it.
+func protocolHint(s string, spell func(proto string) string) string {
+	if c := suggest.Closest(s, []string{"tcp", "udp"}); c != "" {
+		return fmt.Sprintf("did you mean %s?", spell(c))
+	}
+	return fmt.Sprintf("kpf forwards tcp (the default) and udp: write %s for UDP", spell("udp"))
+}
+
+// shortPort decodes "LOCAL:REMOTE" or "PORT", each with an optional
+// "/tcp" or "/udp".
 func (d *decoder) shortPort(path string, n *yaml.Node) (PortMapping, bool) {
-	local, remote, found := strings.Cut(n.Value, ":")
+	var pm PortMapping
+	spec, proto, hasProto := strings.Cut(n.Value, "/")
+	if hasProto {
+		p, ok := parseProtocol(proto)
+		if !ok {
+			d.report(n, path, fmt.Sprintf("invalid port %q: unknown protocol %q", n.Value, proto),
+				protocolHint(proto, func(p string) string { return strconv.Quote(spec + "/" + p) }))
+			return PortMapping{}, false
+		}
+		pm.Protocol = p
+	}
+	local, remote, found := strings.Cut(spec, ":")
 	if local == "" || strings.Contains(remote, ":") || found && remote == "" {
-		d.report(n, path, fmt.Sprintf("invalid port %q", n.Value), `write "LOCAL:REMOTE", "PORT" or a number`)
+		d.report(n, path, fmt.Sprintf("invalid port %q", n.Value), `write "LOCAL:REMOTE", "PORT" or a number, with /udp after it for UDP`)
 		return PortMapping{}, false
 	}
-	var pm PortMapping
 	var ok bool
 	switch {
 	case local == autoPort && !found:
 		d.report(n, path, fmt.Sprintf("invalid port %q: auto needs the remote port", n.Value), `write "auto:REMOTE", as in "auto:5432"`)
-		return pm, false
+		return PortMapping{}, false
 	case local == autoPort:
 		pm.Auto = true
 	case !allDigits(local):
@@ -1102,7 +1147,7 @@ func (d *decoder) shortPort(path string, n *yaml.Node) (PortMapping, bool) {
 		return PortMapping{}, false
 	default:
 		if pm.Local, ok = d.portNumber(path, n, local); !ok {
-			return pm, false
+			return PortMapping{}, false
 		}
 	}
 	switch {
@@ -1110,7 +1155,7 @@ func (d *decoder) shortPort(path string, n *yaml.Node) (PortMapping, bool) {
 		pm.Remote.Number = pm.Local
 	case allDigits(remote):
 		if pm.Remote.Number, ok = d.portNumber(path, n, remote); !ok {
-			return pm, false
+			return PortMapping{}, false
 		}
 	default:
 		pm.Remote.Name = remote

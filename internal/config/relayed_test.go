@@ -2,8 +2,11 @@ package config
 
 import (
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // diagTest is a file and the diagnostics Parse reports for it, in order,
@@ -164,4 +167,149 @@ func TestParseHostErrors(t *testing.T) {
 			},
 		},
 	})
+}
+
+func TestParseUDP(t *testing.T) {
+	cfg := mustParse(t, `version: 1
+forwards:
+  - name: dns
+    service: kube-dns
+    ports: ["5353:53/udp", "5353:53/tcp", "53/udp", "auto:54/udp", 9153, {local: 5354, remote: dns, protocol: udp}, {local: 5355, remote: 55, protocol: tcp}]
+  - name: syslog
+    host: logs.example.com
+    ports: ["5514:514/udp"]
+  - name: mixed
+    host: statsd.example.com
+    ports: ["8125/udp", "8126:8126", "8127:8127"]
+`)
+	want := []PortMapping{
+		{Local: 5353, Remote: Port{Number: 53}, Protocol: UDP},
+		{Local: 5353, Remote: Port{Number: 53}},
+		{Local: 53, Remote: Port{Number: 53}, Protocol: UDP},
+		{Auto: true, Remote: Port{Number: 54}, Protocol: UDP},
+		{Local: 9153, Remote: Port{Number: 9153}},
+		{Local: 5354, Remote: Port{Name: "dns"}, Protocol: UDP},
+		{Local: 5355, Remote: Port{Number: 55}},
+	}
+	dns, syslog, mixed := cfg.Forwards[0], cfg.Forwards[1], cfg.Forwards[2]
+	if !slices.Equal(dns.Ports, want) {
+		t.Errorf("ports:\ngot  %v\nwant %v", dns.Ports, want)
+	}
+	// Health checks probe the first TCP mapping; a UDP-only forward none.
+	if dns.Health.Port != (Port{Number: 53}) || syslog.Health.Port != (Port{}) || mixed.Health.Port != (Port{Number: 8126}) {
+		t.Errorf("health ports %v, %v, %v; want 53, none, 8126", dns.Health.Port, syslog.Health.Port, mixed.Health.Port)
+	}
+}
+
+// PortMapping.String writes a mapping so that Parse reads it back the same.
+func TestPortMappingStringRoundTrip(t *testing.T) {
+	for in, want := range map[string]string{
+		"5353:53/udp":  "5353:53/udp",
+		"5353:53/tcp":  "5353:53",
+		"53/udp":       "53:53/udp",
+		"auto:53/udp":  "auto:53/udp",
+		"5353:dns/udp": "5353:dns/udp",
+		"8080:http":    "8080:http",
+	} {
+		cfg := mustParse(t, "version: 1\nforwards: [{service: dns, ports: ["+strconv.Quote(in)+"]}]\n")
+		pm := cfg.Forwards[0].Ports[0]
+		if got := pm.String(); got != want {
+			t.Errorf("%q: String() = %q, want %q", in, got, want)
+			continue
+		}
+		again := mustParse(t, "version: 1\nforwards: [{service: dns, ports: ["+strconv.Quote(pm.String())+"]}]\n").Forwards[0].Ports[0]
+		if again != pm {
+			t.Errorf("%q: %q parses back as %+v, want %+v", in, pm.String(), again, pm)
+		}
+	}
+}
+
+func TestParseUDPErrors(t *testing.T) {
+	const udpHint = "forward the pod's service instead: service: NAME, with this port as a service port"
+	runDiagTests(t, []diagTest{
+		{
+			"unknown protocols",
+			"version: 1\nforwards:\n  - service: dns\n    ports: [\"5353/UDP\", \"5354:54/sctp\", \"5355/\", \"/udp\", {local: 5356, remote: 56, protocol: upd}, {local: 5357, remote: 57, protocol: 17}]\n",
+			[]string{
+				"f.yaml:4:13: forwards[0].ports[0]: invalid port \"5353/UDP\": unknown protocol \"UDP\"\n\thint: did you mean \"5353/udp\"?",
+				"f.yaml:4:25: forwards[0].ports[1]: invalid port \"5354:54/sctp\": unknown protocol \"sctp\"\n\thint: kpf forwards tcp (the default) and udp: write \"5354:54/udp\" for UDP",
+				"f.yaml:4:41: forwards[0].ports[2]: invalid port \"5355/\": unknown protocol \"\"\n\thint: kpf forwards tcp (the default) and udp: write \"5355/udp\" for UDP",
+				"f.yaml:4:50: forwards[0].ports[3]: invalid port \"/udp\"\n\thint: write \"LOCAL:REMOTE\", \"PORT\" or a number, with /udp after it for UDP",
+				"f.yaml:4:94: forwards[0].ports[4].protocol: unknown protocol \"upd\"\n\thint: did you mean \"udp\"?",
+				"f.yaml:4:136: forwards[0].ports[5].protocol: expected a string, got an integer",
+			},
+		},
+		{
+			"udp to pods",
+			"version: 1\nforwards:\n  - {pod: dns-0, ports: [\"5353/udp\"]}\n  - {name: d, deployment: dns, ports: [\"5354/udp\"]}\n" +
+				"  - {name: s, statefulset: dns, ports: [\"5355/udp\"]}\n  - {selector: app=dns, ports: [{local: 5356, remote: 56, protocol: udp}]}\n",
+			[]string{
+				"f.yaml:3:26: forwards[0].ports[0]: udp is not supported for a pod target: port-forward carries TCP only, and kpf's relay, which carries UDP, reaches services and hosts\n\thint: " + udpHint,
+				"f.yaml:4:40: forwards[1].ports[0]: udp is not supported for a deployment target: port-forward carries TCP only, and kpf's relay, which carries UDP, reaches services and hosts\n\thint: " + udpHint,
+				"f.yaml:5:41: forwards[2].ports[0]: udp is not supported for a statefulset target: port-forward carries TCP only, and kpf's relay, which carries UDP, reaches services and hosts\n\thint: " + udpHint,
+				"f.yaml:6:33: forwards[3].ports[0]: udp is not supported for a selector target: port-forward carries TCP only, and kpf's relay, which carries UDP, reaches services and hosts\n\thint: " + udpHint,
+			},
+		},
+		{
+			"one local port per protocol",
+			"version: 1\nforwards:\n  - service: dns\n    ports: [\"5353:53/udp\", \"5353:53\", \"5353:54/udp\", \"5353:54/tcp\"]\n",
+			[]string{
+				"f.yaml:4:39: forwards[0].ports[2]: duplicate local port 5353/udp\n\thint: forwards[0].ports[0] at f.yaml:4:13 already uses it",
+				"f.yaml:4:54: forwards[0].ports[3]: duplicate local port 5353\n\thint: forwards[0].ports[1] at f.yaml:4:28 already uses it",
+			},
+		},
+		{
+			"conflicts per protocol across forwards",
+			"version: 1\nforwards:\n  - {name: a, service: a, ports: [\"5353/udp\"]}\n  - {name: b, service: b, ports: [5353]}\n  - {name: c, host: c.example.com, ports: [\"5353/udp\"]}\n",
+			[]string{"f.yaml:5:44: forwards[2].ports[0]: local address localhost:5353/udp is already in use\n\thint: forwards[0] (a) binds localhost:5353/udp at f.yaml:3:35; pick another local port"},
+		},
+		{
+			"a proxy does not clash with a udp port",
+			"version: 1\nforwards:\n  - {name: a, service: a, ports: [\"1080/udp\"]}\nproxy: {socks5: 127.0.0.1:1080}\n",
+			nil,
+		},
+		{
+			"health port of a udp mapping",
+			"version: 1\nforwards:\n  - {service: s, ports: [\"8125/udp\", \"8126:8126\", \"8127:8127\"], health: {port: 8125}}\n",
+			[]string{"f.yaml:3:80: forwards[0].health.port: health port 8125 is a udp port: health checks probe TCP\n\thint: use the REMOTE of one of the forward's TCP ports: 8126, 8127"},
+		},
+		{
+			"health port of both a udp and a tcp mapping",
+			"version: 1\nforwards:\n  - {service: s, ports: [\"5353:53/udp\", \"5354:53\"], health: {port: 53}}\n",
+			nil,
+		},
+		{
+			"health on a udp-only forward",
+			"version: 1\nforwards:\n  - {service: s, ports: [\"5353/udp\"], health: {http: /healthz, port: 5353}}\n",
+			[]string{"f.yaml:3:47: forwards[0].health: health checks probe TCP; this forward has only UDP ports\n\thint: remove health: kpf does not probe a forward without TCP ports"},
+		},
+		{
+			"inherited health on a udp-only forward",
+			"version: 1\ndefaults:\n  health: {http: /healthz}\nforwards:\n  - {service: s, ports: [\"5353/udp\"]}\n",
+			nil,
+		},
+	})
+}
+
+// A config built in code has no positions: a UDP-only forward without a
+// health port is valid, one with a port is not.
+func TestValidateUDPInCode(t *testing.T) {
+	f := Forward{
+		Name: "dns", Namespace: "default", Target: Target{Kind: Service, Name: "dns"}, Address: Localhost, Enabled: true,
+		Balance: BalanceFirst, WaitForReady: time.Second, Ports: []PortMapping{{Local: 5353, Remote: Port{Number: 53}, Protocol: UDP}},
+		Health: defaultHealth,
+	}
+	c := &Config{Version: 1, Forwards: []Forward{f}}
+	if ds := c.Validate(); len(ds) != 0 {
+		t.Errorf("UDP-only forward without a health port: %v", ds)
+	}
+	c.Forwards[0].Health.Port = Port{Number: 53}
+	if ds := c.Validate(); len(ds) != 1 || !strings.Contains(ds[0].Message, "only UDP ports") {
+		t.Errorf("UDP-only forward with a health port: %v", ds)
+	}
+	c.Forwards[0].Health.Port = Port{}
+	c.Forwards[0].Ports[0].Protocol = 7
+	if ds := c.Validate(); len(ds) != 1 || ds[0].Message != "unknown protocol 7" {
+		t.Errorf("unknown protocol: %v", ds)
+	}
 }

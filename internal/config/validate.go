@@ -95,6 +95,17 @@ func (v *validator) warnf(path, hint, format string, args ...any) {
 	v.add(SeverityWarning, path, fmt.Sprintf(format, args...), hint)
 }
 
+// given reports whether the value at path was written in the file; in a
+// config built in code, which has no positions, it returns set, which
+// tells whether the value is set.
+func (v *validator) given(path string, set bool) bool {
+	if v.c.pos == nil {
+		return set
+	}
+	_, ok := v.c.pos[path]
+	return ok
+}
+
 // check reports whether path should be checked: it was written and did not
 // fail to decode.
 func (v *validator) check(path string) bool {
@@ -235,7 +246,7 @@ func (v *validator) proxyClash(path string, ap netip.AddrPort) {
 		}
 		for j, pm := range f.Ports {
 			pp := fmt.Sprintf("%s.%s[%d]", fp, fPorts, j)
-			if pm.Local != ap.Port() || v.bad[pp] {
+			if pm.Local != ap.Port() || pm.Protocol != TCP || v.bad[pp] {
 				continue
 			}
 			v.errorf(path, fmt.Sprintf("%s (%s) binds %s at %s; pick another port for the proxy",
@@ -317,7 +328,12 @@ func (v *validator) forward(path string, f Forward) {
 	if len(f.Ports) == 0 && !v.bad[pp] {
 		v.errorf(path, `add for example ports: ["8080:80"]`, "no ports")
 	}
-	firstLocal := map[uint16]int{}
+	// A local port is bound once per protocol.
+	type local struct {
+		port  uint16
+		proto Protocol
+	}
+	firstLocal := map[local]int{}
 	for j, pm := range f.Ports {
 		p := fmt.Sprintf("%s[%d]", pp, j)
 		if v.bad[p] {
@@ -331,11 +347,18 @@ func (v *validator) forward(path string, f Forward) {
 			v.warnf(p, "binding it needs root or CAP_NET_BIND_SERVICE; ports above 1023 do not",
 				"local port %d is privileged", pm.Local)
 		}
-		if k, dup := firstLocal[pm.Local]; dup && pm.Local != 0 {
+		if k, dup := firstLocal[local{pm.Local, pm.Protocol}]; dup && pm.Local != 0 {
 			v.errorf(p, fmt.Sprintf("%s[%d] at %s already uses it", pp, k, v.at(fmt.Sprintf("%s[%d]", pp, k))),
-				"duplicate local port %d", pm.Local)
+				"duplicate local port %s", withProtocol(strconv.Itoa(int(pm.Local)), pm.Protocol))
 		} else if !dup {
-			firstLocal[pm.Local] = j
+			firstLocal[local{pm.Local, pm.Protocol}] = j
+		}
+		switch k := f.Target.Kind; {
+		case pm.Protocol > UDP:
+			v.errorf(p, "use TCP or UDP", "unknown protocol %d", pm.Protocol)
+		case pm.Protocol == UDP && k != Service && k != Host && k != 0:
+			v.errorf(p, "forward the pod's service instead: service: NAME, with this port as a service port",
+				"udp is not supported for a %s target: port-forward carries TCP only, and kpf's relay, which carries UDP, reaches services and hosts", targetField(k))
 		}
 		r := pm.Remote
 		switch {
@@ -398,23 +421,42 @@ func (v *validator) health(prefix string, h Health, ports []PortMapping) {
 	}
 
 	pp := join(prefix, fPort)
-	if len(ports) == 0 || !v.check(pp) {
+	if len(ports) == 0 {
 		return
 	}
-	var remotes []string
+	var remotes []string // of the TCP mappings
+	udp := false         // h.Port is the remote of a UDP mapping
 	for j, pm := range ports {
 		if v.bad[fmt.Sprintf("%s[%d]", join(parent(prefix), fPorts), j)] {
 			return // the port may be the one that failed to decode
 		}
-		if pm.Remote == h.Port {
-			return
+		if pm.Protocol != TCP {
+			udp = udp || pm.Remote == h.Port
+			continue
 		}
 		if r := pm.Remote.String(); !slices.Contains(remotes, r) {
 			remotes = append(remotes, r)
 		}
 	}
-	v.errorf(pp, "use the REMOTE of one of the forward's ports: "+strings.Join(remotes, ", "),
-		"health port %s is not a remote port of this forward", h.Port)
+	if len(remotes) == 0 {
+		// Only UDP: nothing to probe. A health check written here (in
+		// a config built in code: a port to probe) is a mistake.
+		if v.given(prefix, h.Port != Port{}) {
+			v.errorf(prefix, "remove health: kpf does not probe a forward without TCP ports",
+				"health checks probe TCP; this forward has only UDP ports")
+		}
+		return
+	}
+	if !v.check(pp) || slices.ContainsFunc(ports, func(pm PortMapping) bool { return pm.Protocol == TCP && pm.Remote == h.Port }) {
+		return
+	}
+	hint := "use the REMOTE of one of the forward's ports: " + strings.Join(remotes, ", ")
+	if udp {
+		v.errorf(pp, "use the REMOTE of one of the forward's TCP ports: "+strings.Join(remotes, ", "),
+			"health port %s is a udp port: health checks probe TCP", h.Port)
+		return
+	}
+	v.errorf(pp, hint, "health port %s is not a remote port of this forward", h.Port)
 }
 
 // validHTTPPath reports whether p can be sent as the path of a GET request:
@@ -432,13 +474,18 @@ func validHTTPPath(p string) bool {
 	return err == nil && u.Host == ""
 }
 
-func (v *validator) target(path string, t Target) {
-	var field string
+// targetField returns the field that names a target of kind k.
+func targetField(k TargetKind) string {
 	for _, tf := range targetFields {
-		if tf.kind == t.Kind {
-			field = tf.field
+		if tf.kind == k {
+			return tf.field
 		}
 	}
+	return ""
+}
+
+func (v *validator) target(path string, t Target) {
+	field := targetField(t.Kind)
 	p := join(path, field)
 	switch t.Kind {
 	case 0:
@@ -526,7 +573,12 @@ func (v *validator) conflicts() {
 		fwd  int
 		port int
 	}
-	byPort := map[uint16][]bind{}
+	// A TCP port and a UDP port of the same number do not conflict.
+	type local struct {
+		port  uint16
+		proto Protocol
+	}
+	byPort := map[local][]bind{}
 	for i, f := range v.c.Forwards {
 		if !f.Enabled || v.bad[fmt.Sprintf("%s[%d]", fForwards, i)] {
 			continue
@@ -538,7 +590,7 @@ func (v *validator) conflicts() {
 				continue
 			}
 		check:
-			for _, b := range byPort[pm.Local] {
+			for _, b := range byPort[local{pm.Local, pm.Protocol}] {
 				if b.fwd == i {
 					continue
 				}
@@ -548,17 +600,27 @@ func (v *validator) conflicts() {
 					}
 					other := v.c.Forwards[b.fwd]
 					v.errorf(p, fmt.Sprintf("%s[%d] (%s) binds %s at %s; pick another local port",
-						fForwards, b.fwd, other.Name, localAddr(other.Address, pm.Local),
+						fForwards, b.fwd, other.Name, withProtocol(localAddr(other.Address, pm.Local), pm.Protocol),
 						v.at(fmt.Sprintf("%s[%d].%s[%d]", fForwards, b.fwd, fPorts, b.port))),
-						"local address %s is already in use", localAddr(f.Address, pm.Local))
+						"local address %s is already in use", withProtocol(localAddr(f.Address, pm.Local), pm.Protocol))
 					break check
 				}
 			}
+			key := local{pm.Local, pm.Protocol}
 			for _, addr := range addrs {
-				byPort[pm.Local] = append(byPort[pm.Local], bind{addr: addr, fwd: i, port: j})
+				byPort[key] = append(byPort[key], bind{addr: addr, fwd: i, port: j})
 			}
 		}
 	}
+}
+
+// withProtocol adds "/udp" to a port or address of a UDP mapping, as
+// PortMapping.String does.
+func withProtocol(s string, p Protocol) string {
+	if p == UDP {
+		return s + "/udp"
+	}
+	return s
 }
 
 // localAddr writes a forward's local address and port as kpf shows it:
