@@ -11,9 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,8 +25,15 @@ import (
 	"github.com/kpf-dev/kpf/internal/statedir"
 )
 
-// Key names a mapping in the store: forward name and remote port.
-func Key(forward string, remote config.Port) string { return forward + "/" + remote.String() }
+// Key names a mapping in the store: forward name and remote port, and
+// "/udp" after a UDP one.
+func Key(forward string, m config.PortMapping) string {
+	k := forward + "/" + m.Remote.String()
+	if m.Protocol == config.UDP {
+		k += "/udp"
+	}
+	return k
+}
 
 // Store is the file that remembers a config file's automatic ports.
 type Store struct {
@@ -118,7 +127,7 @@ func (a *Assigner) Assign(ctx context.Context, forwards []config.Forward) error 
 			remembered = map[string]uint16{}
 		}
 	}
-	var holding []net.Listener
+	var holding []io.Closer
 	defer func() {
 		for _, l := range holding {
 			l.Close()
@@ -136,8 +145,8 @@ func (a *Assigner) Assign(ctx context.Context, forwards []config.Forward) error 
 			if !m.Auto {
 				continue
 			}
-			key := Key(f.Name, m.Remote)
-			port, ls, err := a.portFor(ctx, *f, key, remembered[key])
+			key := Key(f.Name, m)
+			port, ls, err := a.portFor(ctx, *f, key, remembered[key], m.Protocol)
 			if err != nil {
 				return fmt.Errorf("forward %s: automatic port for %s: %w", f.Name, m.Remote, err)
 			}
@@ -163,25 +172,25 @@ func (a *Assigner) Assign(ctx context.Context, forwards []config.Forward) error 
 
 // portFor is the port of one automatic mapping, with the listeners that
 // hold a newly checked port until every mapping has one.
-func (a *Assigner) portFor(ctx context.Context, f config.Forward, key string, remembered uint16) (uint16, []net.Listener, error) {
+func (a *Assigner) portFor(ctx context.Context, f config.Forward, key string, remembered uint16, proto config.Protocol) (uint16, []io.Closer, error) {
 	if p, ok := a.held[key]; ok {
 		return p, nil, nil
 	}
 	if remembered != 0 {
-		ls, err := forward.Listen(ctx, f, config.PortMapping{Local: remembered})
+		ls, err := forward.Listen(ctx, f, config.PortMapping{Local: remembered, Protocol: proto})
 		if err == nil {
 			return remembered, ls, nil
 		}
 		if !forward.IsAddrInUse(err) {
 			return 0, nil, err
 		}
-		p, ls, err := pick(ctx, f)
+		p, ls, err := pick(ctx, f, proto)
 		if err == nil {
 			a.log.Warn("the remembered automatic port is taken; using another", "forward", f.Name, "port", key, "remembered", remembered, "now", p)
 		}
 		return p, ls, err
 	}
-	p, ls, err := pick(ctx, f)
+	p, ls, err := pick(ctx, f, proto)
 	if err == nil {
 		a.log.Info("picked an automatic port", "forward", f.Name, "port", key, "local", p)
 	}
@@ -190,23 +199,21 @@ func (a *Assigner) portFor(ctx context.Context, f config.Forward, key string, re
 
 // pick finds a port free on every address of f (localhost is two), and
 // holds it.
-func pick(ctx context.Context, f config.Forward) (uint16, []net.Listener, error) {
+func pick(ctx context.Context, f config.Forward, proto config.Protocol) (uint16, []io.Closer, error) {
 	addrs := f.LocalAddrs()
 	if len(addrs) == 0 {
 		return 0, nil, fmt.Errorf("invalid local address %q", f.Address)
 	}
 	var lastErr error
 	for range 20 {
-		l, err := net.Listen("tcp", net.JoinHostPort(addrs[0].String(), "0"))
+		port, err := ephemeral(addrs[0], proto)
 		if err != nil && len(addrs) > 1 {
-			l, err = net.Listen("tcp", net.JoinHostPort(addrs[1].String(), "0"))
+			port, err = ephemeral(addrs[1], proto)
 		}
 		if err != nil {
 			return 0, nil, err
 		}
-		port := uint16(l.Addr().(*net.TCPAddr).Port)
-		l.Close()
-		ls, err := forward.Listen(ctx, f, config.PortMapping{Local: port})
+		ls, err := forward.Listen(ctx, f, config.PortMapping{Local: port, Protocol: proto})
 		if err == nil {
 			return port, ls, nil
 		}
@@ -216,4 +223,24 @@ func pick(ctx context.Context, f config.Forward) (uint16, []net.Listener, error)
 		lastErr = err
 	}
 	return 0, nil, fmt.Errorf("no port free on every address of %s after 20 tries: %w", f.Address, lastErr)
+}
+
+// ephemeral returns a port the system would give a socket of proto on
+// addr now.
+func ephemeral(addr netip.Addr, proto config.Protocol) (uint16, error) {
+	hostPort := net.JoinHostPort(addr.String(), "0")
+	if proto == config.UDP {
+		c, err := net.ListenPacket("udp", hostPort)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		return uint16(c.LocalAddr().(*net.UDPAddr).Port), nil
+	}
+	l, err := net.Listen("tcp", hostPort)
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port), nil
 }

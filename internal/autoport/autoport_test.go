@@ -63,7 +63,7 @@ func TestATakenPortIsReplacedAndRemembered(t *testing.T) {
 		t.Errorf("the other port moved from %d to %d", first[1].Local, again[1].Local)
 	}
 	saved, err := store.Load()
-	if err != nil || saved[Key("web", config.Port{Number: 80})] != again[0].Local {
+	if err != nil || saved[Key("web", config.PortMapping{Remote: config.Port{Number: 80}})] != again[0].Local {
 		t.Fatalf("remembered %v, %v; want the new port %d", saved, err, again[0].Local)
 	}
 }

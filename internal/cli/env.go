@@ -96,7 +96,7 @@ func appVars(forwards []config.Forward, snap *control.Snapshot, remembered map[s
 			for _, m := range f.Ports {
 				local := m.Local
 				if m.Auto {
-					if local = remembered[autoport.Key(f.Name, m.Remote)]; local == 0 {
+					if local = remembered[autoport.Key(f.Name, m)]; local == 0 {
 						return nil, fmt.Errorf("forward %s: its automatic port for %s is picked by kpf up, which has not run it yet\n\thint: start it with kpf up -d", f.Name, m.Remote)
 					}
 				}

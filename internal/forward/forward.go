@@ -37,6 +37,10 @@ type Options struct {
 	// tunnel at once. Share one among every forward of a process; nil
 	// means a Watcher of the forward's own.
 	Sleep *sleepwatch.Watcher
+	// Relays runs the relay through which the forward reaches a host, a
+	// service no pod backs, or a UDP port; nil means such a forward waits
+	// with a reason that says kpf runs no relay here.
+	Relays Relays
 }
 
 // Runner runs one forward. Create it with New; Run it once.
@@ -60,6 +64,9 @@ type Runner struct {
 	// avoid holds the pods whose dial or health check failed lately.
 	avoid connect.Avoid
 	ports []*portState
+	// route resolves the target, through the relay where it must; set
+	// by Run.
+	route *route
 }
 
 type portState struct {
@@ -91,7 +98,9 @@ func New(spec config.Forward, clusters connect.ClusterSource, opts Options, log 
 	r := &Runner{spec: spec, clusters: clusters, opts: opts, log: log, healthFails: map[string]int{}}
 	for _, m := range spec.Ports {
 		p := &portState{mapping: m, addr: net.JoinHostPort(spec.Address, strconv.Itoa(int(m.Local)))}
-		if spec.Spare > 0 {
+		// Spares are streams opened ahead to a pod's port; what the relay
+		// reaches needs a request first, so it has none.
+		if spec.Spare > 0 && spec.Target.Kind != config.Host && m.Protocol == config.TCP {
 			p.spares = newSpareSet(spec.Spare)
 		}
 		r.ports = append(r.ports, p)
@@ -115,12 +124,18 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ns, release := cl.Watch(r.spec.Namespace, r.changed.Notify)
+	watched, release := cl.Watch(r.spec.Namespace, r.changed.Notify)
 	defer release()
-	listeners, err := r.listen(ctx)
+	r.route = &route{Resolver: watched, spec: r.spec, relays: r.opts.Relays, onChange: r.changed.Notify}
+	defer r.route.close()
+	var ns connect.Resolver = r.route
+	listeners, packetConns, err := r.listen(ctx)
 	defer func() {
 		for _, b := range listeners {
 			b.l.Close()
+		}
+		for _, b := range packetConns {
+			b.pc.Close()
 		}
 	}()
 	if err != nil {
@@ -146,12 +161,20 @@ func (r *Runner) Run(ctx context.Context) error {
 		cancel()
 		wg.Wait()
 	}()
-	errc := make(chan error, len(listeners))
+	errc := make(chan error, len(listeners)+len(packetConns))
 	for _, b := range listeners {
 		srv := r.server(b, ns, pool)
 		wg.Go(func() {
 			if err := srv.Serve(ctx); err != nil {
 				errc <- fmt.Errorf("serve %s: %w", b.l.Addr(), err)
+			}
+		})
+	}
+	for _, b := range packetConns {
+		srv := r.udpServer(b, pool)
+		wg.Go(func() {
+			if err := srv.Serve(ctx); err != nil {
+				errc <- fmt.Errorf("serve %s/udp: %w", b.pc.LocalAddr(), err)
 			}
 		})
 	}
@@ -176,20 +199,54 @@ type boundListener struct {
 	l    net.Listener
 }
 
-// listen binds every port's listeners. On error, the ones bound so far
-// are returned too, for the caller to close.
-func (r *Runner) listen(ctx context.Context) ([]boundListener, error) {
+// boundPacketConn is a UDP socket of one of the forward's ports.
+type boundPacketConn struct {
+	port *portState
+	pc   net.PacketConn
+}
+
+// listen binds every port's listeners (TCP) and sockets (UDP). On error,
+// the ones bound so far are returned too, for the caller to close.
+func (r *Runner) listen(ctx context.Context) ([]boundListener, []boundPacketConn, error) {
 	var bound []boundListener
+	var packets []boundPacketConn
 	for _, p := range r.ports {
+		if p.mapping.Protocol == config.UDP {
+			pcs, err := listenUDP(ctx, r.spec, p.mapping, r.log)
+			if err != nil {
+				return bound, packets, err
+			}
+			for _, pc := range pcs {
+				packets = append(packets, boundPacketConn{p, pc})
+			}
+			continue
+		}
 		ls, err := listen(ctx, r.spec, p.mapping, r.log)
 		if err != nil {
-			return bound, err
+			return bound, packets, err
 		}
 		for _, l := range ls {
 			bound = append(bound, boundListener{p, l})
 		}
 	}
-	return bound, nil
+	return bound, packets, nil
+}
+
+// udpServer is the server of one UDP socket: each local peer's datagrams
+// go through a stream to the relay of its own.
+func (r *Runner) udpServer(b boundPacketConn, pool *tunnel.Lease) *udpServer {
+	p := b.port
+	return &udpServer{
+		pc: b.pc,
+		dial: func(ctx context.Context) (net.Conn, string, error) {
+			return r.dialUDP(ctx, pool, p.mapping.Remote)
+		},
+		wait:  r.spec.WaitForReady,
+		idle:  udpIdle,
+		log:   r.log.With("local", b.pc.LocalAddr().String()+"/udp"),
+		stats: &p.stats,
+		peers: map[string]*udpPeer{},
+	}
 }
 
 // server is the tunnel server of one listener: a client gets a spare
@@ -376,7 +433,13 @@ func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.
 func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod string, healthEps []kube.Endpoint, err error) {
 	ready := map[string]bool{}
 	for _, p := range r.ports {
-		eps, rerr := ns.Resolve(r.spec.Target, p.mapping.Remote)
+		var eps []kube.Endpoint
+		var rerr error
+		if p.mapping.Protocol == config.UDP {
+			eps, rerr = r.route.resolveUDP(p.mapping.Remote)
+		} else {
+			eps, rerr = ns.Resolve(r.spec.Target, p.mapping.Remote)
+		}
 		if rerr != nil {
 			if err == nil {
 				err = rerr
@@ -407,15 +470,16 @@ func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod string, h
 // healthy means the forward is ready; otherwise refresh returns (s, err).
 func (r *Runner) probe(ctx context.Context, pool *tunnel.Lease, sess *tunnel.Session, pod string, eps []kube.Endpoint) (healthy bool, s *tunnel.Session, err error) {
 	var port uint16
+	var dest string
 	for _, ep := range eps {
 		if ep.Pod == pod {
-			port = ep.Port
+			port, dest = ep.Port, ep.Dest
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
 	defer cancel()
 	started := time.Now()
-	err = r.sharedCheck(pctx, sess, port)
+	err = r.sharedCheck(pctx, sess, port, dest)
 	switch {
 	case err == nil:
 		delete(r.healthFails, pod)
@@ -462,9 +526,10 @@ func (r *Runner) probeInUse(ctx context.Context, pool *tunnel.Lease, probed *tun
 	var wg sync.WaitGroup
 	for pod, sessions := range pool.InUse() {
 		var port uint16
+		var dest string
 		for _, ep := range eps {
 			if ep.Pod == pod.Name {
-				port = ep.Port
+				port, dest = ep.Port, ep.Dest
 			}
 		}
 		if port == 0 {
@@ -478,7 +543,7 @@ func (r *Runner) probeInUse(ctx context.Context, pool *tunnel.Lease, probed *tun
 				pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
 				defer cancel()
 				started := time.Now()
-				err := r.sharedCheck(pctx, s, port)
+				err := r.sharedCheck(pctx, s, port, dest)
 				if ctx.Err() != nil || !errors.Is(err, errTransport) || s.Busy(started) {
 					return
 				}
@@ -505,8 +570,8 @@ func (r *Runner) dial(ctx context.Context, ns connect.Resolver, pool *tunnel.Lea
 		Final: func(err error) bool { return errors.Is(err, tunnel.ErrSentAhead) },
 		Log:   r.log,
 	}
-	c, ep, err := connect.Dial(ctx, target, opts, func(ctx context.Context, ep kube.Endpoint) (*tunnel.Conn, error) {
-		return pool.DialFirst(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port, first)
+	c, ep, err := connect.Dial(ctx, target, opts, func(ctx context.Context, ep kube.Endpoint) (tunnel.Upstream, error) {
+		return dialEndpoint(ctx, pool, ep, first)
 	})
 	if we, ok := errors.AsType[*connect.WaitError](err); ok {
 		last := we.Last
@@ -519,6 +584,31 @@ func (r *Runner) dial(ctx context.Context, ns connect.Resolver, pool *tunnel.Lea
 		return nil, "", err
 	}
 	return c, ep.String(), nil
+}
+
+// dialUDP waits for the relay and opens a UDP stream through it to the
+// destination of remote.
+func (r *Runner) dialUDP(ctx context.Context, pool *tunnel.Lease, remote config.Port) (net.Conn, string, error) {
+	target := connect.Target{
+		Resolve: func() ([]kube.Endpoint, error) { return r.route.resolveUDP(remote) },
+		Changes: &r.changed,
+		Explain: r.route.Explain,
+	}
+	opts := connect.Options{Avoid: &r.avoid, Log: r.log}
+	c, ep, err := connect.Dial(ctx, target, opts, func(ctx context.Context, ep kube.Endpoint) (tunnel.Upstream, error) {
+		return dialEndpoint(ctx, pool, ep, nil)
+	})
+	if we, ok := errors.AsType[*connect.WaitError](err); ok {
+		last := we.Last
+		if last == nil {
+			last = we.Ctx
+		}
+		return nil, "", fmt.Errorf("no relay within %s: %w", r.spec.WaitForReady, last)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return c.(net.Conn), ep.String(), nil
 }
 
 // pick chooses an endpoint: with balance "first", the pod in use while it

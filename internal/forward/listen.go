@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -26,20 +27,8 @@ import (
 // system's errno works (syscall.EADDRINUSE on Unix, WSAEADDRINUSE on
 // Windows).
 func listen(ctx context.Context, spec config.Forward, m config.PortMapping, log *slog.Logger) ([]net.Listener, error) {
-	addrs := spec.LocalAddrs()
-	if len(addrs) == 0 {
-		return nil, fmt.Errorf("invalid local address %q", spec.Address)
-	}
 	var lc net.ListenConfig
-	var ls []net.Listener
-	var missing []error // families this host lacks
-	closeAll := func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}
-	for _, a := range addrs {
-		addr := netip.AddrPortFrom(a, m.Local).String()
+	return bindEach(spec, m, log, func(a netip.Addr, addr string) (net.Listener, error) {
 		// TCP keep-alive finds peers that vanished without a word; a
 		// loopback peer cannot (its kernel is ours and ends its
 		// connections), and turning it on costs four system calls per
@@ -48,7 +37,36 @@ func listen(ctx context.Context, spec config.Forward, m config.PortMapping, log 
 		if a.IsLoopback() {
 			lc.KeepAlive = -1
 		}
-		l, err := lc.Listen(ctx, "tcp", addr)
+		return lc.Listen(ctx, "tcp", addr)
+	})
+}
+
+// listenUDP binds one local UDP port of spec on every address of
+// spec.LocalAddrs, as listen does for TCP.
+func listenUDP(ctx context.Context, spec config.Forward, m config.PortMapping, log *slog.Logger) ([]net.PacketConn, error) {
+	var lc net.ListenConfig
+	return bindEach(spec, m, log, func(_ netip.Addr, addr string) (net.PacketConn, error) {
+		return lc.ListenPacket(ctx, "udp", addr)
+	})
+}
+
+// bindEach binds m's local port on every address of spec with bind, with
+// listen's rules and messages.
+func bindEach[T io.Closer](spec config.Forward, m config.PortMapping, log *slog.Logger, bind func(a netip.Addr, addr string) (T, error)) ([]T, error) {
+	addrs := spec.LocalAddrs()
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("invalid local address %q", spec.Address)
+	}
+	var ls []T
+	var missing []error // families this host lacks
+	closeAll := func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}
+	for _, a := range addrs {
+		addr := netip.AddrPortFrom(a, m.Local).String()
+		l, err := bind(a, addr)
 		if err == nil {
 			ls = append(ls, l)
 			continue
@@ -65,7 +83,7 @@ func listen(ctx context.Context, spec config.Forward, m config.PortMapping, log 
 	}
 	for _, err := range missing {
 		log.Info("listening on one loopback address only", "local", net.JoinHostPort(spec.Address, strconv.Itoa(int(m.Local))),
-			"listening", ls[0].Addr().String(), "skipped", err.Error())
+			"protocol", m.Protocol.String(), "skipped", err.Error())
 	}
 	return ls, nil
 }
@@ -83,10 +101,22 @@ func CheckListen(ctx context.Context, spec config.Forward, m config.PortMapping)
 }
 
 // Listen binds m's local port as kpf up does (every address of the
-// forward's, with kpf up's messages) and returns the listeners, for the
-// caller to close.
-func Listen(ctx context.Context, spec config.Forward, m config.PortMapping) ([]net.Listener, error) {
-	return listen(ctx, spec, m, slog.New(slog.DiscardHandler))
+// forward's, TCP or UDP as m says, with kpf up's messages) and returns
+// the sockets, for the caller to close.
+func Listen(ctx context.Context, spec config.Forward, m config.PortMapping) ([]io.Closer, error) {
+	log := slog.New(slog.DiscardHandler)
+	if m.Protocol == config.UDP {
+		return closers(listenUDP(ctx, spec, m, log))
+	}
+	return closers(listen(ctx, spec, m, log))
+}
+
+func closers[T io.Closer](ls []T, err error) ([]io.Closer, error) {
+	out := make([]io.Closer, len(ls))
+	for i, l := range ls {
+		out[i] = l
+	}
+	return out, err
 }
 
 // IsAddrInUse reports whether err, from CheckListen or a listen, means that

@@ -212,8 +212,8 @@ func (r *Runner) keepSpares(ctx context.Context, ns connect.Resolver, pool *tunn
 			takes, failures, notBefore = n, 0, time.Time{}
 		}
 		eps, err := ns.Resolve(r.spec.Target, remote)
-		if err != nil {
-			eps = nil
+		if err != nil || viaRelay(eps) {
+			eps = nil // no spares through the relay: see New
 		}
 		young, learned := set.prune(r.spareUsable(remote, eps))
 		if learned > 0 {
@@ -291,7 +291,7 @@ func (r *Runner) takeSpare(ns connect.Resolver, p *portState) (tunnel.Upstream, 
 		return nil, "", false
 	}
 	eps, err := ns.Resolve(r.spec.Target, p.mapping.Remote)
-	if err != nil {
+	if err != nil || viaRelay(eps) {
 		return nil, "", false
 	}
 	return p.spares.take(r.spareUsable(p.mapping.Remote, eps))
@@ -314,3 +314,6 @@ func (r *Runner) openSpare(ctx context.Context, pool *tunnel.Lease, remote confi
 	set.add(parkedSpare{Parked: tunnel.Park(c, ep.String(), set.wake), pod: ep.Pod})
 	return nil
 }
+
+// viaRelay reports whether eps are a relay's, which spares cannot use.
+func viaRelay(eps []kube.Endpoint) bool { return len(eps) > 0 && eps[0].Dest != "" }

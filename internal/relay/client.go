@@ -13,21 +13,24 @@ import (
 // request goes out at once and the reply is read only when the caller
 // reads, so a client's first bytes travel with the request and reaching a
 // destination through the relay costs no round trip more than a pod does.
-func Open(c net.Conn, dest Dest) (net.Conn, error) {
+func Open(c net.Conn, dest Dest) (*Conn, error) {
 	if err := WriteRequest(c, Request{Kind: dest.Kind, Dest: dest.Addr()}); err != nil {
 		return nil, err
 	}
-	return &conn{Conn: c}, nil
+	return &Conn{Conn: c}, nil
 }
 
-// conn is a stream whose first Read checks the relay's reply.
-type conn struct {
+// Conn is a stream to the relay whose first Read checks the relay's
+// reply.
+type Conn struct {
 	net.Conn
 	once sync.Once
 	err  error
 }
 
-func (c *conn) Read(p []byte) (int, error) {
+// Read reads the relay's reply first, and returns it as the error if it is
+// not OK (a *ReplyError), then the destination's bytes.
+func (c *Conn) Read(p []byte) (int, error) {
 	c.once.Do(func() { c.err = ReadReply(c.Conn) })
 	if c.err != nil {
 		return 0, c.err
@@ -36,7 +39,7 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 // CloseWrite half-closes the stream when the underlying one can.
-func (c *conn) CloseWrite() error {
+func (c *Conn) CloseWrite() error {
 	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return hc.CloseWrite()
 	}
