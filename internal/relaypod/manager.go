@@ -231,7 +231,7 @@ type group struct {
 	idleAt   time.Time          // when the last handle left; zero while one holds it
 	current  *relayJob
 	pending  *relayJob
-	reason   error     // why no relay serves a destination now
+	reason   error // why no relay serves a destination now
 	resolver func(dest relay.Dest) ([]kube.Endpoint, error)
 }
 
