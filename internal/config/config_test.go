@@ -405,7 +405,16 @@ func TestForwardEqual(t *testing.T) {
 		"protocol": func(f *Forward) {
 			f.Ports = []PortMapping{{Local: 1080, Remote: Port{Number: 80}, Protocol: UDP}}
 		},
-		"host": func(f *Forward) { f.Target = Target{Kind: Host, Name: "a"} },
+		"host":               func(f *Forward) { f.Target = Target{Kind: Host, Name: "a"} },
+		"relay image":        func(f *Forward) { f.Relay.Image = "relay:v2" },
+		"relay namespace":    func(f *Forward) { f.Relay.Namespace = "relays" },
+		"relay nodeSelector": func(f *Forward) { f.Relay.NodeSelector = map[string]string{"pool": "a"} },
+		"relay tolerations":  func(f *Forward) { f.Relay.Tolerations = []Toleration{{Operator: "Exists"}} },
+		"relay toleration seconds": func(f *Forward) {
+			f.Relay.Tolerations = []Toleration{{Key: "a", Operator: "Exists", Effect: "NoExecute", Seconds: new(int64(0))}}
+		},
+		"relay requests": func(f *Forward) { f.Relay.Requests = map[string]string{"cpu": "1"} },
+		"relay limits":   func(f *Forward) { f.Relay.Limits = map[string]string{"cpu": "1"} },
 	} {
 		other := base
 		change(&other)

@@ -22,6 +22,7 @@ const (
 	fEnabled          = "enabled"
 	fHealth           = "health"
 	fEnv              = "env"
+	fRelay            = "relay"
 
 	fService     = "service"
 	fPod         = "pod"
@@ -40,6 +41,21 @@ const (
 	fInterval  = "interval"
 	fTimeout   = "timeout"
 	fThreshold = "threshold"
+
+	// fNamespace above is also the relay's.
+	fImage        = "image"
+	fNodeSelector = "nodeSelector"
+	fTolerations  = "tolerations"
+	fResources    = "resources"
+
+	fKey               = "key"
+	fOperator          = "operator"
+	fValue             = "value"
+	fEffect            = "effect"
+	fTolerationSeconds = "tolerationSeconds"
+
+	fRequests = "requests"
+	fLimits   = "limits"
 
 	// fHTTP above is also the proxy's HTTP address.
 	fSOCKS5     = "socks5"
@@ -61,6 +77,9 @@ const (
 	kindHealth         mappingKind = "health"
 	kindDefaultsHealth mappingKind = "defaultsHealth"
 	kindProxy          mappingKind = "proxy"
+	kindRelay          mappingKind = "relay"
+	kindToleration     mappingKind = "toleration"
+	kindResources      mappingKind = "resources"
 )
 
 // targetFields lists the target fields in TargetKind order.
@@ -85,12 +104,12 @@ func fieldsOf(k mappingKind) []string {
 	case kindTop:
 		return []string{fVersion, fDefaults, fForwards, fProxy}
 	case kindDefaults:
-		return []string{fContext, fNamespace, fAddress, fWaitForReady, fBalance, fSpare, fHealth}
+		return []string{fContext, fNamespace, fAddress, fWaitForReady, fBalance, fSpare, fHealth, fRelay}
 	case kindForward:
 		return []string{
 			fName, fContext, fNamespace,
 			fService, fPod, fDeployment, fStatefulSet, fSelector, fHost,
-			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance, fSpare, fHealth, fEnv,
+			fPorts, fGroups, fEnabled, fAddress, fAllowNonLoopback, fWaitForReady, fBalance, fSpare, fHealth, fEnv, fRelay,
 		}
 	case kindPort:
 		return []string{fLocal, fRemote, fProtocol}
@@ -100,6 +119,12 @@ func fieldsOf(k mappingKind) []string {
 		return []string{fTCP, fHTTP, fInterval, fTimeout, fThreshold}
 	case kindProxy:
 		return []string{fSOCKS5, fHTTP, fNamespaces, fContexts}
+	case kindRelay:
+		return []string{fImage, fNamespace, fNodeSelector, fTolerations, fResources}
+	case kindToleration:
+		return []string{fKey, fOperator, fValue, fEffect, fTolerationSeconds}
+	case kindResources:
+		return []string{fRequests, fLimits}
 	}
 	return nil
 }

@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"unicode"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -55,6 +58,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatal("proxy not equal to itself")
 			}
 		}
+		checkRelay(t, cfg.Defaults.Relay)
 		names := map[string]bool{}
 		for _, fw := range cfg.Forwards {
 			if names[fw.Name] || !namePattern.MatchString(fw.Name) {
@@ -93,6 +97,33 @@ func FuzzParse(f *testing.F) {
 			if !fw.Equal(fw) {
 				t.Fatal("forward not equal to itself")
 			}
+			checkRelay(t, fw.Relay)
 		}
 	})
+}
+
+// checkRelay fails t unless r holds settings the relay pod can take:
+// quantities in canonical form, no empty resource list, tolerations with
+// an operator.
+func checkRelay(t *testing.T, r Relay) {
+	t.Helper()
+	if !r.Equal(r.clone()) || strings.ContainsFunc(r.Image, unicode.IsSpace) {
+		t.Fatalf("bad relay %+v", r)
+	}
+	for _, list := range []map[string]string{r.Requests, r.Limits} {
+		if list != nil && len(list) == 0 {
+			t.Fatalf("empty resource list in %+v", r)
+		}
+		for name, v := range list {
+			q, err := resource.ParseQuantity(v)
+			if err != nil || q.String() != v || q.Sign() <= 0 || !slices.Contains(relayResources, name) {
+				t.Fatalf("bad quantity %s %q in %+v", name, v, r)
+			}
+		}
+	}
+	for _, tol := range r.Tolerations {
+		if !slices.Contains(operators, tol.Operator) || tol.Seconds != nil && tol.Effect != effectNoExec {
+			t.Fatalf("bad toleration %+v", tol)
+		}
+	}
 }

@@ -574,6 +574,9 @@ func (d *decoder) top(n *yaml.Node) *Config {
 				if hf, ok := df[fHealth]; ok {
 					d.health(join(fDefaults, fHealth), hf.val, kindDefaultsHealth, &cfg.Defaults.Health)
 				}
+				if rf, ok := df[fRelay]; ok {
+					d.relay(join(fDefaults, fRelay), rf.val, &cfg.Defaults.Relay)
+				}
 			}
 		}
 	}
@@ -890,6 +893,7 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 		WaitForReady: defs.WaitForReady,
 		Spare:        defs.Spare,
 		Health:       defs.Health,
+		Relay:        defs.Relay.clone(),
 		Enabled:      true,
 	}
 	n := d.value(path, raw)
@@ -928,6 +932,9 @@ func (d *decoder) forward(i int, raw *yaml.Node, defs Defaults) Forward {
 	}
 	if tf, ok := fs[fEnv]; ok {
 		f.Env = d.env(join(path, fEnv), tf.val)
+	}
+	if tf, ok := fs[fRelay]; ok {
+		d.relay(join(path, fRelay), tf.val, &f.Relay)
 	}
 	if tf, ok := fs[fEnabled]; ok {
 		if b, ok := d.boolean(join(path, fEnabled), tf.val); ok {

@@ -313,3 +313,231 @@ func TestValidateUDPInCode(t *testing.T) {
 		t.Errorf("unknown protocol: %v", ds)
 	}
 }
+
+func TestParseRelay(t *testing.T) {
+	cfg := mustParse(t, `version: 1
+defaults:
+  namespace: backend
+  relay:
+    image: registry.example.com/kpf-relay:v1
+    namespace: relays
+    nodeSelector: {kubernetes.io/os: linux, pool: tools}
+    tolerations:
+      - {key: dedicated, value: tools, effect: NoSchedule}
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 30}
+    resources:
+      requests: {cpu: 0.01, memory: 16Mi}
+      limits: {cpu: 1, memory: "0.0625Gi"}
+forwards:
+  - name: inherits
+    host: a.example.com
+    ports: [11001]
+  - name: image
+    host: b.example.com
+    ports: [11002]
+    relay: {image: other:v2}
+  - name: placement
+    service: c
+    ports: ["1003/udp"]
+    relay:
+      nodeSelector: {pool: infra}
+      tolerations: []
+      resources: {limits: {memory: 128Mi}}
+  - name: none
+    host: d.example.com
+    ports: [11004]
+    relay: {nodeSelector: {}}
+`)
+	thirty := int64(30)
+	base := Relay{
+		Image:        "registry.example.com/kpf-relay:v1",
+		Namespace:    "relays",
+		NodeSelector: map[string]string{"kubernetes.io/os": "linux", "pool": "tools"},
+		Tolerations: []Toleration{
+			{Key: "dedicated", Operator: "Equal", Value: "tools", Effect: "NoSchedule"},
+			{Key: "node.kubernetes.io/unreachable", Operator: "Exists", Effect: "NoExecute", Seconds: &thirty},
+		},
+		// Quantities are kept in canonical form.
+		Requests: map[string]string{"cpu": "10m", "memory": "16Mi"},
+		Limits:   map[string]string{"cpu": "1", "memory": "64Mi"},
+	}
+	if !cfg.Defaults.Relay.Equal(base) {
+		t.Errorf("defaults.relay:\ngot  %+v\nwant %+v", cfg.Defaults.Relay, base)
+	}
+	image := base.clone()
+	image.Image = "other:v2"
+	placement := base.clone()
+	placement.NodeSelector = map[string]string{"pool": "infra"}
+	placement.Tolerations = nil
+	placement.Limits = map[string]string{"memory": "128Mi"}
+	none := base.clone()
+	none.NodeSelector = nil
+	for i, want := range []Relay{base, image, placement, none} {
+		if got := cfg.Forwards[i].Relay; !got.Equal(want) {
+			t.Errorf("%s: relay\ngot  %+v\nwant %+v", cfg.Forwards[i].Name, got, want)
+		}
+	}
+	// A forward's settings share nothing with the defaults'.
+	cfg.Forwards[0].Relay.NodeSelector["pool"] = "changed"
+	if cfg.Defaults.Relay.NodeSelector["pool"] != "tools" || cfg.Forwards[1].Relay.NodeSelector["pool"] != "tools" {
+		t.Error("forwards share the defaults' nodeSelector")
+	}
+	if p, ok := cfg.Position("forwards[2].relay.resources.limits.memory"); !ok || p.Line != 28 {
+		t.Errorf("Position(forwards[2].relay.resources.limits.memory) = %v, %v", p, ok)
+	}
+}
+
+func TestParseRelayErrors(t *testing.T) {
+	const head = "version: 1\nforwards:\n  - name: db\n    host: db.example.com\n    ports: [5432]\n    relay:\n"
+	const overHint = "\n\thint: a container's request cannot exceed its limit: lower the request or raise the limit"
+	runDiagTests(t, []diagTest{
+		{
+			"not a mapping",
+			head + "      - image: x\n",
+			[]string{"f.yaml:7:7: forwards[0].relay: expected a mapping, got a list"},
+		},
+		{
+			"unknown field",
+			head + "      imgae: x\n",
+			[]string{"f.yaml:7:7: forwards[0].relay.imgae: unknown field \"imgae\"\n\thint: did you mean \"image\"?"},
+		},
+		{
+			"image and namespace",
+			head + "      image: ''\n      namespace: Relays\n",
+			[]string{
+				"f.yaml:7:14: forwards[0].relay.image: image must not be empty\n\thint: leave image out to use the relay image of this kpf's version",
+				"f.yaml:8:18: forwards[0].relay.namespace: invalid namespace \"Relays\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+			},
+		},
+		{
+			"image with a space",
+			head + "      image: 'relay:v1 '\n",
+			[]string{"f.yaml:7:14: forwards[0].relay.image: invalid image \"relay:v1 \": an image reference has no spaces\n\thint: write REGISTRY/REPOSITORY:TAG, optionally with @sha256:DIGEST"},
+		},
+		{
+			"node selector",
+			head + "      nodeSelector:\n        example.com/: a\n        zone: [a]\n        arch: 1\n        os: linux\n        os: windows\n",
+			[]string{
+				"f.yaml:8:9: forwards[0].relay.nodeSelector.example.com/: invalid node label \"example.com/\": name part must be non-empty\n\thint: " + nodeLabelHint,
+				"f.yaml:9:15: forwards[0].relay.nodeSelector.zone: expected a string, got a list",
+				"f.yaml:10:15: forwards[0].relay.nodeSelector.arch: expected a string, got an integer\n\thint: quote it: \"1\"",
+				"f.yaml:12:9: forwards[0].relay.nodeSelector.os: duplicate key \"os\"\n\thint: first at f.yaml:11:9",
+			},
+		},
+		{
+			"tolerations",
+			head + "      tolerations:\n" +
+				"        - {key: a, operator: In}\n" +
+				"        - {key: '', value: b}\n" +
+				"        - {key: 'a b', operator: Exists}\n" +
+				"        - {key: a, value: 'b c'}\n" +
+				"        - {key: a, effect: NoExecute, tolerationSeconds: '30'}\n" +
+				"        - {key: a, effect: Evict}\n" +
+				"        - dedicated\n",
+			[]string{
+				"f.yaml:8:30: forwards[0].relay.tolerations[0].operator: unknown toleration operator \"In\"\n\thint: use Exists or Equal",
+				"f.yaml:9:17: forwards[0].relay.tolerations[1].key: a toleration without a key must have operator: Exists\n\thint: set key, or operator: Exists to tolerate every taint",
+				"f.yaml:10:17: forwards[0].relay.tolerations[2].key: invalid toleration key \"a b\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+				"f.yaml:11:27: forwards[0].relay.tolerations[3].value: invalid toleration value \"b c\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+				"f.yaml:12:58: forwards[0].relay.tolerations[4].tolerationSeconds: expected an integer, got a string",
+				"f.yaml:13:28: forwards[0].relay.tolerations[5].effect: unknown taint effect \"Evict\"\n\thint: use NoSchedule, PreferNoSchedule or NoExecute, or leave effect out to match every effect",
+				"f.yaml:14:11: forwards[0].relay.tolerations[6]: expected a mapping, got a string",
+			},
+		},
+		{
+			"resources",
+			head + "      resources:\n        requests: {memory: 64MB, cpu: '-1', storage: 1Gi}\n        limits: {cpu: [1], memory: 2 cores}\n        claims: []\n",
+			[]string{
+				"f.yaml:8:28: forwards[0].relay.resources.requests.memory: invalid quantity \"64MB\"\n\thint: did you mean \"64Mi\"?",
+				"f.yaml:8:39: forwards[0].relay.resources.requests.cpu: cpu request must be positive, got -1\n\thint: leave cpu out of requests for none",
+				"f.yaml:8:45: forwards[0].relay.resources.requests.storage: unknown resource \"storage\"\n\thint: the relay's resources are cpu, memory and ephemeral-storage",
+				"f.yaml:9:23: forwards[0].relay.resources.limits.cpu: expected a quantity such as 500m or 64Mi, got a list",
+				"f.yaml:9:36: forwards[0].relay.resources.limits.memory: invalid quantity \"2 cores\"\n\thint: write bytes with a unit, as in \"64Mi\" or \"1Gi\"",
+				"f.yaml:10:9: forwards[0].relay.resources.claims: unknown field \"claims\"",
+			},
+		},
+		{
+			"empty requests",
+			head + "      resources: {requests: {}}\n",
+			[]string{"f.yaml:7:29: forwards[0].relay.resources.requests: requests must not be empty\n\thint: leave requests out to use kpf's defaults (cpu 10m, memory 16Mi)"},
+		},
+		{
+			"request over a written limit",
+			head + "      resources: {requests: {cpu: 2}, limits: {cpu: 1500m}}\n",
+			[]string{"f.yaml:7:35: forwards[0].relay.resources.requests.cpu: cpu request 2 is greater than its limit 1500m" + overHint},
+		},
+		{
+			"request over kpf's default limit",
+			head + "      resources: {requests: {memory: 1Gi}}\n",
+			[]string{"f.yaml:7:38: forwards[0].relay.resources.requests.memory: memory request 1Gi is greater than its limit 64Mi (kpf's default)" + overHint},
+		},
+		{
+			"limit under kpf's default request",
+			head + "      resources: {limits: {cpu: 5m}}\n",
+			[]string{"f.yaml:7:33: forwards[0].relay.resources.limits.cpu: cpu limit 5m is less than its request 10m (kpf's default)" + overHint},
+		},
+		{
+			"limit in defaults under a request of a forward, reported once",
+			"version: 1\ndefaults:\n  relay: {resources: {limits: {cpu: 100m}}}\nforwards:\n" +
+				"  - {name: a, host: a.example.com, ports: [11001], relay: {resources: {requests: {cpu: 200m}}}}\n" +
+				"  - {name: b, host: b.example.com, ports: [11002]}\n",
+			[]string{"f.yaml:5:88: forwards[0].relay.resources.requests.cpu: cpu request 200m is greater than its limit 100m (from defaults.relay)" + overHint},
+		},
+		{
+			"clash within defaults, reported there only",
+			"version: 1\ndefaults:\n  relay: {resources: {limits: {memory: 8Mi}}}\nforwards:\n  - {name: a, host: a.example.com, ports: [11001]}\n",
+			[]string{"f.yaml:3:40: defaults.relay.resources.limits.memory: memory limit 8Mi is less than its request 16Mi (kpf's default)" + overHint},
+		},
+		{
+			"relay on pod targets is a warning, on services and hosts not",
+			"version: 1\ndefaults:\n  relay: {namespace: relays}\nforwards:\n" +
+				"  - {name: a, pod: a, ports: [11001], relay: {namespace: other}}\n" +
+				"  - {name: b, selector: app=b, ports: [11002], relay: {}}\n" +
+				"  - {name: c, deployment: c, ports: [11003]}\n" +
+				"  - {name: d, service: d, ports: [11004], relay: {namespace: other}}\n" +
+				"  - {name: e, host: e.example.com, ports: [11005], relay: {namespace: other}}\n",
+			[]string{
+				"f.yaml:5:46: warning: forwards[0].relay: relay has no effect on a pod target: kpf reaches its pods without the relay\n\thint: remove it",
+				"f.yaml:6:55: warning: forwards[1].relay: relay has no effect on a selector target: kpf reaches its pods without the relay\n\thint: remove it",
+			},
+		},
+	})
+}
+
+// A config built in code has no positions: zero relay settings mean kpf's
+// defaults and are valid; set ones are checked.
+func TestValidateRelayInCode(t *testing.T) {
+	f := Forward{
+		Name: "db", Namespace: "default", Target: Target{Kind: Host, Name: "db.example.com"}, Address: Localhost, Enabled: true,
+		Balance: BalanceFirst, WaitForReady: time.Second, Ports: []PortMapping{{Local: 5432, Remote: Port{Number: 5432}}},
+		Health: Health{Port: Port{Number: 5432}, Interval: time.Second, Timeout: time.Millisecond, Threshold: 1},
+	}
+	c := &Config{Version: 1, Forwards: []Forward{f}}
+	if ds := c.Validate(); len(ds) != 0 {
+		t.Errorf("zero relay: %v", ds)
+	}
+	c.Forwards[0].Relay = Relay{
+		Namespace: "Bad", NodeSelector: map[string]string{"-x": "y"}, Tolerations: []Toleration{{Key: "a", Operator: "Equal", Effect: "NoExecute", Seconds: new(int64(-1))}},
+		Requests: map[string]string{"gpu": "1"}, Limits: map[string]string{"cpu": "lots"},
+	}
+	var got []string
+	for _, d := range c.Validate() {
+		got = append(got, d.Path+": "+d.Message)
+	}
+	want := []string{
+		`forwards[0].relay.namespace: invalid namespace "Bad": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character`,
+		`forwards[0].relay.nodeSelector.-x: invalid node label "-x": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`,
+		`forwards[0].relay.tolerations[0].tolerationSeconds: tolerationSeconds -1 is negative`,
+		`forwards[0].relay.resources.requests.gpu: unknown resource "gpu"`,
+		`forwards[0].relay.resources.limits.cpu: invalid quantity "lots"`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A pod forward with relay settings is warned about.
+	c.Forwards[0].Target = Target{Kind: Pod, Name: "db-0"}
+	c.Forwards[0].Relay = Relay{Namespace: "relays"}
+	if ds := c.Validate(); len(ds) != 1 || ds[0].Severity != SeverityWarning || !strings.Contains(ds[0].Message, "relay has no effect on a pod target") {
+		t.Errorf("relay on a pod: %v", ds)
+	}
+}

@@ -38,6 +38,7 @@ var semanticOnly = []string{
 	"port-short-out-of-range.yaml",
 	"port-zero.yaml",
 	"proxy-port-clash.yaml",
+	"relay-request-over-limit.yaml",
 	"selector-invalid.yaml",
 }
 
@@ -132,6 +133,9 @@ func TestSchemaFieldNames(t *testing.T) {
 		kindHealth:         schema.Defs["health"].Properties,
 		kindDefaultsHealth: schema.Defs["defaultsHealth"].Properties,
 		kindProxy:          schema.Defs["proxy"].Properties,
+		kindRelay:          schema.Defs["relay"].Properties,
+		kindToleration:     schema.Defs["toleration"].Properties,
+		kindResources:      schema.Defs["resources"].Properties,
 	} {
 		var inSchema []string
 		for name := range props {
@@ -142,5 +146,77 @@ func TestSchemaFieldNames(t *testing.T) {
 		if !slices.Equal(inSchema, inParser) {
 			t.Errorf("mapping %q: schema declares %v, parser accepts %v", kind, inSchema, inParser)
 		}
+	}
+}
+
+// TestSchemaSnippets checks the schema's rules one by one on small files,
+// against what Parse says of the same file: for each, either both accept
+// it or both reject it, unless semantic says only Parse can tell.
+func TestSchemaSnippets(t *testing.T) {
+	sch := compileSchema(t)
+	const head = "version: 1\nforwards:\n  - "
+	tests := []struct {
+		name, src string
+		valid     bool
+		semantic  bool // only kpf validate rejects it
+	}{
+		{"host name", head + "{host: db.example.com, ports: [5432]}", true, false},
+		{"host with a trailing dot", head + "{name: db, host: db.example.com., ports: [5432]}", true, false},
+		{"host IPv4", head + "{host: 10.0.0.5, ports: [5432]}", true, false},
+		{"host IPv6", head + "{name: db, host: 'fd00::5', ports: [5432]}", true, false},
+		{"host uppercase", head + "{name: db, host: DB.example.com, ports: [5432]}", false, false},
+		{"host not an IPv4 address", head + "{name: db, host: 10.0.0.256, ports: [5432]}", false, false},
+		{"host with a zone", head + "{name: db, host: 'fe80::1%eth0', ports: [5432]}", false, false},
+		{"host with a port", head + "{name: db, host: 'db.example.com:5432', ports: [5432]}", false, false},
+		{"host and service", head + "{name: db, host: db.example.com, service: db, ports: [5432]}", false, false},
+		{"host port name", head + "{name: db, host: db.example.com, ports: ['5432:pg']}", false, false},
+		{"host port name, long form", head + "{name: db, host: db.example.com, ports: [{local: 5432, remote: pg}]}", false, false},
+		{"host port number as a string", head + "{name: db, host: db.example.com, ports: [{local: 5432, remote: '5432'}]}", true, false},
+		{"udp short forms", head + "{service: dns, ports: ['5353:53/udp', '54/udp', 'auto:55/udp', '5356:dns/udp', '5353:53/tcp']}", true, false},
+		{"udp long form", head + "{service: dns, ports: [{local: 5353, remote: 53, protocol: udp}]}", true, false},
+		{"unknown protocol", head + "{service: dns, ports: ['5353:53/sctp']}", false, false},
+		{"unknown protocol, long form", head + "{service: dns, ports: [{local: 5353, remote: 53, protocol: UDP}]}", false, false},
+		{"udp to a pod", head + "{pod: dns-0, ports: ['5353:53/udp']}", false, false},
+		{"udp to a selector, long form", head + "{selector: app=dns, ports: [{local: 5353, remote: 53, protocol: udp}]}", false, false},
+		{"tcp to a deployment", head + "{deployment: dns, ports: ['5353:53/tcp', {local: 5354, remote: 54, protocol: tcp}]}", true, false},
+		{"health on a udp-only forward", head + "{service: dns, ports: ['5353:53/udp'], health: {tcp: true}}", false, true},
+		{"relay", head + "{host: db.example.com, ports: [5432], relay: {image: 'r.example.com/relay:v1@sha256:00', namespace: relays, " +
+			"nodeSelector: {kubernetes.io/os: linux, pool: ''}, tolerations: [{operator: Exists}, {key: a, value: b, effect: NoExecute, tolerationSeconds: 0}], " +
+			"resources: {requests: {cpu: 0.01, memory: 16Mi}, limits: {cpu: 1, ephemeral-storage: 1Gi}}}}", true, false},
+		{"relay in defaults", "version: 1\ndefaults:\n  relay: {namespace: relays}\nforwards: []", true, false},
+		{"relay image with a space", head + "{host: db.example.com, ports: [5432], relay: {image: 'relay: v1'}}", false, false},
+		{"relay namespace", head + "{host: db.example.com, ports: [5432], relay: {namespace: Relays}}", false, false},
+		{"node label", head + "{host: db.example.com, ports: [5432], relay: {nodeSelector: {'-a': b}}}", false, false},
+		{"node label value", head + "{host: db.example.com, ports: [5432], relay: {nodeSelector: {a: 'b c'}}}", false, false},
+		{"node label value not a string", head + "{host: db.example.com, ports: [5432], relay: {nodeSelector: {a: true}}}", false, false},
+		{"Exists with a value", head + "{host: db.example.com, ports: [5432], relay: {tolerations: [{key: a, operator: Exists, value: b}]}}", false, false},
+		{"no key without Exists", head + "{host: db.example.com, ports: [5432], relay: {tolerations: [{effect: NoSchedule}]}}", false, false},
+		{"empty key without Exists", head + "{host: db.example.com, ports: [5432], relay: {tolerations: [{key: '', operator: Equal}]}}", false, false},
+		{"tolerationSeconds without NoExecute", head + "{host: db.example.com, ports: [5432], relay: {tolerations: [{key: a, effect: NoSchedule, tolerationSeconds: 1}]}}", false, false},
+		{"negative tolerationSeconds", head + "{host: db.example.com, ports: [5432], relay: {tolerations: [{key: a, effect: NoExecute, tolerationSeconds: -1}]}}", false, false},
+		{"unknown effect", head + "{host: db.example.com, ports: [5432], relay: {tolerations: [{key: a, effect: NoSchedul}]}}", false, false},
+		{"unknown resource", head + "{host: db.example.com, ports: [5432], relay: {resources: {requests: {gpu: 1}}}}", false, false},
+		{"bad quantity", head + "{host: db.example.com, ports: [5432], relay: {resources: {requests: {memory: 16mi}}}}", false, false},
+		{"zero quantity", head + "{host: db.example.com, ports: [5432], relay: {resources: {limits: {cpu: '0.0'}}}}", false, false},
+		{"zero number", head + "{host: db.example.com, ports: [5432], relay: {resources: {limits: {cpu: 0}}}}", false, false},
+		{"empty requests", head + "{host: db.example.com, ports: [5432], relay: {resources: {requests: {}}}}", false, false},
+		{"request over limit", head + "{host: db.example.com, ports: [5432], relay: {resources: {requests: {cpu: 2}, limits: {cpu: 1}}}}", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := []byte(tt.src + "\n")
+			_, _, perr := Parse("f.yaml", src)
+			if (perr == nil) != tt.valid {
+				t.Fatalf("Parse: got %v, want valid %v", perr, tt.valid)
+			}
+			v, err := yamlToJSON(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			serr := sch.Validate(v)
+			if want := tt.valid || tt.semantic; (serr == nil) != want {
+				t.Errorf("schema: got %v, want valid %v", serr, want)
+			}
+		})
 	}
 }

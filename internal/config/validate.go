@@ -125,6 +125,7 @@ func (v *validator) run() {
 		d := c.Defaults
 		v.common(fDefaults, d.Namespace, d.Address, d.WaitForReady, d.Balance, d.Spare)
 		v.health(join(fDefaults, fHealth), d.Health, nil)
+		v.relay(join(fDefaults, fRelay), d.Relay)
 	}
 	if len(c.Forwards) == 0 {
 		v.warnf(fForwards, "add forwards under `forwards:`", "no forwards")
@@ -307,6 +308,14 @@ func (v *validator) forward(path string, f Forward) {
 	if sp := join(path, fSpare); f.Target.Kind == Host && v.check(sp) && f.Spare > 0 && f.Spare <= MaxSpare {
 		v.warnf(sp, "remove it", "spare has no effect on a host target: its connections go through the relay")
 	}
+	rp := join(path, fRelay)
+	switch f.Target.Kind {
+	case Pod, Deployment, StatefulSet, Selector:
+		if v.given(rp, !f.Relay.Equal(Relay{})) && !v.bad[rp] {
+			v.warnf(rp, "remove it", "relay has no effect on a %s target: kpf reaches its pods without the relay", targetField(f.Target.Kind))
+		}
+	}
+	v.relay(rp, f.Relay)
 
 	if addrs := f.LocalAddrs(); addrs != nil {
 		ap := join(path, fAddress)
