@@ -111,3 +111,39 @@ func (i Info) String() string {
 	}
 	return fmt.Sprintf("%s %s %s", s, i.GoVersion, i.Platform)
 }
+
+// RelayRepository is the image repository of kpf's relay (cmd/kpf-relay).
+const RelayRepository = "ghcr.io/kpf-dev/kpf-relay"
+
+// relayDigest is set by the release build's -ldflags -X to the digest
+// ("sha256:...") of the relay image built from the same commit.
+var relayDigest string
+
+// RelayImage is the relay image of this kpf: the repository, tagged with
+// this build's version (as an image tag can spell it; "dev" for a build
+// without one) and, in a release build, pinned by digest, so that what kpf
+// deploys is exactly the relay built with it.
+func RelayImage() string {
+	return relayImage(Get().Version, relayDigest)
+}
+
+func relayImage(version, digest string) string {
+	tag := "dev"
+	if version != "" && version != "(devel)" {
+		b := []byte(version)
+		for i, c := range b {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+				b[i] = '-'
+			}
+		}
+		tag = string(b)
+		if len(tag) > 128 {
+			tag = tag[:128]
+		}
+	}
+	img := RelayRepository + ":" + tag
+	if digest != "" {
+		img += "@" + digest
+	}
+	return img
+}

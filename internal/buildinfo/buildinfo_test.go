@@ -57,3 +57,17 @@ func TestGetFillsEveryField(t *testing.T) {
 		t.Errorf("Get() = %+v", i)
 	}
 }
+
+func TestRelayImage(t *testing.T) {
+	for _, tc := range []struct{ version, digest, want string }{
+		{"v1.2.3", "sha256:abc", "ghcr.io/kpf-dev/kpf-relay:v1.2.3@sha256:abc"},
+		{"v1.2.3", "", "ghcr.io/kpf-dev/kpf-relay:v1.2.3"},
+		{"(devel)", "", "ghcr.io/kpf-dev/kpf-relay:dev"},
+		{"", "", "ghcr.io/kpf-dev/kpf-relay:dev"},
+		{"v0.0.0-20261206195508-9bf5bb1c0e3a+dirty", "", "ghcr.io/kpf-dev/kpf-relay:v0.0.0-20261206195508-9bf5bb1c0e3a-dirty"},
+	} {
+		if got := relayImage(tc.version, tc.digest); got != tc.want {
+			t.Errorf("relayImage(%q, %q) = %q, want %q", tc.version, tc.digest, got, tc.want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kpf-dev/kpf/internal/autoport"
+	"github.com/kpf-dev/kpf/internal/buildinfo"
 	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/internal/control"
@@ -30,6 +32,7 @@ import (
 	"github.com/kpf-dev/kpf/internal/kube"
 	"github.com/kpf-dev/kpf/internal/metrics"
 	"github.com/kpf-dev/kpf/internal/reconcile"
+	"github.com/kpf-dev/kpf/internal/relaypod"
 	"github.com/kpf-dev/kpf/internal/sleepwatch"
 	"github.com/kpf-dev/kpf/internal/statedir"
 )
@@ -148,9 +151,38 @@ func runUp(ctx context.Context, env Env, f upFlags, names []string) int {
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
 	s := &upProcess{env: env, log: log, flags: f, names: names, live: live, clusters: clusters, shutdown: shutdown,
+		relays:  relaypod.New(clusters, relayOwner(path), buildinfo.RelayImage(), log.With("component", "relay")),
 		ports:   autoport.NewAssigner(portStore(path, log), log),
 		proxies: &proxies{clusters: clusters, defaultContext: f.kube.context, log: log}}
 	return s.run(ctx, path)
+}
+
+// relayDeleteTimeout bounds deleting the relay pods when kpf up stops:
+// the API server answers a deletion at once, unless it cannot be reached,
+// and then the relays end by themselves when the heartbeat stops.
+const relayDeleteTimeout = 5 * time.Second
+
+// deleteRelays deletes the relay pods, once the forwards have stopped.
+func (s *upProcess) deleteRelays() {
+	ctx, cancel := context.WithTimeout(context.Background(), relayDeleteTimeout)
+	defer cancel()
+	if err := s.relays.Close(ctx); err != nil {
+		s.log.Warn("could not delete every relay pod; they exit by themselves within 2 minutes, when kpf's heartbeat has stopped", "err", err)
+	}
+}
+
+// relayOwner is who the relay pods of the file at path belong to: this
+// user (by name, as labels show it) and this file (control.FileID).
+func relayOwner(path string) relaypod.Owner {
+	o := relaypod.Owner{User: "unknown"}
+	if u, err := user.Current(); err == nil {
+		o.User = u.Username
+	}
+	if id, err := control.FileID(path); err == nil {
+		o.File = id
+	}
+	o.Host, _ = os.Hostname()
+	return o
 }
 
 func newLogger(w io.Writer, format string, verbose bool) (*slog.Logger, error) {
@@ -188,6 +220,8 @@ type upProcess struct {
 	shutdown context.CancelFunc
 	// ports gives automatic port mappings their local ports.
 	ports *autoport.Assigner
+	// relays runs the relay pods of forwards that need one.
+	relays *relaypod.Manager
 
 	proxies *proxies
 	// sleep tells every forward that the machine slept.
@@ -225,6 +259,7 @@ func (s *upProcess) run(ctx context.Context, path string) int {
 	defer func() {
 		s.proxies.Stop()
 		rec.Stop()
+		s.deleteRelays()
 		stopServices()
 		services.Wait()
 	}()
@@ -574,7 +609,7 @@ func printStatus(w io.Writer, st []control.Forward) {
 }
 
 func (s *upProcess) newWorker(spec config.Forward) reconcile.Worker {
-	return forward.New(spec, s.clusters, forward.Options{ProbeInterval: s.flags.probeInterval, Sleep: s.sleep}, s.log.With("forward", spec.Name))
+	return forward.New(spec, s.clusters, forward.Options{ProbeInterval: s.flags.probeInterval, Sleep: s.sleep, Relays: s.relays}, s.log.With("forward", spec.Name))
 }
 
 // portStore is the store of the automatic ports of the config file at

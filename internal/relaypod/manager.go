@@ -329,6 +329,12 @@ func (g *group) endpoints(d relay.Dest) ([]kube.Endpoint, error) {
 		g.poke() // its pod is gone or not ready: look at its Job
 		return nil, &starting{dest: d, ns: g.key.namespace, detail: "relay " + cur.name + ": " + err.Error()}
 	}
+	if st, ok := reason.(*starting); ok {
+		// The group's reason names one destination; say this one.
+		c := *st
+		c.dest = d
+		return nil, &c
+	}
 	if reason != nil {
 		return nil, reason
 	}
@@ -407,6 +413,11 @@ func (g *group) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-g.kick:
+			// Forwards starting together each add their destinations:
+			// take them all into one relay rather than one after another.
+			if !settle(ctx, g.kick, settleTime) {
+				return
+			}
 		case <-timer.C:
 		}
 		if g.idle() {
@@ -428,6 +439,30 @@ func (g *group) run(ctx context.Context) {
 			delay = 200 * time.Millisecond
 		default:
 			delay = min(max(delay*2, time.Second), 15*time.Second)
+		}
+	}
+}
+
+// settleTime is how long the destinations must stay unchanged before the
+// relay is (re)created for them.
+const settleTime = 20 * time.Millisecond
+
+// settle waits until kick stays quiet for d (at most 10 d); false means
+// ctx ended.
+func settle(ctx context.Context, kick <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	deadline := time.After(10 * d)
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-kick:
+			t.Reset(d)
+		case <-t.C:
+			return true
+		case <-deadline:
+			return true
 		}
 	}
 }
