@@ -22,13 +22,27 @@
 //	    statefulset: postgres
 //	    ports: [{local: 15432, remote: 5432}]
 //	    enabled: false
+//	  - name: orders-db
+//	    host: orders.db.internal.example.com   # through the relay
+//	    ports: ["15433:5432"]
+//	    relay: {namespace: kpf-relays}
+//	  - name: dns
+//	    service: kube-dns
+//	    ports: ["5353:53/udp"]
 //
 // Every forward names exactly one target (service, pod, deployment,
-// statefulset or selector) and at least one port mapping. A port mapping is
-// "LOCAL:REMOTE", "PORT" (the same on both sides), an integer, or the long
-// form {local: N, remote: N-or-name}. For a service target REMOTE is a
-// service port; for every other kind it is a container port. REMOTE may be a
-// port name.
+// statefulset, selector or host) and at least one port mapping. A port
+// mapping is "LOCAL:REMOTE", "PORT" (the same on both sides), an integer,
+// or the long form {local: N, remote: N-or-name, protocol: tcp-or-udp}; the
+// string forms take a "/udp" (or "/tcp") suffix. For a service target
+// REMOTE is a service port; for a host a port number; for every other kind
+// a container port. REMOTE may be a port name, except for a host.
+//
+// A host target ([Host]: a DNS name or an IP address as the cluster sees
+// it), a UDP mapping (for service and host targets only), and a service
+// that is ExternalName or has no pods are reached through a relay pod kpf
+// runs; the relay field ([Relay]), in defaults and on each forward, says
+// where and how. A forward's relay replaces the defaults' field by field.
 //
 // Parsing is strict: unknown fields, duplicate keys and wrong types are
 // errors, and every problem in a file is reported at once, each with its
@@ -39,8 +53,9 @@
 // Every forward has a [Health] check, probed through the tunnel: a TCP
 // check by default, or an HTTP GET of a path (health.http). A forward's
 // health field is merged field by field over defaults.health and the
-// built-in defaults (interval 10s, timeout 5s, threshold 3, the first port
-// mapping's remote port).
+// built-in defaults (interval 10s, timeout 5s, threshold 3, the first TCP
+// port mapping's remote port). Probes are TCP: a forward with only UDP
+// mappings is not probed.
 //
 // Defaults are applied once at load time, so a [Forward] is fully resolved;
 // only Context == "" is left for the caller to read as the kubeconfig's
