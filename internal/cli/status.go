@@ -99,6 +99,9 @@ func printStatusTable(w io.Writer, snap control.Snapshot, now time.Time) {
 					reason = ""
 				}
 			}
+			if p.Relay != "" {
+				st = strings.TrimSpace(st + " via relay")
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s:%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", name, p.Local, target, p.Remote, st, dash(pod),
 				p.Connections, humanBytes(p.BytesIn), humanBytes(p.BytesOut), dash(since), dash(oneLine(reason)))
 		}
@@ -177,7 +180,7 @@ func wireForwards(st []forward.Status) []control.Forward {
 		for _, p := range s.Ports {
 			f.Ports = append(f.Ports, control.Port{Local: p.Local, Remote: p.Remote, RemotePort: p.RemoteNumber, RemoteName: p.RemoteName, Connections: p.Connections,
 				Accepted: p.Accepted, Failed: p.Failed, BytesIn: p.BytesIn, BytesOut: p.BytesOut, LastError: p.LastError,
-				Spares: p.Spares, SparesTaken: p.SparesTaken, SentAhead: p.SentAhead})
+				Spares: p.Spares, SparesTaken: p.SparesTaken, SentAhead: p.SentAhead, Relay: p.Relay})
 		}
 		out = append(out, f)
 	}

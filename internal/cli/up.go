@@ -593,14 +593,17 @@ func printStatus(w io.Writer, st []control.Forward) {
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	for _, s := range st {
-		detail := string(s.State)
-		if s.Pod != "" {
-			detail += " (pod " + s.Pod + ")"
-		}
-		if s.Reason != "" {
-			detail += ": " + s.Reason
-		}
 		for _, p := range s.Ports {
+			detail := string(s.State)
+			if p.Relay != "" {
+				detail += " via relay"
+			}
+			if s.Pod != "" {
+				detail += " (pod " + s.Pod + ")"
+			}
+			if s.Reason != "" {
+				detail += ": " + s.Reason
+			}
 			fmt.Fprintf(tw, "%s\t%s → %s:%s\t%s\n", s.Name, p.Local, s.Target, p.Remote, detail)
 		}
 	}

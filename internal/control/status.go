@@ -90,6 +90,9 @@ type Port struct {
 	BytesIn     int64  `json:"bytesIn"`
 	BytesOut    int64  `json:"bytesOut"`
 	LastError   string `json:"lastError,omitempty"`
+	// Relay is where kpf's relay takes this port's connections
+	// ("host:port/tcp" or "/udp"); absent when they go to a pod.
+	Relay string `json:"relay,omitempty"`
 	// Spares is how many spare connections are open now, ready for the
 	// next clients; SparesTaken how many clients were given one.
 	Spares      int   `json:"spares,omitempty"`

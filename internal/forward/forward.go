@@ -78,6 +78,9 @@ type portState struct {
 	spelling atomic.Pointer[config.Port]
 	// spares holds the mapping's spare connections; nil without spares.
 	spares *spareSet
+	// relay is the destination kpf's relay reaches for the mapping, "" when
+	// it goes to a pod; set at each resolution.
+	relay atomic.Pointer[string]
 }
 
 // New returns a Runner for spec.
@@ -448,6 +451,9 @@ func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod string, h
 		}
 		for _, ep := range eps {
 			ready[ep.Pod] = true
+		}
+		if len(eps) > 0 && (p.relay.Load() == nil || *p.relay.Load() != eps[0].Dest) {
+			p.relay.Store(&eps[0].Dest)
 		}
 		if len(eps) > 0 {
 			if sp := ns.PortSpelling(r.spec.Target, p.mapping.Remote, eps); p.spelling.Load() == nil || *p.spelling.Load() != sp {

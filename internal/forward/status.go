@@ -69,6 +69,9 @@ type PortStatus struct {
 	BytesIn      int64
 	BytesOut     int64
 	LastError    string
+	// Relay is where kpf's relay takes the port's connections
+	// ("host:port/proto"); "" when they go to a pod.
+	Relay string
 	// Spares is how many spare connections are open now, ready for the
 	// next clients; SparesTaken how many clients were given one.
 	Spares      int
@@ -127,7 +130,7 @@ func (r *Runner) Status() Status {
 	for _, p := range r.ports {
 		ps := PortStatus{
 			Local:       p.addr,
-			Remote:      p.mapping.Remote.String(),
+			Remote:      remoteString(p.mapping),
 			Connections: p.stats.Active.Load(),
 			Accepted:    p.stats.Accepted.Load(),
 			Failed:      p.stats.Failed.Load(),
@@ -138,6 +141,9 @@ func (r *Runner) Status() Status {
 		}
 		if e := p.stats.LastError.Load(); e != nil {
 			ps.LastError = *e
+		}
+		if d := p.relay.Load(); d != nil {
+			ps.Relay = *d
 		}
 		if sp := p.spelling.Load(); sp != nil {
 			ps.RemoteNumber, ps.RemoteName = sp.Number, sp.Name
@@ -169,4 +175,13 @@ func Disabled(f config.Forward) Status {
 		s.Ports = append(s.Ports, PortStatus{Local: net.JoinHostPort(f.Address, strconv.Itoa(int(m.Local))), Remote: m.Remote.String()})
 	}
 	return s
+}
+
+// remoteString is a mapping's remote port as status shows it: "5432", "pg",
+// "53/udp".
+func remoteString(m config.PortMapping) string {
+	if m.Protocol == config.UDP {
+		return m.Remote.String() + "/udp"
+	}
+	return m.Remote.String()
 }
