@@ -16,6 +16,7 @@ import (
 	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/control"
 	"github.com/kpf-dev/kpf/internal/forward"
+	"github.com/kpf-dev/kpf/internal/relaypod"
 )
 
 // ExitNotRunning is kpf status's exit code when no kpf up runs the file.
@@ -107,6 +108,37 @@ func printStatusTable(w io.Writer, snap control.Snapshot, now time.Time) {
 		}
 	}
 	tw.Flush()
+	printRelays(w, snap.Relays, now)
+}
+
+// printRelays lists kpf's relay pods under the forwards' table, with
+// their age, so that what kpf runs in the clusters is never hidden.
+func printRelays(w io.Writer, relays []control.Relay, now time.Time) {
+	if len(relays) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RELAY	CONTEXT/NAMESPACE	STATE	AGE	REACHES")
+	for _, r := range relays {
+		state := "ready"
+		if !r.Ready {
+			state = "starting"
+			if r.Reason != "" {
+				state += ": " + oneLine(r.Reason)
+			}
+		}
+		age := "-"
+		if !r.Since.IsZero() {
+			age = now.Sub(r.Since).Round(time.Second).String()
+		}
+		name := r.Pod
+		if name == "" {
+			name = r.Job
+		}
+		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\n", dash(name), r.Context, r.Namespace, state, age, strings.Join(r.Allow, " "))
+	}
+	tw.Flush()
 }
 
 func dash(s string) string {
@@ -183,6 +215,19 @@ func wireForwards(st []forward.Status) []control.Forward {
 				Spares: p.Spares, SparesTaken: p.SparesTaken, SentAhead: p.SentAhead, Relay: p.Relay})
 		}
 		out = append(out, f)
+	}
+	return out
+}
+
+// wireRelays is the relays as the status document shows them.
+func wireRelays(rs []relaypod.Status) []control.Relay {
+	var out []control.Relay
+	for _, r := range rs {
+		if r.Job == "" && r.Reason == "" {
+			continue // nothing needed from it yet
+		}
+		out = append(out, control.Relay{Context: r.Context, Namespace: r.Namespace, Job: r.Job, Pod: r.Pod,
+			Ready: r.Ready, Reason: r.Reason, Since: r.Since, Allow: r.Dests})
 	}
 	return out
 }

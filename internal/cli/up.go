@@ -321,7 +321,7 @@ func (s *upProcess) snapshotter(rec *reconcile.Reconciler, path string) func() c
 		st = append(st, s.disabled...)
 		s.mu.Unlock()
 		sort.Slice(st, func(i, j int) bool { return st[i].Name < st[j].Name })
-		return control.Snapshot{Config: abs, PID: os.Getpid(), Started: started, Forwards: wireForwards(st)}
+		return control.Snapshot{Config: abs, PID: os.Getpid(), Started: started, Forwards: wireForwards(st), Relays: wireRelays(s.relays.Relays())}
 	}
 }
 

@@ -15,6 +15,27 @@ type Snapshot struct {
 	Started time.Time `json:"started"`
 	// Forwards are the running forwards, sorted by name.
 	Forwards []Forward `json:"forwards"`
+	// Relays are the relay pods kpf up runs for forwards that reach what
+	// has no pod, by context and namespace; absent when there are none.
+	Relays []Relay `json:"relays,omitempty"`
+}
+
+// Relay is one of kpf's relay pods (a Job's), as kpf status shows it.
+type Relay struct {
+	Context   string `json:"context"`
+	Namespace string `json:"namespace"`
+	// Job is the relay's Job; Pod its pod once ready.
+	Job string `json:"job,omitempty"`
+	Pod string `json:"pod,omitempty"`
+	// Ready is false while it starts or is being replaced; Reason says
+	// why.
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+	// Since is when the Job was created (or found, created by an earlier
+	// kpf).
+	Since time.Time `json:"since"`
+	// Allow is the exact destinations it reaches ("host:port/proto").
+	Allow []string `json:"allow"`
 }
 
 // AllReady reports whether every forward that runs is ready; disabled

@@ -166,6 +166,7 @@ func compareStrings(a, b string) int {
 type Status struct {
 	Context, Namespace string
 	Job                string // "" while none was created
+	Pod                string // "" until ready
 	Dests              []string
 	Ready              bool
 	Since              time.Time // when the Job was created or adopted
@@ -240,6 +241,7 @@ type relayJob struct {
 	name    string
 	allowed map[relay.Dest]bool
 	since   time.Time
+	pod     string // its ready pod, once known
 }
 
 func (m *Manager) newGroup(key groupKey, settings config.Relay) *group {
@@ -357,6 +359,9 @@ func (g *group) status() Status {
 		slices.Sort(s.Dests)
 	}
 	s.Ready = g.current != nil && g.pending == nil
+	if s.Ready {
+		s.Pod = g.current.pod
+	}
 	if g.reason != nil {
 		s.Reason = g.reason.Error()
 	}
@@ -538,6 +543,9 @@ func (g *group) reconcile(ctx context.Context, cl connect.Cluster, ns connect.Re
 	g.mu.Unlock()
 	if cur != nil && cur.name == name {
 		if eps, err := ns.Resolve(relayTarget(name), config.Port{Number: relay.Port}); err == nil {
+			g.mu.Lock()
+			cur.pod = eps[0].Pod
+			g.mu.Unlock()
 			b.follow(eps[0])
 			return nil
 		}
@@ -575,6 +583,7 @@ func (g *group) reconcile(ctx context.Context, cl connect.Cluster, ns connect.Re
 		return errNotReady
 	}
 	g.mu.Lock()
+	pending.pod = eps[0].Pod
 	g.current, g.pending, g.reason = pending, nil, nil
 	g.mu.Unlock()
 	g.log.Info("relay ready", "job", name, "pod", eps[0].Pod, "allow", spec.allow())

@@ -200,6 +200,16 @@ forwards:
 	if jobs := relayJobs(t, c, ns); len(jobs) != 1 {
 		t.Fatalf("relay Jobs in %s: %v, want one shared by both forwards", ns, jobs)
 	}
+	// kpf status lists the relay pod, its age and what it reaches.
+	snap, _ := kpfStatus(t, s, cfg)
+	if len(snap.Relays) != 1 || !snap.Relays[0].Ready || snap.Relays[0].Pod != sts[0].Pod || len(snap.Relays[0].Allow) != 2 {
+		t.Errorf("status relays = %+v, want the one ready relay pod with both destinations", snap.Relays)
+	}
+	table, err := exec.Command(s.kpf, "status", "-f", cfg).Output()
+	if err != nil || !strings.Contains(string(table), "ready via relay") || !strings.Contains(string(table), "RELAY") ||
+		!strings.Contains(string(table), sts[0].Pod) {
+		t.Errorf("kpf status: %v\n%s\nwant the forwards ready via relay and the relay pod listed", err, table)
+	}
 	pod := relayPods(t, c, ns)[0]
 	args := strings.Join(pod.Spec.Containers[0].Args, " ")
 	for _, want := range []string{fmt.Sprintf("--allow=127.0.0.1:%d/tcp", pg), fmt.Sprintf("--allow=localhost:%d/tcp", pg)} {
