@@ -35,7 +35,9 @@ type Forward struct {
 type Port struct {
 	// Local is the address listened on, host:port, with the real port.
 	Local string
-	// Remote is the remote port as the file names it: a number or a name.
+	// Remote is the remote port as the file names it: a number or a name,
+	// followed by "/udp" for a UDP mapping ("53/udp": its variable is
+	// KPF_<NAME>_PORT_53_UDP, its key in .Ports "53/udp").
 	Remote string
 	// Also are its other spellings, as the target defines the port (its
 	// number when the file names it, its name when the file gives the
@@ -120,7 +122,7 @@ func Vars(f Forward) ([]Var, error) {
 	seen := map[string]bool{}
 	for _, m := range f.Ports {
 		for _, name := range m.names() {
-			v := p + "PORT_" + strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(name))
+			v := p + "PORT_" + strings.NewReplacer("-", "_", ".", "_", "/", "_").Replace(strings.ToUpper(name))
 			if !seen[v] {
 				seen[v] = true
 				vars = append(vars, Var{v, strconv.Itoa(d.Ports[name])})

@@ -38,6 +38,29 @@ func TestVars(t *testing.T) {
 	}
 }
 
+func TestVarsKeepTCPAndUDPOfOnePortApart(t *testing.T) {
+	got, err := Vars(Forward{
+		Name:  "dns",
+		Ports: []Port{{Local: "127.0.0.1:5353", Remote: "53/udp", Also: []string{"dns/udp"}}, {Local: "127.0.0.1:5354", Remote: "53"}},
+		Env:   map[string]string{"RESOLVER": `{{.Host}}:{{index .Ports "53/udp"}}`, "TCP": `{{index .Ports "53"}}`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]string{}
+	for _, v := range got {
+		have[v.Name] = v.Value
+	}
+	for name, want := range map[string]string{
+		"KPF_DNS_PORT_53_UDP": "5353", "KPF_DNS_PORT_DNS_UDP": "5353", "KPF_DNS_PORT_53": "5354",
+		"RESOLVER": "127.0.0.1:5353", "TCP": "5354",
+	} {
+		if have[name] != want {
+			t.Errorf("%s = %q, want %q (all: %v)", name, have[name], want, got)
+		}
+	}
+}
+
 func TestCheck(t *testing.T) {
 	for _, tt := range []struct{ text, err string }{
 		{"postgres://{{.Host}}:{{.Port}}", ""},

@@ -100,7 +100,11 @@ func appVars(forwards []config.Forward, snap *control.Snapshot, remembered map[s
 						return nil, fmt.Errorf("forward %s: its automatic port for %s is picked by kpf up, which has not run it yet\n\thint: start it with kpf up -d", f.Name, m.Remote)
 					}
 				}
-				af.Ports = append(af.Ports, appenv.Port{Local: net.JoinHostPort(f.Address, strconv.Itoa(int(local))), Remote: m.Remote.String()})
+				remote := m.Remote.String()
+				if m.Protocol == config.UDP {
+					remote += "/udp"
+				}
+				af.Ports = append(af.Ports, appenv.Port{Local: net.JoinHostPort(f.Address, strconv.Itoa(int(local))), Remote: remote})
 			}
 		} else {
 			running, ok := findForward(snap, f.Name)
@@ -108,11 +112,19 @@ func appVars(forwards []config.Forward, snap *control.Snapshot, remembered map[s
 				return nil, fmt.Errorf("the kpf up running %s (pid %d) does not run %s\n\thint: kpf reload, or start it with kpf up %s", snap.Config, snap.PID, f.Name, f.Name)
 			}
 			for _, p := range running.Ports {
+				// A UDP port's spellings carry /udp, as its Remote does.
+				_, udp := strings.CutSuffix(p.Remote, "/udp")
+				spell := func(s string) string {
+					if udp && s != "" {
+						return s + "/udp"
+					}
+					return s
+				}
 				var also []string
 				if p.RemotePort != 0 {
-					also = append(also, strconv.Itoa(int(p.RemotePort)))
+					also = append(also, spell(strconv.Itoa(int(p.RemotePort))))
 				}
-				af.Ports = append(af.Ports, appenv.Port{Local: p.Local, Remote: p.Remote, Also: append(also, p.RemoteName)})
+				af.Ports = append(af.Ports, appenv.Port{Local: p.Local, Remote: p.Remote, Also: append(also, spell(p.RemoteName))})
 			}
 		}
 		fv, err := appenv.Vars(af)

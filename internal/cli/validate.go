@@ -180,7 +180,11 @@ func printPlan(w io.Writer, cfg *config.Config, current string) error {
 			if pm.Auto {
 				local = net.JoinHostPort(f.Address, "auto")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", strings.Join(row, "\t"), local, pm.Remote)
+			remote := pm.Remote.String()
+			if pm.Protocol == config.UDP {
+				remote += "/udp"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", strings.Join(row, "\t"), local, remote)
 		}
 	}
 	if err := tw.Flush(); err != nil {
