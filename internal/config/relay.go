@@ -35,13 +35,26 @@ var (
 )
 
 // relayDefaultRequests and relayDefaultLimits are the relay container's
-// resources where Relay.Requests or Relay.Limits is nil, as
-// internal/relaypod sets them: a request written in the file is compared
-// with the default limit, and a limit with the default request.
+// resources where Relay.Requests or Relay.Limits is nil (kpf's relay pods
+// get them through Resources): a request written in the file is
+// compared with the default limit, and a limit with the default request.
 var (
 	relayDefaultRequests = map[string]string{"cpu": "10m", "memory": "16Mi"}
 	relayDefaultLimits   = map[string]string{"cpu": "500m", "memory": "64Mi"}
 )
+
+// Resources returns the relay container's requests and limits: r's,
+// each list replacing the built-in default one when set.
+func (r Relay) Resources() (requests, limits map[string]string) {
+	requests, limits = r.Requests, r.Limits
+	if requests == nil {
+		requests = maps.Clone(relayDefaultRequests)
+	}
+	if limits == nil {
+		limits = maps.Clone(relayDefaultLimits)
+	}
+	return requests, limits
+}
 
 // clone returns r with its own maps and slice, so that a forward's
 // settings share nothing with the defaults block's.

@@ -57,12 +57,6 @@ const (
 // distroless images. The image holds nothing but the program.
 const runAsUser = 65532
 
-// Default resources of the relay container.
-var (
-	defaultRequests = map[string]string{"cpu": "10m", "memory": "16Mi"}
-	defaultLimits   = map[string]string{"cpu": "500m", "memory": "64Mi"}
-)
-
 // Owner is who a relay serves: one user's kpf for one config file.
 type Owner struct {
 	User string // the OS user's name
@@ -192,12 +186,10 @@ func (s jobSpec) job() (*batchv1.Job, error) {
 }
 
 // resources returns the container's resources: the settings' requests and
-// limits, each list replacing kpf's default one.
+// limits, each list replacing kpf's default one (config.Relay.Resources).
 func (s jobSpec) resources() (corev1.ResourceRequirements, error) {
-	list := func(set, def map[string]string) (corev1.ResourceList, error) {
-		if set == nil {
-			set = def
-		}
+	requests, limits := s.settings.Resources()
+	list := func(set map[string]string) (corev1.ResourceList, error) {
 		out := corev1.ResourceList{}
 		for name, v := range set {
 			q, err := resource.ParseQuantity(v)
@@ -208,11 +200,11 @@ func (s jobSpec) resources() (corev1.ResourceRequirements, error) {
 		}
 		return out, nil
 	}
-	req, err := list(s.settings.Requests, defaultRequests)
+	req, err := list(requests)
 	if err != nil {
 		return corev1.ResourceRequirements{}, err
 	}
-	lim, err := list(s.settings.Limits, defaultLimits)
+	lim, err := list(limits)
 	if err != nil {
 		return corev1.ResourceRequirements{}, err
 	}
