@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +20,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/kpf-dev/kpf/internal/control"
 	"github.com/kpf-dev/kpf/internal/relay"
@@ -468,5 +471,55 @@ forwards:
 		if f.Name == "host" && f.State == control.StateWaiting {
 			t.Errorf("host forward %s: a refusal is a failure, not a wait", f.State)
 		}
+	}
+
+	// docs/relay.md's Role added to the same ServiceAccount: the host
+	// forward serves, without restarting kpf.
+	bindRole(t, c, ns, "kpf", docRole(t, "relay.md", "kpf-relay"))
+	granted := time.Now()
+	waitAll(t, s, cfg, "both forwards ready once docs/relay.md's Role is bound", isReady)
+	t.Logf("FIGURE relay rbac: the host forward ready %s after the relay Role was bound", time.Since(granted).Round(time.Millisecond))
+}
+
+// docRole returns the Role named name in a yaml block of docs/page, as a
+// user would apply it.
+func docRole(t *testing.T, page, name string) *rbacv1.Role {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(doc, -1) {
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(m[1]), 4096)
+		for {
+			var role rbacv1.Role
+			if err := dec.Decode(&role); err != nil {
+				break
+			}
+			if role.Kind == "Role" && role.Name == name {
+				return &role
+			}
+		}
+	}
+	t.Fatalf("docs/%s has no Role %s", page, name)
+	return nil
+}
+
+// bindRole creates role in ns and binds it to the ServiceAccount sa.
+func bindRole(t *testing.T, c *cluster, ns, sa string, role *rbacv1.Role) {
+	t.Helper()
+	ctx := context.Background()
+	role = role.DeepCopy()
+	role.Namespace = ns
+	if _, err := c.client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: ns}},
+	}
+	if _, err := c.client.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
