@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -330,11 +331,19 @@ func checkNamespace(ctx context.Context, o Options, cl *kube.Cluster, ns string,
 	}
 	found := false
 	var fchecks []Check
+	relayNamespaces := map[string]bool{}
 	for _, f := range fwds {
-		c, ok := targetCheck(snap, cl.Name, ns, f)
+		c, ok, relay := targetCheck(snap, cl.Name, ns, f)
 		found = found || ok
+		if relay {
+			relayNamespaces[cmp.Or(f.Relay.Namespace, ns)] = true
+		}
 		fchecks = append(fchecks, c)
 		fchecks = append(fchecks, localPortChecks(ctx, o, f)...)
+	}
+	for _, rns := range slices.Sorted(maps.Keys(relayNamespaces)) {
+		st, msg := relayPermissionsCheck(ctx, o, cl, rns)
+		add("relay", st, msg)
 	}
 	if !nsFound {
 		// Insert the namespace line before the permissions line.
@@ -374,6 +383,27 @@ func permissionsCheck(ctx context.Context, o Options, cl *kube.Cluster, ns strin
 	}
 }
 
+// relayPermissionsCheck asks whether the user may run kpf's relay in ns,
+// and says which permission it lacks.
+func relayPermissionsCheck(ctx context.Context, o Options, cl *kube.Cluster, ns string) (Status, string) {
+	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	perms := kube.RelayPermissions()
+	denied, _, err := cl.Denied(rctx, ns, perms)
+	switch {
+	case err != nil:
+		return Failed, explainTimeout(err, o.Timeout)
+	case len(denied) > 0:
+		var what []string
+		for _, p := range denied {
+			what = append(what, p.String())
+		}
+		return Failed, fmt.Sprintf("kpf's relay is not allowed in namespace %q: %s; ask for the Role in kpf's docs/relay.md (check with kubectl auth can-i %s -n %s)",
+			ns, strings.Join(what, ", "), denied[0], ns)
+	}
+	return OK, fmt.Sprintf("kpf may run its relay in namespace %q: %s", ns, summarize(perms))
+}
+
 // skipForwards adds to out, for each of fwds, that its target was not
 // checked and why, and the checks of its local ports, which need no
 // cluster.
@@ -402,9 +432,54 @@ func closestNamespace(ctx context.Context, o Options, cl *kube.Cluster, ns strin
 }
 
 // targetCheck resolves each port of f in the snapshot, as kpf up would,
-// and reports whether the target was found.
-func targetCheck(snap *kube.NamespaceSnapshot, context, ns string, f config.Forward) (Check, bool) {
-	c := Check{Section: "forward " + f.Name, Name: "target", Context: context, Namespace: ns, Forward: f.Name}
+// and reports whether the target was found and whether the forward goes
+// through kpf's relay.
+func targetCheck(snap *kube.NamespaceSnapshot, context, ns string, f config.Forward) (c Check, found, relay bool) {
+	c = Check{Section: "forward " + f.Name, Name: "target", Context: context, Namespace: ns, Forward: f.Name}
+	if rc, ok, isRelay := relayTargetCheck(snap, c, ns, f); isRelay {
+		return rc, ok, true
+	}
+	c, found = podTargetCheck(snap, c, ns, f)
+	return c, found, false
+}
+
+// relayTargetCheck checks a forward that kpf's relay carries: a host, a
+// service that no pod backs, a UDP port. isRelay is false for a forward
+// to pods.
+func relayTargetCheck(snap *kube.NamespaceSnapshot, c Check, ns string, f config.Forward) (Check, bool, bool) {
+	relayNS := cmp.Or(f.Relay.Namespace, ns)
+	var dests []string
+	for _, m := range f.Ports {
+		udp := m.Protocol == config.UDP
+		proto := m.Protocol.String()
+		switch {
+		case f.Target.Kind == config.Host:
+			dests = append(dests, fmt.Sprintf("%s/%s", net.JoinHostPort(f.Target.Name, m.Remote.String()), proto))
+			continue
+		case f.Target.Kind != config.Service:
+			return c, false, false
+		}
+		if !udp {
+			if _, err := snap.Resolve(f.Target, m.Remote); !errors.Is(err, kube.ErrNeedsRelay) {
+				return c, false, false
+			}
+		}
+		host, port, err := snap.RelayDest(f.Target.Name, m.Remote, udp)
+		if err != nil {
+			c.Status, c.Message = Failed, err.Error()
+			return c, !strings.Contains(err.Error(), "not found"), true
+		}
+		dests = append(dests, fmt.Sprintf("%s/%s", net.JoinHostPort(host, strconv.Itoa(int(port))), proto))
+	}
+	c.Status = OK
+	c.Message = fmt.Sprintf("%s: reached through kpf's relay, which kpf up starts in namespace %q, to %s (the destination is reached from inside the cluster: not checked from here)",
+		f.Target, relayNS, strings.Join(dests, ", "))
+	return c, true, true
+}
+
+// podTargetCheck resolves each port of f to pods in the snapshot, and
+// reports whether the target was found.
+func podTargetCheck(snap *kube.NamespaceSnapshot, c Check, ns string, f config.Forward) (Check, bool) {
 	var pods []string
 	var ports []string
 	for _, m := range f.Ports {

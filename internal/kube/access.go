@@ -59,6 +59,17 @@ func Permissions(kinds ...config.TargetKind) []Permission {
 	return ps
 }
 
+// RelayPermissions is what kpf's relay needs, in the namespace it runs in,
+// besides Permissions: create, get, list and delete on Jobs. docs/relay.md
+// is the Role that grants them.
+func RelayPermissions() []Permission {
+	var ps []Permission
+	for _, verb := range []string{"create", "get", "list", "delete"} {
+		ps = append(ps, Permission{Verb: verb, Group: "batch", Resource: "jobs"})
+	}
+	return ps
+}
+
 // Denied asks the API server, with one SelfSubjectAccessReview per
 // permission, which of perms the context's user lacks in namespace ns, and
 // returns those (in the order given) with the authorizer's reason for each

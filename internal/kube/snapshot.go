@@ -171,3 +171,9 @@ func (s *NamespaceSnapshot) Names(kind config.TargetKind) []string {
 	slices.Sort(names)
 	return names
 }
+
+// RelayDest returns where kpf's relay reaches the service's port, as
+// Namespace.RelayDest does.
+func (s *NamespaceSnapshot) RelayDest(service string, remote config.Port, udp bool) (string, uint16, error) {
+	return relayDest(s.store, s.name, service, remote, udp)
+}

@@ -25,6 +25,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/kpf-dev/kpf/internal/control"
+	"github.com/kpf-dev/kpf/internal/doctor"
 	"github.com/kpf-dev/kpf/internal/relay"
 )
 
@@ -454,6 +455,13 @@ forwards:
   - {name: svc, service: echo, ports: ["%d:80"]}
   - {name: host, host: 127.0.0.1, ports: ["%d:%d"]}
 `, ns, freePort(t), freePort(t), echo))
+	rep, code, _ := runDoctor(t, s, kc, "-f", cfg)
+	if rc, _ := checkOf(rep, "", "relay"); code != 1 || rc.Status != doctor.Failed || !strings.Contains(rc.Message, "create jobs.batch") || !strings.Contains(rc.Message, "docs/relay.md") {
+		t.Errorf("doctor without the relay Role: exit %d, relay check %+v; want a failure naming create jobs.batch and docs/relay.md", code, rc)
+	}
+	if tc, _ := checkOf(rep, "host", "target"); tc.Status != doctor.OK || !strings.Contains(tc.Message, "through kpf's relay") {
+		t.Errorf("doctor's target check of the host forward: %+v", tc)
+	}
 	started := time.Now()
 	startKpfWith(t, s, kc, cfg)
 	var once sync.Once
@@ -478,6 +486,9 @@ forwards:
 	bindRole(t, c, ns, "kpf", docRole(t, "relay.md", "kpf-relay"))
 	granted := time.Now()
 	waitAll(t, s, cfg, "both forwards ready once docs/relay.md's Role is bound", isReady)
+	if rep, code, _ := runDoctor(t, s, kc, "-f", cfg); code != 0 || !rep.OK {
+		t.Errorf("doctor with docs/relay.md's Role: exit %d: %+v", code, rep.Checks)
+	}
 	t.Logf("FIGURE relay rbac: the host forward ready %s after the relay Role was bound", time.Since(granted).Round(time.Millisecond))
 }
 
