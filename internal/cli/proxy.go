@@ -11,6 +11,7 @@ import (
 	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/internal/proxy"
+	"github.com/kpf-dev/kpf/internal/relaypod"
 	"github.com/kpf-dev/kpf/internal/svcdial"
 )
 
@@ -21,6 +22,8 @@ type proxies struct {
 	clusters       connect.ClusterSource
 	defaultContext string // --context, for contexts written as ""
 	log            *slog.Logger
+	// relays carries services that no pod backs: kpf up's relay manager.
+	relays *relaypod.Manager
 
 	mu      sync.Mutex
 	current *config.Proxy
@@ -49,7 +52,7 @@ func (x *proxies) Apply(ctx context.Context, p *config.Proxy) {
 		}
 		contexts[i] = c
 	}
-	opts := svcdial.Options{Namespaces: p.Namespaces, Domains: map[string]string{}}
+	opts := svcdial.Options{Namespaces: p.Namespaces, Domains: map[string]string{}, Relays: x.relays}
 	if len(contexts) > 0 {
 		opts.DefaultContext = contexts[0]
 	}

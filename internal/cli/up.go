@@ -150,10 +150,11 @@ func runUp(ctx context.Context, env Env, f upFlags, names []string) int {
 	// kpf down ends the forwards' lifetime as a signal does.
 	ctx, shutdown := context.WithCancel(ctx)
 	defer shutdown()
+	relays := relaypod.New(clusters, relayOwner(path), buildinfo.RelayImage(), log.With("component", "relay"))
 	s := &upProcess{env: env, log: log, flags: f, names: names, live: live, clusters: clusters, shutdown: shutdown,
-		relays:  relaypod.New(clusters, relayOwner(path), buildinfo.RelayImage(), log.With("component", "relay")),
+		relays:  relays,
 		ports:   autoport.NewAssigner(portStore(path, log), log),
-		proxies: &proxies{clusters: clusters, defaultContext: f.kube.context, log: log}}
+		proxies: &proxies{clusters: clusters, defaultContext: f.kube.context, log: log, relays: relays}}
 	return s.run(ctx, path)
 }
 

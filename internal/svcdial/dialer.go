@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,8 @@ import (
 	"github.com/kpf-dev/kpf/internal/config"
 	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/internal/kube"
+	"github.com/kpf-dev/kpf/internal/relay"
+	"github.com/kpf-dev/kpf/internal/relaypod"
 	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
@@ -66,6 +69,10 @@ type Options struct {
 	// Wait bounds how long a dial waits for a ready endpoint when ctx has
 	// no earlier deadline; 0 means 30 s.
 	Wait time.Duration
+	// Relays, if set, reaches the services that no pod backs (ExternalName
+	// services, services without a selector whose endpoints are not pods)
+	// through kpf's relay in their namespace; nil leaves them unreachable.
+	Relays *relaypod.Manager
 }
 
 // Dialer dials cluster services through port-forwards.
@@ -99,9 +106,39 @@ type watched struct {
 
 	// avoid holds the namespace's pods whose dial failed lately.
 	avoid connect.Avoid
+	// relays, if set, is where the relay handle comes from.
+	relays       *relaypod.Manager
+	kctx, nsName string
 
 	mu      sync.Mutex
 	targets map[dialTarget]bool
+	relay   *relaypod.Handle // acquired on the first service that needs it
+}
+
+// resolve returns the ready endpoints of a service port: its pods, or,
+// for a service that no pod backs, the relay's (when the Dialer has
+// relays).
+func (w *watched) resolve(service string, port config.Port) ([]kube.Endpoint, error) {
+	target := config.Target{Kind: config.Service, Name: service}
+	eps, err := w.ns.Resolve(target, port)
+	if !errors.Is(err, kube.ErrNeedsRelay) || w.relays == nil {
+		return eps, err
+	}
+	host, number, derr := w.ns.RelayDest(service, port, false)
+	if derr != nil {
+		return nil, derr
+	}
+	dest, derr := relay.ParseDest(net.JoinHostPort(host, strconv.Itoa(int(number))))
+	if derr != nil {
+		return nil, derr
+	}
+	w.mu.Lock()
+	if w.relay == nil {
+		w.relay = w.relays.Acquire(w.kctx, w.nsName, config.Relay{}, w.changed.Notify)
+	}
+	h := w.relay
+	w.mu.Unlock()
+	return h.Resolve(dest)
 }
 
 // dialTarget is a service port dialled in a watched namespace.
@@ -121,7 +158,7 @@ func (w *watched) readyPods() (map[string]bool, bool) {
 	w.mu.Unlock()
 	ready := map[string]bool{}
 	for _, t := range targets {
-		eps, err := w.ns.Resolve(config.Target{Kind: config.Service, Name: t.service}, t.port)
+		eps, err := w.resolve(t.service, t.port)
 		if errors.Is(err, kube.ErrNotSynced) {
 			return nil, false
 		}
@@ -208,12 +245,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	service := config.Target{Kind: config.Service, Name: t.Service}
 	w.mu.Lock()
 	w.targets[dialTarget{t.Service, t.Port}] = true
 	w.mu.Unlock()
 	target := connect.Target{
-		Resolve: func() ([]kube.Endpoint, error) { return w.ns.Resolve(service, t.Port) },
+		Resolve: func() ([]kube.Endpoint, error) { return w.resolve(t.Service, t.Port) },
 		Changes: &w.changed,
 		Explain: w.ns.Explain,
 	}
@@ -222,8 +258,23 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		Pick:  func(eps []kube.Endpoint) kube.Endpoint { return eps[int(d.rr.Add(1)-1)%len(eps)] },
 		Log:   d.log,
 	}
-	c, ep, err := connect.Dial(ctx, target, opts, func(ctx context.Context, ep kube.Endpoint) (*tunnel.Conn, error) {
-		return pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
+	c, ep, err := connect.Dial(ctx, target, opts, func(ctx context.Context, ep kube.Endpoint) (net.Conn, error) {
+		tc, err := pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
+		if err != nil {
+			return nil, err
+		}
+		// Application code may cancel a blocked write with a deadline,
+		// or close the connection under it.
+		tc.InterruptibleWrites()
+		if ep.Dest == "" {
+			return tc, nil
+		}
+		dest, err := relay.ParseDest(ep.Dest)
+		if err != nil {
+			tc.Close()
+			return nil, err
+		}
+		return relay.Open(tc, dest)
 	})
 	if err != nil {
 		if d.life.Err() != nil {
@@ -232,9 +283,6 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	d.log.Debug("dialled through port-forward", "addr", addr, "pod", ep.String())
-	// Application code may cancel a blocked write with a deadline, or
-	// close the connection under it.
-	c.InterruptibleWrites()
 	return c, nil
 }
 
@@ -261,7 +309,8 @@ func (d *Dialer) watch(kctx, namespace string) (*watched, *tunnel.Lease, error) 
 	key := nsKey{kctx, namespace}
 	w := d.namespaces[key]
 	if w == nil {
-		w = &watched{kick: make(chan struct{}, 1), stop: make(chan struct{}), targets: map[dialTarget]bool{}}
+		w = &watched{kick: make(chan struct{}, 1), stop: make(chan struct{}), targets: map[dialTarget]bool{},
+			relays: d.opts.Relays, kctx: kctx, nsName: namespace}
 		w.ns, w.release = cl.Watch(namespace, func() {
 			w.changed.Notify()
 			select {
@@ -304,6 +353,11 @@ func (d *Dialer) Close() error {
 	for _, w := range d.namespaces {
 		close(w.stop)
 		w.release()
+		w.mu.Lock()
+		if w.relay != nil {
+			w.relay.Release()
+		}
+		w.mu.Unlock()
 	}
 	d.pools, d.leases, d.namespaces = map[string]*tunnel.Pool{}, map[string]*tunnel.Lease{}, map[nsKey]*watched{}
 	d.mu.Unlock()

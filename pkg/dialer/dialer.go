@@ -20,12 +20,19 @@ package dialer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/user"
 	"time"
 
+	"github.com/kpf-dev/kpf/internal/buildinfo"
+	"github.com/kpf-dev/kpf/internal/connect"
 	"github.com/kpf-dev/kpf/internal/kube"
+	"github.com/kpf-dev/kpf/internal/relaypod"
 	"github.com/kpf-dev/kpf/internal/svcdial"
 )
 
@@ -76,12 +83,24 @@ type Options struct {
 	// Logger receives the Dialer's logs (sessions opened and lost, pods
 	// left); nil discards them. Credentials are never logged.
 	Logger *slog.Logger
+	// Relay lets the Dialer reach services that no pod backs (ExternalName
+	// services, services without a selector whose endpoints are not pods)
+	// through kpf's relay: a least-privileged pod that the Dialer starts
+	// in the service's namespace on the first such dial (it needs the Role
+	// of kpf's docs/relay.md), which reaches only the destinations dialled,
+	// and which Close deletes (or which exits by itself a minute after the
+	// program dies). Off by default: without it such dials fail.
+	Relay bool
 }
 
 // Dialer dials cluster services through port-forwards.
 type Dialer struct {
-	d *svcdial.Dialer
+	d      *svcdial.Dialer
+	relays *relaypod.Manager
 }
+
+// relayDeleteTimeout bounds Close's deletion of the relay pods.
+const relayDeleteTimeout = 5 * time.Second
 
 // New returns a Dialer over the kubeconfig's contexts. It fails only if
 // the kubeconfig cannot be read; clusters are contacted on the first dial.
@@ -94,13 +113,31 @@ func New(opts Options) (*Dialer, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Dialer{d: svcdial.New(kc, svcdial.Options{
+	clusters := connect.KubeClusters(kube.NewClusters(kc, log))
+	d := &Dialer{}
+	if opts.Relay {
+		d.relays = relaypod.New(clusters, dialerOwner(), buildinfo.RelayImage(), log)
+	}
+	d.d = svcdial.NewWithClusters(clusters, svcdial.Options{
 		DefaultContext: opts.DefaultContext,
 		Domains:        opts.Domains,
 		Namespaces:     opts.Namespaces,
 		Fallback:       opts.Fallback,
 		Wait:           opts.Wait,
-	}, log)}, nil
+		Relays:         d.relays,
+	}, log)
+	return d, nil
+}
+
+// dialerOwner is who a Dialer's relays belong to: this user, and this
+// process (a Dialer has no file; its relays are its own).
+func dialerOwner() relaypod.Owner {
+	o := relaypod.Owner{User: "unknown", File: fmt.Sprintf("dialer-%d-%d", os.Getpid(), time.Now().UnixNano())}
+	if u, err := user.Current(); err == nil {
+		o.User = u.Username
+	}
+	o.Host, _ = os.Hostname()
+	return o
 }
 
 // DialContext connects to addr. Cluster addresses go through a
@@ -115,5 +152,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 // informer the Dialer started. Dials in flight return ErrClosed at once;
 // dials after Close fail with ErrClosed.
 func (d *Dialer) Close() error {
-	return d.d.Close()
+	err := d.d.Close()
+	if d.relays != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), relayDeleteTimeout)
+		defer cancel()
+		err = errors.Join(err, d.relays.Close(ctx))
+	}
+	return err
 }
