@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/proxy"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,7 @@ import (
 	"github.com/kpf-dev/kpf/internal/control"
 	"github.com/kpf-dev/kpf/internal/doctor"
 	"github.com/kpf-dev/kpf/internal/relay"
+	"github.com/kpf-dev/kpf/pkg/dialer"
 )
 
 // The relay: kpf reaches what has no pod (a host, an ExternalName service,
@@ -223,6 +225,63 @@ forwards:
 	}
 	if strings.Count(args, "--allow=") != 2 {
 		t.Errorf("relay args %q: want exactly the two declared destinations", args)
+	}
+}
+
+// The same PostgreSQL, behind an ExternalName service, reached by its
+// cluster name through the Go Dialer (with Relay on) and through kpf up's
+// SOCKS5 proxy: both go through a relay, and a real query runs.
+func TestE2ERelayCarriesTheDialerAndTheSOCKS5Proxy(t *testing.T) {
+	s := needSuite(t)
+	t.Parallel()
+	c := s.primary
+	pg := startPostgres(t)
+	ns := newNamespace(t, c, "relaydial")
+	createExternalName(t, c, ns, "pg-ext", "localhost", int32(pg))
+	name := fmt.Sprintf("pg-ext.%s.svc:%d", ns, pg)
+
+	d, err := dialer.New(dialer.Options{Kubeconfig: s.primary.Kubeconfig, DefaultContext: "e2e", Relay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := d.DialContext(t.Context(), "tcp", name)
+	if err != nil {
+		t.Fatalf("Dialer to %s: %v", name, err)
+	}
+	got, err := pgSelect1(conn)
+	conn.Close()
+	if err != nil || got != "1" {
+		t.Fatalf("SELECT 1 through the Dialer: %q, %v", got, err)
+	}
+	if n := len(relayJobs(t, c, ns)); n != 1 {
+		t.Errorf("relay Jobs while the Dialer is open: %d, want 1", n)
+	}
+	d.Close()
+	waitUntil(t, 5*time.Second, "the Dialer's relay deleted by Close", func(context.Context) (bool, error) {
+		return len(relayJobs(t, c, ns)) == 0 && len(relayPods(t, c, ns)) == 0, nil
+	})
+
+	socks := freePort(t)
+	cfg := writeConfig(t, fmt.Sprintf(`version: 1
+defaults: {context: e2e, namespace: %s}
+forwards:
+  - {name: db, service: pg-ext, ports: ["%d:%d"]}
+proxy:
+  socks5: 127.0.0.1:%d
+`, ns, freePort(t), pg, socks))
+	startKpf(t, s, cfg)
+	waitAll(t, s, cfg, "the forward ready", isReady)
+	via, err := proxy.SOCKS5("tcp", fmt.Sprintf("127.0.0.1:%d", socks), nil, proxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err = via.Dial("tcp", fmt.Sprintf("pg-ext.%s.svc.cluster.local:%d", ns, pg))
+	if err != nil {
+		t.Fatalf("SOCKS5 to pg-ext: %v", err)
+	}
+	defer conn.Close()
+	if got, err := pgSelect1(conn); err != nil || got != "1" {
+		t.Fatalf("SELECT 1 through the SOCKS5 proxy: %q, %v", got, err)
 	}
 }
 
@@ -471,7 +530,9 @@ forwards:
 		}
 		ok := f.State != control.StateReady && strings.Contains(f.Reason, "jobs.batch") && strings.Contains(f.Reason, "cannot create")
 		if ok {
-			once.Do(func() { t.Logf("FIGURE relay rbac: %s after start: %s: %s", time.Since(started).Round(time.Millisecond), f.State, f.Reason) })
+			once.Do(func() {
+				t.Logf("FIGURE relay rbac: %s after start: %s: %s", time.Since(started).Round(time.Millisecond), f.State, f.Reason)
+			})
 		}
 		return ok
 	})
