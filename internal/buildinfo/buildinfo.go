@@ -1,11 +1,13 @@
 // Package buildinfo tells which kpf this is: its version, the commit it was
 // built from, when, and with which Go for which platform.
 //
-// Release builds set version, commit and date with the linker:
+// Release builds set version, commit and date with the linker, and the
+// digest of the relay image built from the same commit:
 //
 //	-X github.com/kpf-dev/kpf/internal/buildinfo.version=v1.2.3
 //	-X github.com/kpf-dev/kpf/internal/buildinfo.commit=<full hash>
 //	-X github.com/kpf-dev/kpf/internal/buildinfo.date=<RFC 3339>
+//	-X github.com/kpf-dev/kpf/internal/buildinfo.relayDigest=sha256:<hex>
 //
 // Other builds (go install, go build in a checkout) fall back to what the
 // Go toolchain stamps into every binary: the module version and the VCS
@@ -34,12 +36,16 @@ type Info struct {
 	Modified  bool   `json:"modified"`  // built from a tree with uncommitted changes
 	GoVersion string `json:"goVersion"` // e.g. go1.26.8
 	Platform  string `json:"platform"`  // GOOS/GOARCH, e.g. darwin/arm64
+	// RelayImage is the relay image kpf deploys (see RelayImage).
+	RelayImage string `json:"relayImage"`
 }
 
 // Get returns this binary's build information.
 func Get() Info {
 	bi, _ := debug.ReadBuildInfo()
-	return get(version, commit, date, bi)
+	i := get(version, commit, date, bi)
+	i.RelayImage = relayImage(i.Version, relayDigest)
+	return i
 }
 
 // get merges the linker-set values (which win) with the toolchain's.
@@ -124,7 +130,7 @@ var relayDigest string
 // without one) and, in a release build, pinned by digest, so that what kpf
 // deploys is exactly the relay built with it.
 func RelayImage() string {
-	return relayImage(Get().Version, relayDigest)
+	return Get().RelayImage
 }
 
 func relayImage(version, digest string) string {

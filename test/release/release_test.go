@@ -146,8 +146,10 @@ func TestArchives(t *testing.T) {
 	fullSnapshot(t)
 	meta := readMetadata(t, dist)
 	sums := checksums(t, dist)
-	if len(sums) != len(platforms) {
-		t.Errorf("checksums.txt lists %d files, want the %d archives: %v", len(sums), len(platforms), sums)
+	// The archives, and the relay image with its reference (see
+	// TestRelayImage).
+	if len(sums) != len(platforms)+2 || sums["kpf-relay-image.tar"] == "" || sums["image.txt"] == "" {
+		t.Errorf("checksums.txt lists %v, want the %d archives, kpf-relay-image.tar and image.txt", sums, len(platforms))
 	}
 	for _, p := range platforms {
 		name := archiveName(meta.Version, p.goos, p.goarch)
