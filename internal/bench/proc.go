@@ -98,6 +98,9 @@ func freePorts(n int) ([]int, error) {
 // kpfForward is one entry of a generated forwards.yaml.
 type kpfForward struct {
 	Name, Namespace, Service string
+	// Host, when set instead of Service, makes a host: forward, which
+	// kpf's relay carries.
+	Host string
 	// Ports are "local:servicePort" pairs.
 	Ports []string
 	// Spare is the forward's spare field; 0 leaves it out.
@@ -113,8 +116,12 @@ func writeKpfConfig(dir, kubeContext string, fwds []kpfForward) (string, error) 
 	var b strings.Builder
 	fmt.Fprintf(&b, "version: 1\ndefaults: {context: %s}\nforwards:\n", kubeContext)
 	for _, f := range fwds {
-		fmt.Fprintf(&b, "  - name: %s\n    namespace: %s\n    service: %s\n    ports: [%s]\n",
-			f.Name, f.Namespace, f.Service, `"`+strings.Join(f.Ports, `", "`)+`"`)
+		target := "service: " + f.Service
+		if f.Host != "" {
+			target = "host: " + f.Host
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    namespace: %s\n    %s\n    ports: [%s]\n",
+			f.Name, f.Namespace, target, `"`+strings.Join(f.Ports, `", "`)+`"`)
 		if f.Spare > 0 {
 			fmt.Fprintf(&b, "    spare: %d\n", f.Spare)
 		}

@@ -39,17 +39,23 @@ const (
 	// ToolDialer is the Go Dialer (package pkg/dialer) in the benchmark's
 	// own process, as an http.Transport's DialContext: HTTP only.
 	ToolDialer Tool = "dialer"
+	// ToolKpfRelay is kpf reaching the same backends as a host: forward,
+	// through kpf's relay pod (which the local cluster runs as a process,
+	// dialling the backends on loopback), measured for throughput,
+	// connection setup and HTTP: the cost of the relay against kpf to a
+	// pod.
+	ToolKpfRelay Tool = "kpf-relay"
 )
 
 // allTools returns the tools in the order the report's columns show them.
 func allTools() []Tool {
-	return []Tool{ToolDirect, ToolKpf, ToolKpfSpare, ToolKpfSPDY, ToolMinimal, ToolMinimalSPDY, ToolSPDY, ToolWS, ToolDialer}
+	return []Tool{ToolDirect, ToolKpf, ToolKpfSpare, ToolKpfSPDY, ToolKpfRelay, ToolMinimal, ToolMinimalSPDY, ToolSPDY, ToolWS, ToolDialer}
 }
 
 // optionalTool reports whether t's column shows only in the groups where
 // it measured something.
 func optionalTool(t Tool) bool {
-	return t == ToolDialer || t == ToolKpfSpare || t == ToolKpfSPDY || t == ToolMinimal || t == ToolMinimalSPDY
+	return t == ToolDialer || t == ToolKpfSpare || t == ToolKpfSPDY || t == ToolKpfRelay || t == ToolMinimal || t == ToolMinimalSPDY
 }
 
 // SpareConnections is the spare field of the kpf-spare forward.
@@ -69,6 +75,7 @@ func ratioPairs() []ratioPair {
 		{ToolKpf, ToolMinimal}, {ToolMinimal, ToolWS},
 		{ToolKpfSPDY, ToolMinimalSPDY}, {ToolMinimalSPDY, ToolSPDY},
 		{ToolDialer, ToolKpf}, {ToolDialer, ToolSPDY},
+		{ToolKpfRelay, ToolKpf},
 	}
 }
 
@@ -202,6 +209,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		"minimal-ws/kubectl-ws is what any forwarder process could reach there, kpf/minimal-ws how close kpf comes. " +
 		"The minimal-spdy column is the same on the SPDY transport (an HTTP upgrade to SPDY/3.1, frames read and written on the TLS connection): " +
 		"minimal-spdy/kubectl-spdy and kpf-spdy/minimal-spdy. " +
+		"The kpf-relay column is a fourth kpf process reaching the same backends as a host: forward, through kpf's relay pod (run by the local cluster as a process that dials the backends on loopback), " +
+		"throughput, connection setup and HTTP: kpf-relay/kpf is the relay's cost against kpf to a pod. " +
 		"– means not applicable.\n")
 
 	var groups []string

@@ -112,6 +112,21 @@ func (r *runner) buildKpf(ctx context.Context) error {
 	return nil
 }
 
+// installRelay builds kpf-relay where the cluster's node agent runs it for
+// relay pods (the kpf-relay file in the cluster's directory).
+func (r *runner) installRelay(ctx context.Context, clusterDir string) error {
+	tmp := filepath.Join(clusterDir, "kpf-relay.new")
+	build := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./cmd/kpf-relay")
+	build.Dir, build.Stdout, build.Stderr = r.cfg.Repo, r.cfg.Stderr, r.cfg.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build kpf-relay: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(clusterDir, "kpf-relay")); err != nil {
+		return fmt.Errorf("install kpf-relay: %w", err)
+	}
+	return nil
+}
+
 // runPhases runs the phases asked for (deploy first, when another needs
 // it), recording each failure; a failed deploy ends the run.
 func (r *runner) runPhases(ctx context.Context) {
@@ -190,6 +205,9 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 		}
 	}
 	if err := r.buildKpf(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.installRelay(ctx, c.Dir); err != nil {
 		return nil, err
 	}
 	if r.be, err = startBackends(ctx, log); err != nil {

@@ -163,7 +163,7 @@ func (ts *tunnelSet) stop() {
 // the returned set holds what started, for the caller to stop.
 func (r *runner) startTunnels(ctx context.Context) (*tunnelSet, error) {
 	ts := &tunnelSet{}
-	ports, err := freePorts(9)
+	ports, err := freePorts(11)
 	if err != nil {
 		return ts, err
 	}
@@ -198,6 +198,15 @@ func (r *runner) startTunnels(ctx context.Context) (*tunnelSet, error) {
 		return ts, err
 	}
 	ts.stops = append(ts.stops, kpfSPDY.stop)
+	relayPorts := ports[9:11]
+	kpfRelay, err := r.readyKpf(ctx, "relay", nil, kpfForward{
+		Name: "sink-relay", Namespace: mainNamespace, Host: "127.0.0.1",
+		Ports: []string{fmt.Sprintf("%d:%d", relayPorts[0], r.be.sink.port()), fmt.Sprintf("%d:%d", relayPorts[1], r.be.http.port())},
+	})
+	if err != nil {
+		return ts, err
+	}
+	ts.stops = append(ts.stops, kpfRelay.stop)
 	ts.targets = []*target{
 		{tool: ToolDirect, sink: r.be.sink.addr(), http: r.be.http.addr(), pid: func() int { return 0 }, stop: func() {}},
 		{tool: ToolKpf, sink: addr(ports[0]), http: addr(ports[1]), pid: kpf.pid, stop: func() {},
@@ -210,6 +219,10 @@ func (r *runner) startTunnels(ctx context.Context) (*tunnelSet, error) {
 			only: map[string]bool{"download, 1 stream": true, "upload, 1 stream": true, "download, parallel": true, "upload, parallel": true,
 				"latency, sequential": true, "latency, paced": true, "latency, concurrent": true, "latency, first burst": true},
 			ensure: running("kpf up (spdy)", kpfSPDY)},
+		{tool: ToolKpfRelay, sink: addr(relayPorts[0]), http: addr(relayPorts[1]), pid: kpfRelay.pid, stop: func() {}, partial: true,
+			only: map[string]bool{"download, 1 stream": true, "upload, 1 stream": true,
+				"latency, sequential": true, "latency, concurrent": true, "HTTP, keep-alive": true, "HTTP, no keep-alive": true},
+			ensure: running("kpf up (relay)", kpfRelay)},
 		r.kubectlTarget(ToolSPDY, false, ports[2], ports[3]),
 		r.kubectlTarget(ToolWS, true, ports[4], ports[5]),
 	}
