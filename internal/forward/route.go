@@ -107,8 +107,10 @@ func (rt *route) close() {
 
 // dialEndpoint opens a connection to ep through pool: to the pod's port,
 // sending the client's first bytes along when it can; or, for a relay
-// endpoint, to the relay with the request for its destination first (the
-// client's bytes follow it, without waiting for the relay's answer).
+// endpoint, to the relay, with the request for its destination ahead of
+// the client's bytes, both along with the frames that open the streams:
+// reaching a destination through the relay costs no round trip more than
+// reaching a pod (the relay's answer is read with the first reply bytes).
 func dialEndpoint(ctx context.Context, pool *tunnel.Lease, ep kube.Endpoint, first *tunnel.FirstBytes) (tunnel.Upstream, error) {
 	pod := tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}
 	if ep.Dest == "" {
@@ -118,14 +120,13 @@ func dialEndpoint(ctx context.Context, pool *tunnel.Lease, ep kube.Endpoint, fir
 	if err != nil {
 		return nil, err
 	}
-	c, err := pool.Dial(ctx, pod, ep.Port)
+	req, err := relay.RequestFor(d)
 	if err != nil {
 		return nil, err
 	}
-	rc, err := relay.Open(c, d)
+	c, err := pool.DialPrefixed(ctx, pod, ep.Port, req, first)
 	if err != nil {
-		c.Close()
 		return nil, err
 	}
-	return rc, nil
+	return relay.Opened(c), nil
 }

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"sync"
@@ -14,11 +15,30 @@ import (
 // reads, so a client's first bytes travel with the request and reaching a
 // destination through the relay costs no round trip more than a pod does.
 func Open(c net.Conn, dest Dest) (*Conn, error) {
-	if err := WriteRequest(c, Request{Kind: dest.Kind, Dest: dest.Addr()}); err != nil {
+	req, err := RequestFor(dest)
+	if err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: c}, nil
+	if _, err := c.Write(req); err != nil {
+		return nil, err
+	}
+	return Opened(c), nil
 }
+
+// RequestFor returns the request for dest as it goes on the wire, for a
+// caller that sends it itself (with the frames that open a port-forward
+// stream, tunnel.Lease.DialPrefixed); Opened then wraps the stream.
+func RequestFor(dest Dest) ([]byte, error) {
+	var b bytes.Buffer
+	if err := WriteRequest(&b, Request{Kind: dest.Kind, Dest: dest.Addr()}); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Opened wraps c, a stream on which a request was sent, so that the first
+// Read reads the relay's reply first (see Open).
+func Opened(c net.Conn) *Conn { return &Conn{Conn: c} }
 
 // Conn is a stream to the relay whose first Read checks the relay's
 // reply.

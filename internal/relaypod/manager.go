@@ -55,6 +55,9 @@ type groupKey struct {
 	context, namespace, settings, image string
 }
 
+// retireTimeout bounds deleting a relay no forward needs any more.
+const retireTimeout = 10 * time.Second
+
 // DefaultLinger is how long a relay outlives the last forward that
 // needed it.
 const DefaultLinger = 2 * time.Second
@@ -441,7 +444,9 @@ func (g *group) run(ctx context.Context) {
 		case err == nil:
 			delay = 0
 		case errors.Is(err, errNotReady):
-			delay = 200 * time.Millisecond
+			// The namespace's changes wake the loop as the pod comes up;
+			// this only bounds how stale the reason shown can be.
+			delay = min(max(delay*2, 200*time.Millisecond), 2*time.Second)
 		default:
 			delay = min(max(delay*2, time.Second), 15*time.Second)
 		}
@@ -484,19 +489,25 @@ func (g *group) lingered() bool {
 	return len(g.handles) == 0 && !g.idleAt.IsZero() && time.Since(g.idleAt) >= g.m.linger
 }
 
-// retire deletes the group's Jobs and removes it from the manager, unless
-// a handle came meanwhile; it reports whether the group is gone.
+// retire removes the group from the manager, unless a handle came
+// meanwhile, then deletes its Jobs; it reports whether the group is gone.
+// The deletion happens outside the manager's lock: an Acquire meanwhile
+// starts a new group, which replaces a Job still being deleted.
 func (g *group) retire(ctx context.Context) bool {
 	g.m.mu.Lock()
-	defer g.m.mu.Unlock()
 	if !g.idle() {
-		return false
-	}
-	if err := g.deleteAll(ctx, ""); err != nil {
-		g.log.Warn("could not delete the relay", "err", err)
+		g.m.mu.Unlock()
 		return false
 	}
 	delete(g.m.groups, g.key)
+	g.m.mu.Unlock()
+	// Close waits for this deletion rather than cut it short: the group
+	// is no longer among those it deletes.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), retireTimeout)
+	defer cancel()
+	if err := g.deleteAll(dctx, ""); err != nil {
+		g.log.Warn("could not delete the relay; it exits by itself within a minute, its heartbeat stopped", "err", err)
+	}
 	return true
 }
 

@@ -259,22 +259,32 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		Log:   d.log,
 	}
 	c, ep, err := connect.Dial(ctx, target, opts, func(ctx context.Context, ep kube.Endpoint) (net.Conn, error) {
-		tc, err := pool.Dial(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port)
-		if err != nil {
-			return nil, err
-		}
-		// Application code may cancel a blocked write with a deadline,
-		// or close the connection under it.
-		tc.InterruptibleWrites()
+		pod := tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}
 		if ep.Dest == "" {
+			tc, err := pool.Dial(ctx, pod, ep.Port)
+			if err != nil {
+				return nil, err
+			}
+			// Application code may cancel a blocked write with a
+			// deadline, or close the connection under it.
+			tc.InterruptibleWrites()
 			return tc, nil
 		}
+		// A relay's request goes with the frames that open the streams.
 		dest, err := relay.ParseDest(ep.Dest)
 		if err != nil {
-			tc.Close()
 			return nil, err
 		}
-		return relay.Open(tc, dest)
+		req, err := relay.RequestFor(dest)
+		if err != nil {
+			return nil, err
+		}
+		tc, err := pool.DialPrefixed(ctx, pod, ep.Port, req, nil)
+		if err != nil {
+			return nil, err
+		}
+		tc.InterruptibleWrites()
+		return relay.Opened(tc), nil
 	})
 	if err != nil {
 		if d.life.Err() != nil {

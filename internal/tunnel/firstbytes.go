@@ -232,6 +232,22 @@ func (f *FirstBytes) count(n int64) {
 type aheadSender struct {
 	mu              sync.Mutex
 	sent, abandoned bool
+	// prefix: the dial's prefix went out with the opening frames.
+	prefix bool
+}
+
+// sentPrefix records that the dial's prefix went out ahead.
+func (a *aheadSender) sentPrefix() {
+	a.mu.Lock()
+	a.prefix = true
+	a.mu.Unlock()
+}
+
+// prefixWasSent reports whether the dial's prefix went out ahead.
+func (a *aheadSender) prefixWasSent() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.prefix
 }
 
 // run sends what first holds through send, and what the client sends

@@ -358,7 +358,7 @@ func TestDialSendsFirstBytesAhead(t *testing.T) {
 	res := make(chan dialResult, 1)
 	go func() {
 		s.active.Add(1)
-		c, err := s.dialReserved(context.Background(), 80, f)
+		c, err := s.dialReserved(context.Background(), 80, nil, f)
 		res <- dialResult{c, err}
 	}()
 	errID, dataID := k.opening(t, "PING\n")
@@ -377,6 +377,39 @@ func TestDialSendsFirstBytesAhead(t *testing.T) {
 	r.c.Close()
 	if f.Sent() != len("PING\nmore") {
 		t.Errorf("Sent() = %d, want %d", f.Sent(), len("PING\nmore"))
+	}
+}
+
+// A dial with a prefix (kpf's relay's request) sends it first on the data
+// stream, right behind the opening frames and ahead of the client's
+// bytes, in the same write; and sends it once.
+func TestDialSendsItsPrefixAheadOfTheClientsBytes(t *testing.T) {
+	s, k := sessionOverRawKubelet(t)
+	f, _ := firstBytesOf(t, context.Background(), "PING\n")
+	res := make(chan dialResult, 1)
+	go func() {
+		s.active.Add(1)
+		c, err := s.dialReserved(context.Background(), 7000, []byte("REQ"), f)
+		res <- dialResult{c, err}
+	}()
+	errID, dataID := k.opening(t, "REQ")
+	if d, ok := k.next(t).(*spdy.DataFrame); !ok || d.StreamId != dataID || string(d.Data) != "PING\n" {
+		t.Fatalf("frame after the prefix %#v; want the client's bytes on the data stream %d", d, dataID)
+	}
+	if w := k.writes.log(); len(w) != 1 {
+		t.Errorf("the opening frames, the prefix and the first bytes came in writes of %v bytes; want one write", w)
+	}
+	k.reply(t, errID, dataID)
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("dial: %v", r.err)
+	}
+	defer r.c.Close()
+	if f.Sent() != len("PING\n") {
+		t.Errorf("Sent() = %d: the prefix counts as the client's bytes", f.Sent())
+	}
+	if w := k.writes.log(); len(w) != 1 {
+		t.Errorf("writes after the dial: %v; the prefix went out twice", w)
 	}
 }
 
@@ -414,7 +447,7 @@ func TestDialAfterSendingAhead(t *testing.T) {
 				res := make(chan dialResult, 1)
 				go func() {
 					s.active.Add(1)
-					c, err := s.dialReserved(dialCtx, 80, f)
+					c, err := s.dialReserved(dialCtx, 80, nil, f)
 					res <- dialResult{c, err}
 				}()
 				errID, dataID := k.opening(t, tc.first)

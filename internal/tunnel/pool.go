@@ -536,6 +536,14 @@ func (l *Lease) Dial(ctx context.Context, pod Pod, port uint16) (*Conn, error) {
 // they go out with the frames that open the connection's streams. A
 // failure that wraps ErrSentAhead must not be retried (see there).
 func (l *Lease) DialFirst(ctx context.Context, pod Pod, port uint16, first *FirstBytes) (*Conn, error) {
+	return l.DialPrefixed(ctx, pod, port, nil, first)
+}
+
+// DialPrefixed is DialFirst for a protocol that speaks before the client
+// (kpf's relay): prefix goes first on the connection, with the frames
+// that open its streams when the transport allows (see Session.dial),
+// then the client's bytes.
+func (l *Lease) DialPrefixed(ctx context.Context, pod Pod, port uint16, prefix []byte, first *FirstBytes) (*Conn, error) {
 	main, err := l.Get(ctx, pod)
 	if err != nil {
 		return nil, err
@@ -544,7 +552,7 @@ func (l *Lease) DialFirst(ctx context.Context, pod Pod, port uint16, first *Firs
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.dialReserved(ctx, port, first)
+	c, err := s.dialReserved(ctx, port, prefix, first)
 	if err != nil && !s.Alive() && !errors.Is(err, ErrSessionClosed) {
 		err = fmt.Errorf("%w: %w", ErrSessionClosed, err)
 	}

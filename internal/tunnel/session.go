@@ -388,7 +388,7 @@ const StreamOpenStall = 10 * time.Second
 // it releases its streams. ctx bounds stream creation only.
 func (s *Session) Dial(ctx context.Context, port uint16) (*Conn, error) {
 	s.active.Add(1)
-	return s.dialReserved(ctx, port, nil)
+	return s.dialReserved(ctx, port, nil, nil)
 }
 
 // release undoes a reservation made by Pool.pick or Dial, or accounts for
@@ -404,8 +404,8 @@ func (s *Session) release() {
 
 // dialReserved is Dial for a connection already counted in active; a
 // failure releases it.
-func (s *Session) dialReserved(ctx context.Context, port uint16, first *FirstBytes) (*Conn, error) {
-	c, err := s.dial(ctx, port, first)
+func (s *Session) dialReserved(ctx context.Context, port uint16, prefix []byte, first *FirstBytes) (*Conn, error) {
+	c, err := s.dial(ctx, port, prefix, first)
 	if err != nil {
 		s.release()
 	}
@@ -421,9 +421,15 @@ func (s *Session) dialReserved(ctx context.Context, port uint16, first *FirstByt
 // in whatever order they come, so the connection costs one round trip to
 // it instead of two. Each stream is read from the moment the kubelet
 // accepts it (see earlyReader), while the dial waits for the other.
-// Nothing but the client's first bytes (aheadSender) is written before
-// both are accepted.
-func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Conn, error) {
+// Nothing but prefix and the client's first bytes (aheadSender) is
+// written before both are accepted.
+//
+// prefix, if not empty, goes first on the data stream, ahead with the
+// opening frames when the transport allows, else as the connection's
+// first write: a protocol's own request before the client's bytes (kpf's
+// relay). It does not count as the client's bytes: a dial that sent only
+// it may be retried elsewhere.
+func (s *Session) dial(ctx context.Context, port uint16, prefix []byte, first *FirstBytes) (*Conn, error) {
 	if !s.Alive() {
 		return nil, ErrSessionClosed
 	}
@@ -434,13 +440,20 @@ func (s *Session) dial(ctx context.Context, port uint16, first *FirstBytes) (*Co
 	h.Set(corev1.PortForwardRequestIDHeader, strconv.FormatInt(id, 10))
 	res := make(chan streamPair, 1)
 	var ahead aheadSender
-	go func() { res <- s.openPair(h, first, &ahead) }()
+	go func() { res <- s.openPair(h, prefix, first, &ahead) }()
 	r, err := s.awaitPair(ctx, port, first, &ahead, res)
 	if err != nil {
 		return nil, err
 	}
 	s.lastOpened.Store(time.Now().UnixNano())
-	return &Conn{session: s, port: port, data: r.data, errStream: r.errStream, watch: r.watch, early: r.early, closed: make(chan struct{})}, nil
+	c := &Conn{session: s, port: port, data: r.data, errStream: r.errStream, watch: r.watch, early: r.early, closed: make(chan struct{})}
+	if len(prefix) > 0 && !ahead.prefixWasSent() {
+		if _, err := c.Write(prefix); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // streamPair is the outcome of opening a connection's two streams.
@@ -466,7 +479,7 @@ func acceptedErrorStream(pod Pod, st httpstream.Stream, err error, closeIt bool)
 
 // openPair creates the error and data streams of one connection and
 // waits until the kubelet has answered both.
-func (s *Session) openPair(h http.Header, first *FirstBytes, ahead *aheadSender) streamPair {
+func (s *Session) openPair(h http.Header, prefix []byte, first *FirstBytes, ahead *aheadSender) streamPair {
 	dh := h.Clone()
 	dh.Set(corev1.StreamType, corev1.StreamTypeData)
 	errc := make(chan streamPair, 1)
@@ -479,7 +492,7 @@ func (s *Session) openPair(h http.Header, first *FirstBytes, ahead *aheadSender)
 	)
 	if ac, ok := s.conn.(aheadConn); ok {
 		var err error
-		data, derr, stopAhead, err = s.openAhead(ac, h, dh, first, ahead, errc)
+		data, derr, stopAhead, err = s.openAhead(ac, h, dh, prefix, first, ahead, errc)
 		if err != nil {
 			return streamPair{err: err}
 		}
@@ -506,7 +519,7 @@ func (s *Session) openPair(h http.Header, first *FirstBytes, ahead *aheadSender)
 // write (holdFrames): one TLS record and one WebSocket message, which the
 // API server relays in one piece. A non-nil err means no stream is left
 // open; derr is the data stream's refusal.
-func (s *Session) openAhead(ac aheadConn, h, dh http.Header, first *FirstBytes, ahead *aheadSender, errc chan<- streamPair) (data httpstream.Stream, derr error, stopAhead func(), err error) {
+func (s *Session) openAhead(ac aheadConn, h, dh http.Header, prefix []byte, first *FirstBytes, ahead *aheadSender, errc chan<- streamPair) (data httpstream.Stream, derr error, stopAhead func(), err error) {
 	stopAhead = func() {}
 	release := ac.holdFrames()
 	errSt, err := ac.openStream(h, true)
@@ -522,6 +535,11 @@ func (s *Session) openAhead(ac aheadConn, h, dh http.Header, first *FirstBytes, 
 		return nil, nil, stopAhead, fmt.Errorf("create data stream: %w", derr)
 	}
 	send := func(p []byte) error { return ac.sendAhead(data, p) }
+	if len(prefix) > 0 {
+		// A failed send fails the release below.
+		send(prefix) //nolint:errcheck
+		ahead.sentPrefix()
+	}
 	if first != nil {
 		ahead.sendNow(first, send)
 	}

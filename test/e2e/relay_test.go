@@ -355,15 +355,29 @@ func TestE2ERelayUDP(t *testing.T) {
 	echo := udpEcho(t)
 
 	ns := newNamespace(t, c, "relayudp")
-	dnsLocal, echoLocal := freeUDPPort(t), freeUDPPort(t)
+	// The relay of the service forward runs in a namespace of its own
+	// (relay.namespace).
+	relayNS := newNamespace(t, c, "relayudp-relay")
+	createExternalName(t, c, ns, "dns-ext", "localhost", int32(dnsPort))
+	dnsLocal, echoLocal, svcLocal := freeUDPPort(t), freeUDPPort(t), freeUDPPort(t)
 	cfg := writeConfig(t, fmt.Sprintf(`version: 1
 defaults: {context: e2e, namespace: %s}
 forwards:
   - {name: dns, host: 127.0.0.1, ports: ["%d:%d/udp"]}
   - {name: uecho, host: 127.0.0.1, ports: ["%d:%d/udp"]}
-`, ns, dnsLocal, dnsPort, echoLocal, echo))
+  - {name: dns-svc, service: dns-ext, ports: ["%d:%d/udp"], relay: {namespace: %s}}
+`, ns, dnsLocal, dnsPort, echoLocal, echo, svcLocal, dnsPort, relayNS))
 	startKpf(t, s, cfg)
 	waitAll(t, s, cfg, "the UDP forwards ready", isReady)
+	if jobs := relayJobs(t, c, relayNS); len(jobs) != 1 {
+		t.Errorf("relay Jobs in relay.namespace %s: %v, want one", relayNS, jobs)
+	}
+	// The ExternalName service's UDP port, through the relay in the other
+	// namespace.
+	out, err := exec.Command(dig, "@127.0.0.1", "-p", strconv.Itoa(svcLocal), "+short", "+tries=3", "+timeout=2", "svc.kpf.test", "A").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "10.9.8.7" {
+		t.Fatalf("dig through the ExternalName service's /udp forward: %q, %v", out, err)
+	}
 
 	const queries = 1000
 	var batch strings.Builder
@@ -373,7 +387,7 @@ forwards:
 	file := filepath.Join(t.TempDir(), "queries")
 	os.WriteFile(file, []byte(batch.String()), 0o600)
 	started := time.Now()
-	out, err := exec.Command(dig, "@127.0.0.1", "-p", strconv.Itoa(dnsLocal), "+short", "+tries=1", "+timeout=5", "-f", file).CombinedOutput()
+	out, err = exec.Command(dig, "@127.0.0.1", "-p", strconv.Itoa(dnsLocal), "+short", "+tries=1", "+timeout=5", "-f", file).CombinedOutput()
 	took := time.Since(started)
 	answered := strings.Count(string(out), "10.9.8.7\n")
 	t.Logf("FIGURE relay udp: %d of %d dig queries answered through the relay in %s (%.0f/s)", answered, queries, took.Round(time.Millisecond), float64(answered)/took.Seconds())
