@@ -399,7 +399,7 @@ func retryDelay(attempts int, unauthorized bool) time.Duration {
 // It returns the session it holds, and an error when a session could not
 // be opened (or a probe found it dead): the caller retries with backoff.
 func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, probe bool) (*tunnel.Session, error) {
-	pod, healthEps, err := r.resolve(ns, pool)
+	pod, podNS, healthEps, err := r.resolve(ns, pool)
 	if err != nil {
 		r.setState(stateFor(err), err.Error(), "")
 		return nil, nil
@@ -412,7 +412,7 @@ func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.
 	}
 	dctx, cancel := context.WithTimeout(ctx, r.opts.DialTimeout)
 	defer cancel()
-	sess, err := pool.Get(dctx, tunnel.Pod{Namespace: r.spec.Namespace, Name: pod})
+	sess, err := pool.Get(dctx, tunnel.Pod{Namespace: podNS, Name: pod})
 	if err != nil {
 		err = ns.Explain(err)
 		if ctx.Err() == nil {
@@ -431,9 +431,10 @@ func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.
 
 // resolve resolves every port's ready endpoints, lets go of the sessions
 // to pods no longer ready, and returns the pod new connections would use
-// and the endpoints of the health check's port; err is the first port's
-// reason for having none.
-func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod string, healthEps []kube.Endpoint, err error) {
+// (and its namespace: a relay may run in another) and the endpoints of
+// the health check's port; err is the first port's reason for having
+// none.
+func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod, podNS string, healthEps []kube.Endpoint, err error) {
 	ready := map[string]bool{}
 	for _, p := range r.ports {
 		var eps []kube.Endpoint
@@ -461,14 +462,15 @@ func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod string, h
 			}
 		}
 		if pod == "" {
-			pod = r.pick(p.mapping.Remote, eps, false).Pod
+			ep := r.pick(p.mapping.Remote, eps, false)
+			pod, podNS = ep.Pod, ep.Namespace
 		}
 		if p.mapping.Remote == r.spec.Health.Port || healthEps == nil {
 			healthEps = eps
 		}
 	}
 	pool.Retain(func(p tunnel.Pod) bool { return ready[p.Name] })
-	return pod, healthEps, err
+	return pod, podNS, healthEps, err
 }
 
 // probe runs the health check through sess, the session to pod, then the
@@ -477,9 +479,10 @@ func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod string, h
 func (r *Runner) probe(ctx context.Context, pool *tunnel.Lease, sess *tunnel.Session, pod string, eps []kube.Endpoint) (healthy bool, s *tunnel.Session, err error) {
 	var port uint16
 	var dest string
+	podNS := r.spec.Namespace
 	for _, ep := range eps {
 		if ep.Pod == pod {
-			port, dest = ep.Port, ep.Dest
+			port, dest, podNS = ep.Port, ep.Dest, ep.Namespace
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.spec.Health.Timeout)
@@ -509,7 +512,7 @@ func (r *Runner) probe(ctx context.Context, pool *tunnel.Lease, sess *tunnel.Ses
 			break
 		}
 		r.log.Warn("pod unhealthy; avoiding it for new connections", "pod", pod, "err", err, "failures", n)
-		r.avoid.Mark(kube.Endpoint{Namespace: r.spec.Namespace, Pod: pod}, time.Duration(r.spec.Health.Threshold)*r.spec.Health.Interval)
+		r.avoid.Mark(kube.Endpoint{Namespace: podNS, Pod: pod}, time.Duration(r.spec.Health.Threshold)*r.spec.Health.Interval)
 		delete(r.healthFails, pod)
 		r.current.Delete(r.ports[0].mapping.Remote.String())
 		r.setState(StateFailed, "health: "+err.Error(), pod)

@@ -160,6 +160,24 @@ func TestHostForwardReachesItsDestinationThroughTheRelay(t *testing.T) {
 	}
 }
 
+// relay.namespace: the relay pod runs in another namespace than the
+// forward's, and the forward's session goes there.
+func TestRelayInAnotherNamespace(t *testing.T) {
+	f := newRelayFixture(t)
+	f.runRelayPods(t, "relays")
+	f.cl.SetReady("web")
+	echo := loopbackEcho(t)
+	e := startEngine(t, f.cl, Options{Relays: f.relays}, func(s *config.Forward) {
+		s.Target = config.Target{Kind: config.Host, Name: "127.0.0.1"}
+		s.Ports[0].Remote = config.Port{Number: echo}
+		s.Relay.Namespace = "relays"
+	})
+	if got := exchangeTCP(t, e.addr, []byte("elsewhere")); string(got) != "elsewhere" {
+		t.Fatalf("got %q", got)
+	}
+	e.waitState(StateReady, "")
+}
+
 func TestServiceWithoutPodsGoesThroughTheRelay(t *testing.T) {
 	f := newRelayFixture(t)
 	f.runRelayPods(t, "ns")
