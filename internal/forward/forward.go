@@ -244,11 +244,12 @@ func (r *Runner) udpServer(b boundPacketConn, pool *tunnel.Lease) *udpServer {
 		dial: func(ctx context.Context) (net.Conn, string, error) {
 			return r.dialUDP(ctx, pool, p.mapping.Remote)
 		},
-		wait:  r.spec.WaitForReady,
-		idle:  udpIdle,
-		log:   r.log.With("local", b.pc.LocalAddr().String()+"/udp"),
-		stats: &p.stats,
-		peers: map[string]*udpPeer{},
+		wait:     r.spec.WaitForReady,
+		idle:     udpIdle,
+		log:      r.log.With("local", b.pc.LocalAddr().String()+"/udp"),
+		stats:    &p.stats,
+		peers:    map[string]*udpPeer{},
+		maxPeers: maxUDPPeers,
 	}
 }
 

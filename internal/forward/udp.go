@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kpf-dev/kpf/internal/relay"
@@ -21,6 +22,12 @@ const udpIdle = 60 * time.Second
 // more are dropped, as a full socket buffer drops them.
 const udpQueue = 256
 
+// maxUDPPeers bounds the streams one UDP socket keeps open: a DNS client
+// asks each query from a new source port, and each would otherwise hold a
+// stream (and a socket in the relay) for udpIdle. Past it, the peer heard
+// from least recently loses its stream first.
+const maxUDPPeers = 512
+
 // udpServer serves one UDP mapping on one bound socket. UDP has no
 // connections: each local peer (source address) gets a stream to the relay
 // of its own, opened at its first datagram, over which datagrams travel
@@ -34,6 +41,8 @@ type udpServer struct {
 	idle  time.Duration
 	log   *slog.Logger
 	stats *tunnel.Stats
+	// maxPeers is maxUDPPeers, but for tests.
+	maxPeers int
 
 	mu    sync.Mutex
 	peers map[string]*udpPeer
@@ -42,6 +51,10 @@ type udpServer struct {
 type udpPeer struct {
 	addr  net.Addr
 	queue chan []byte
+	// last is when a datagram last went either way (UnixNano); evict
+	// ends the peer's stream.
+	last  atomic.Int64
+	evict chan struct{}
 }
 
 // Serve reads datagrams until ctx ends (nil) or the socket fails (its
@@ -70,7 +83,9 @@ func (s *udpServer) Serve(ctx context.Context) error {
 		s.mu.Lock()
 		p := s.peers[key]
 		if p == nil {
-			p = &udpPeer{addr: addr, queue: make(chan []byte, udpQueue)}
+			s.evictOldest()
+			p = &udpPeer{addr: addr, queue: make(chan []byte, udpQueue), evict: make(chan struct{})}
+			p.last.Store(time.Now().UnixNano())
 			s.peers[key] = p
 			s.stats.Accepted.Add(1)
 			wg.Go(func() { s.servePeer(ctx, key, p) })
@@ -83,13 +98,32 @@ func (s *udpServer) Serve(ctx context.Context) error {
 	}
 }
 
+// evictOldest ends the stream of the peer heard from least recently when
+// the socket has maxUDPPeers; the caller holds s.mu.
+func (s *udpServer) evictOldest() {
+	if len(s.peers) < s.maxPeers {
+		return
+	}
+	var oldest string
+	var at int64
+	for k, p := range s.peers {
+		if l := p.last.Load(); oldest == "" || l < at {
+			oldest, at = k, l
+		}
+	}
+	close(s.peers[oldest].evict)
+	delete(s.peers, oldest) // its goroutine's delete finds it gone
+}
+
 // servePeer opens the peer's stream and carries its datagrams until the
 // stream ends or stays idle, then forgets the peer (its next datagram
 // starts again).
 func (s *udpServer) servePeer(ctx context.Context, key string, p *udpPeer) {
 	defer func() {
 		s.mu.Lock()
-		delete(s.peers, key)
+		if s.peers[key] == p {
+			delete(s.peers, key)
+		}
 		s.mu.Unlock()
 	}()
 	start := time.Now()
@@ -114,6 +148,7 @@ func (s *udpServer) servePeer(ctx context.Context, key string, p *udpPeer) {
 
 	activity := make(chan struct{}, 1)
 	touch := func() {
+		p.last.Store(time.Now().UnixNano())
 		select {
 		case activity <- struct{}{}:
 		default:
@@ -126,6 +161,9 @@ func (s *udpServer) servePeer(ctx context.Context, key string, p *udpPeer) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-p.evict:
+			log.Debug("UDP stream closed: more peers than kept", "max", s.maxPeers)
 			return
 		case err := <-done:
 			s.noteEnd(log, err)
