@@ -106,28 +106,46 @@ const nodeLabelHint = `a node label is a name such as kubernetes.io/os or exampl
 // nodeSelector decodes a mapping of node labels to values. A key that is
 // not a label name is reported at the key and left out.
 func (d *decoder) nodeSelector(path string, raw *yaml.Node) map[string]string {
+	out, _ := d.stringMap(path, raw, "a mapping of node labels to values", "a node label",
+		func(k *yaml.Node, p string) bool {
+			if errs := validation.IsQualifiedName(k.Value); len(errs) > 0 {
+				d.report(k, p, fmt.Sprintf("invalid node label %q: %s", k.Value, reason(errs)), nodeLabelHint)
+				return false
+			}
+			return true
+		},
+		func(p, _ string, v *yaml.Node) (string, bool) { return d.labelValue(p, v) })
+	return out
+}
+
+// stringMap decodes a mapping of names to strings: key checks each name
+// (reporting what is wrong) and value decodes each value; a name that is
+// not a scalar, or repeats one, is reported at the key. Entries that fail
+// are left out. It returns the mapping's node too, nil when it is not a
+// mapping (which it reports as not being want; what names a key).
+func (d *decoder) stringMap(path string, raw *yaml.Node, want, what string,
+	key func(k *yaml.Node, p string) bool, value func(p, key string, v *yaml.Node) (string, bool)) (map[string]string, *yaml.Node) {
 	n := d.value(path, raw)
 	if n == nil {
-		return nil
+		return nil, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		d.typeError(n, path, "a mapping of node labels to values")
-		return nil
+		d.typeError(n, path, want)
+		return nil, nil
 	}
 	out := map[string]string{}
 	first := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := d.deref(n.Content[i])
 		if k == nil {
-			return out
+			return out, n
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.report(k, path, "expected a node label, got "+describe(k), "")
+			d.report(k, path, "expected "+what+", got "+describe(k), "")
 			continue
 		}
 		p := join(path, k.Value)
-		if errs := validation.IsQualifiedName(k.Value); len(errs) > 0 {
-			d.report(k, p, fmt.Sprintf("invalid node label %q: %s", k.Value, reason(errs)), nodeLabelHint)
+		if !key(k, p) {
 			continue
 		}
 		if f, dup := first[k.Value]; dup {
@@ -135,11 +153,11 @@ func (d *decoder) nodeSelector(path string, raw *yaml.Node) map[string]string {
 			continue
 		}
 		first[k.Value] = k
-		if s, ok := d.labelValue(p, n.Content[i+1]); ok {
+		if s, ok := value(p, k.Value, n.Content[i+1]); ok {
 			out[k.Value] = s
 		}
 	}
-	return out
+	return out, n
 }
 
 // labelValue decodes a string that Kubernetes reads as a label value. A
@@ -232,40 +250,16 @@ func (d *decoder) resources(path string, raw *yaml.Node, r *Relay) {
 // one of relayResources is reported at the key and left out, as is a
 // quantity that does not parse.
 func (d *decoder) quantities(path string, raw *yaml.Node) map[string]string {
-	n := d.value(path, raw)
-	if n == nil {
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		d.typeError(n, path, "a mapping of resource names to quantities")
-		return nil
-	}
-	out := map[string]string{}
-	first := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := d.deref(n.Content[i])
-		if k == nil {
-			return out
-		}
-		if k.Kind != yaml.ScalarNode {
-			d.report(k, path, "expected a resource name, got "+describe(k), "")
-			continue
-		}
-		p := join(path, k.Value)
-		if !slices.Contains(relayResources, k.Value) {
-			d.report(k, p, fmt.Sprintf("unknown resource %q", k.Value), resourceHint(k.Value))
-			continue
-		}
-		if f, dup := first[k.Value]; dup {
-			d.report(k, p, fmt.Sprintf("duplicate key %q", k.Value), "first at "+d.at(f).String())
-			continue
-		}
-		first[k.Value] = k
-		if q, ok := d.quantity(p, k.Value, n.Content[i+1]); ok {
-			out[k.Value] = q
-		}
-	}
-	if len(out) == 0 && len(n.Content) > 0 {
+	out, n := d.stringMap(path, raw, "a mapping of resource names to quantities", "a resource name",
+		func(k *yaml.Node, p string) bool {
+			if !slices.Contains(relayResources, k.Value) {
+				d.report(k, p, fmt.Sprintf("unknown resource %q", k.Value), resourceHint(k.Value))
+				return false
+			}
+			return true
+		},
+		d.quantity)
+	if n != nil && len(out) == 0 && len(n.Content) > 0 {
 		d.bad[path] = true // not empty: its entries were reported
 	}
 	return out

@@ -19,6 +19,7 @@ import (
 	"github.com/kpf-dev/kpf/internal/kube"
 	"github.com/kpf-dev/kpf/internal/relay"
 	"github.com/kpf-dev/kpf/internal/relaypod"
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // The relay path against a fake context: kpf's relay manager creates its
@@ -91,7 +92,8 @@ func loopbackEcho(t *testing.T) uint16 {
 			ln.Close()
 			continue
 		}
-		t.Cleanup(func() { ln.Close(); pc.Close() })
+		t.Cleanup(func() { ln.Close() })
+		testsupport.ServeUDPEcho(t, pc)
 		go func() {
 			for {
 				c, err := ln.Accept()
@@ -103,16 +105,6 @@ func loopbackEcho(t *testing.T) uint16 {
 					b, _ := io.ReadAll(c)
 					c.Write(b)
 				}()
-			}
-		}()
-		go func() {
-			buf := make([]byte, relay.MaxDatagram)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo(buf[:n], from)
 			}
 		}()
 		return uint16(port)

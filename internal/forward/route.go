@@ -107,26 +107,14 @@ func (rt *route) close() {
 
 // dialEndpoint opens a connection to ep through pool: to the pod's port,
 // sending the client's first bytes along when it can; or, for a relay
-// endpoint, to the relay, with the request for its destination ahead of
-// the client's bytes, both along with the frames that open the streams:
-// reaching a destination through the relay costs no round trip more than
-// reaching a pod (the relay's answer is read with the first reply bytes).
+// endpoint, through the relay (relaypod.Dial: no round trip more).
 func dialEndpoint(ctx context.Context, pool *tunnel.Lease, ep kube.Endpoint, first *tunnel.FirstBytes) (tunnel.Upstream, error) {
-	pod := tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}
 	if ep.Dest == "" {
-		return pool.DialFirst(ctx, pod, ep.Port, first)
+		return pool.DialFirst(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port, first)
 	}
-	d, err := relay.ParseDest(ep.Dest)
+	rc, _, err := relaypod.Dial(ctx, pool, ep, first)
 	if err != nil {
 		return nil, err
 	}
-	req, err := relay.RequestFor(d)
-	if err != nil {
-		return nil, err
-	}
-	c, err := pool.DialPrefixed(ctx, pod, ep.Port, req, first)
-	if err != nil {
-		return nil, err
-	}
-	return relay.Opened(c), nil
+	return rc, nil
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 func TestParseDest(t *testing.T) {
@@ -216,22 +218,7 @@ func TestServerAnswersGarbageWithBadRequest(t *testing.T) {
 }
 
 func TestServerRelaysUDPByteExact(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	go func() { // echo
-		buf := make([]byte, MaxDatagram)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
-	dest := Dest{Kind: UDP, Host: "127.0.0.1", Port: uint16(pc.LocalAddr().(*net.UDPAddr).Port)}
+	dest := Dest{Kind: UDP, Host: "127.0.0.1", Port: uint16(testsupport.UDPEcho(t))}
 	addr, _ := startRelay(t, &Server{Allow: []Dest{dest}})
 	c := dialRelay(t, addr, dest)
 	// One datagram at a time, each answered before the next, so that no

@@ -11,6 +11,29 @@ import (
 	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
+// Dial opens a connection through the relay endpoint ep (one Resolve of a
+// Handle returned, ep.Dest set) on lease: the relay's request goes first,
+// with the frames that open the streams and ahead of first's bytes (see
+// tunnel.Lease.DialPrefixed), so reaching a destination through the relay
+// costs no round trip more than reaching a pod; the relay's answer is read
+// with the first reply bytes. It returns the relay connection and the
+// stream under it, for the caller's settings (InterruptibleWrites).
+func Dial(ctx context.Context, lease *tunnel.Lease, ep kube.Endpoint, first *tunnel.FirstBytes) (*relay.Conn, *tunnel.Conn, error) {
+	d, err := relay.ParseDest(ep.Dest)
+	if err != nil {
+		return nil, nil, err
+	}
+	req, err := relay.RequestFor(d)
+	if err != nil {
+		return nil, nil, err
+	}
+	tc, err := lease.DialPrefixed(ctx, tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}, ep.Port, req, first)
+	if err != nil {
+		return nil, nil, err
+	}
+	return relay.Opened(tc), tc, nil
+}
+
 // beater keeps one relay pod alive with a heartbeat stream, opened again
 // whenever it ends. It is used by one goroutine (its group's).
 type beater struct {

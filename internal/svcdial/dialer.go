@@ -270,21 +270,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 			tc.InterruptibleWrites()
 			return tc, nil
 		}
-		// A relay's request goes with the frames that open the streams.
-		dest, err := relay.ParseDest(ep.Dest)
-		if err != nil {
-			return nil, err
-		}
-		req, err := relay.RequestFor(dest)
-		if err != nil {
-			return nil, err
-		}
-		tc, err := pool.DialPrefixed(ctx, pod, ep.Port, req, nil)
+		rc, tc, err := relaypod.Dial(ctx, pool, ep, nil)
 		if err != nil {
 			return nil, err
 		}
 		tc.InterruptibleWrites()
-		return relay.Opened(tc), nil
+		return rc, nil
 	})
 	if err != nil {
 		if d.life.Err() != nil {

@@ -1,6 +1,6 @@
 // Package testsupport holds helpers shared by kpf's tests and its benchmark
-// program: a loopback TCP pair, a buffer safe for concurrent use, the last
-// lines of a log. (The local cluster's own tests, in the test/cluster
+// program: a loopback TCP pair, a UDP echo, a buffer safe for concurrent
+// use, the last lines of a log. (The local cluster's own tests, in the test/cluster
 // module, keep copies: see docs/architecture.md.)
 package testsupport
 

@@ -28,6 +28,7 @@ import (
 	"github.com/kpf-dev/kpf/internal/control"
 	"github.com/kpf-dev/kpf/internal/doctor"
 	"github.com/kpf-dev/kpf/internal/relay"
+	"github.com/kpf-dev/kpf/internal/testsupport"
 	"github.com/kpf-dev/kpf/pkg/dialer"
 )
 
@@ -352,7 +353,7 @@ func TestE2ERelayUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dm.Process.Kill(); dm.Wait() })
-	echo := udpEcho(t)
+	echo := testsupport.UDPEcho(t)
 
 	ns := newNamespace(t, c, "relayudp")
 	// The relay of the service forward runs in a namespace of its own
@@ -431,27 +432,6 @@ func freeUDPPort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
-}
-
-// udpEcho serves a UDP echo on loopback and returns its port.
-func udpEcho(t *testing.T) int {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, relay.MaxDatagram)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
