@@ -571,6 +571,9 @@ func (g *group) reconcile(ctx context.Context, cl connect.Cluster, ns connect.Re
 		job, err := g.ensureJob(ctx, cl, spec)
 		if err != nil {
 			g.setReason(err)
+			if _, ok := errors.AsType[*starting](err); ok {
+				return errNotReady // an old Job being deleted: look again soon
+			}
 			return err
 		}
 		pending = job
