@@ -52,6 +52,11 @@ type engine struct {
 // startEngine runs a forward of service "web" in namespace "ns", remote
 // port 80, on a free loopback port; tweak edits its spec first.
 func startEngine(t *testing.T, cl *connecttest.Cluster, opts Options, tweak func(*config.Forward)) *engine {
+	return startEngineLogging(t, cl, opts, slog.New(slog.DiscardHandler), tweak)
+}
+
+// startEngineLogging is startEngine with the forward logging to log.
+func startEngineLogging(t *testing.T, cl *connecttest.Cluster, opts Options, log *slog.Logger, tweak func(*config.Forward)) *engine {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -69,7 +74,7 @@ func startEngine(t *testing.T, cl *connecttest.Cluster, opts Options, tweak func
 	if tweak != nil {
 		tweak(&spec)
 	}
-	r := New(spec, cl.Source(), opts, slog.New(slog.DiscardHandler))
+	r := New(spec, cl.Source(), opts, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &engine{t: t, cluster: cl, r: r, addr: fmt.Sprintf("127.0.0.1:%d", port), cancel: cancel, done: make(chan error, 1)}
 	go func() { e.done <- r.Run(ctx) }()

@@ -108,7 +108,7 @@ func New(spec config.Forward, clusters connect.ClusterSource, opts Options, log 
 		}
 		r.ports = append(r.ports, p)
 	}
-	r.setState(StateStarting, "", "")
+	r.setState(StateStarting, "", tunnel.Pod{})
 	return r
 }
 
@@ -186,8 +186,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			wg.Go(func() { r.keepSpares(ctx, ns, pool, p) })
 		}
 	}
-	r.setState(StateWaiting, "waiting for the namespace's caches to sync", "")
-	_ = ns.WaitSynced(ctx, func(err error) { r.setState(stateFor(err), err.Error(), "") })
+	r.setState(StateWaiting, "waiting for the namespace's caches to sync", tunnel.Pod{})
+	_ = ns.WaitSynced(ctx, func(err error) { r.setState(stateFor(err), err.Error(), tunnel.Pod{}) })
 	sleep := r.opts.Sleep
 	if sleep == nil {
 		sleep = sleepwatch.New(0, 0, r.log)
@@ -300,7 +300,7 @@ func (r *Runner) follow(ctx context.Context, ns connect.Resolver, pool *tunnel.L
 		}
 		select {
 		case <-ctx.Done():
-			r.setState(StateStopped, "", "")
+			r.setState(StateStopped, "", tunnel.Pod{})
 			return nil
 		case err := <-errc:
 			return err
@@ -401,23 +401,24 @@ func retryDelay(attempts int, unauthorized bool) time.Duration {
 // be opened (or a probe found it dead): the caller retries with backoff.
 func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, probe bool) (*tunnel.Session, error) {
 	pod, podNS, healthEps, err := r.resolve(ns, pool)
+	at := tunnel.Pod{Namespace: podNS, Name: pod}
 	if err != nil {
-		r.setState(stateFor(err), err.Error(), "")
+		r.setState(stateFor(err), err.Error(), tunnel.Pod{})
 		return nil, nil
 	}
 	// The first dial follows the wait for the caches: say what is
 	// waited on now. (A forward that failed keeps its reason until the
 	// dial succeeds or fails otherwise: one line per change.)
 	if cur := r.state.Load(); cur != nil && cur.State == StateWaiting {
-		r.setState(StateStarting, "opening a port-forward session to pod "+pod, pod)
+		r.setState(StateStarting, "opening a port-forward session to pod "+pod, at)
 	}
 	dctx, cancel := context.WithTimeout(ctx, r.opts.DialTimeout)
 	defer cancel()
-	sess, err := pool.Get(dctx, tunnel.Pod{Namespace: podNS, Name: pod})
+	sess, err := pool.Get(dctx, at)
 	if err != nil {
 		err = ns.Explain(err)
 		if ctx.Err() == nil {
-			r.setState(StateFailed, err.Error(), pod)
+			r.setState(StateFailed, err.Error(), at)
 		}
 		return nil, err
 	}
@@ -426,7 +427,7 @@ func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.
 			return s, err
 		}
 	}
-	r.setState(StateReady, "", pod)
+	r.setState(StateReady, "", at)
 	return sess, nil
 }
 
@@ -503,7 +504,7 @@ func (r *Runner) probe(ctx context.Context, pool *tunnel.Lease, sess *tunnel.Ses
 	case errors.Is(err, errTransport):
 		r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
 		sess.Close()
-		r.setState(StateFailed, "probe: "+err.Error(), pod)
+		r.setState(StateFailed, "probe: "+err.Error(), tunnel.Pod{Namespace: podNS, Name: pod})
 		return false, nil, fmt.Errorf("probe: %w", err)
 	default:
 		r.healthFails[pod]++
@@ -516,7 +517,7 @@ func (r *Runner) probe(ctx context.Context, pool *tunnel.Lease, sess *tunnel.Ses
 		r.avoid.Mark(kube.Endpoint{Namespace: podNS, Pod: pod}, time.Duration(r.spec.Health.Threshold)*r.spec.Health.Interval)
 		delete(r.healthFails, pod)
 		r.current.Delete(r.ports[0].mapping.Remote.String())
-		r.setState(StateFailed, "health: "+err.Error(), pod)
+		r.setState(StateFailed, "health: "+err.Error(), tunnel.Pod{Namespace: podNS, Name: pod})
 		r.changed.Notify()
 		return false, sess, nil
 	}

@@ -153,13 +153,16 @@ func TestHostForwardReachesItsDestinationThroughTheRelay(t *testing.T) {
 }
 
 // relay.namespace: the relay pod runs in another namespace than the
-// forward's, and the forward's session goes there.
+// forward's, the forward's session goes there, and its log line names
+// the pod in that namespace.
 func TestRelayInAnotherNamespace(t *testing.T) {
 	f := newRelayFixture(t)
 	f.runRelayPods(t, "relays")
 	f.cl.SetReady("web")
 	echo := loopbackEcho(t)
-	e := startEngine(t, f.cl, Options{Relays: f.relays}, func(s *config.Forward) {
+	var logs testsupport.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	e := startEngineLogging(t, f.cl, Options{Relays: f.relays}, log, func(s *config.Forward) {
 		s.Target = config.Target{Kind: config.Host, Name: "127.0.0.1"}
 		s.Ports[0].Remote = config.Port{Number: echo}
 		s.Relay.Namespace = "relays"
@@ -168,6 +171,9 @@ func TestRelayInAnotherNamespace(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	e.waitState(StateReady, "")
+	if !strings.Contains(logs.String(), "msg=\"forward ready\" state=ready pod=relays/kpf-relay-") {
+		t.Errorf("the ready line does not name the relay's namespace:\n%s", logs.String())
+	}
 }
 
 func TestServiceWithoutPodsGoesThroughTheRelay(t *testing.T) {

@@ -85,19 +85,22 @@ type PortStatus struct {
 	Dial tunnel.HistogramSnapshot
 }
 
-func (r *Runner) setState(state State, reason, pod string) {
+// setState records the forward's state; pod is the pod it uses, if any,
+// in its own namespace (a relay's may differ from the forward's), which
+// the log line names in full.
+func (r *Runner) setState(state State, reason string, pod tunnel.Pod) {
 	old := r.state.Load()
-	if old != nil && old.State == state && old.Reason == reason && old.Pod == pod {
+	if old != nil && old.State == state && old.Reason == reason && old.Pod == pod.Name {
 		return
 	}
-	s := &Status{Name: r.spec.Name, Target: r.target(), State: state, Reason: reason, Pod: pod, Since: time.Now()}
+	s := &Status{Name: r.spec.Name, Target: r.target(), State: state, Reason: reason, Pod: pod.Name, Since: time.Now()}
 	r.state.Store(s)
 	if old == nil {
 		return
 	}
 	attrs := []any{"state", state}
-	if pod != "" {
-		attrs = append(attrs, "pod", r.spec.Namespace+"/"+pod)
+	if pod.Name != "" {
+		attrs = append(attrs, "pod", pod.String())
 	}
 	if reason != "" {
 		attrs = append(attrs, "reason", reason)
