@@ -414,7 +414,9 @@ func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.
 	}
 	dctx, cancel := context.WithTimeout(ctx, r.opts.DialTimeout)
 	defer cancel()
+	stopNoting := r.noteSilence(ns, at)
 	sess, err := pool.Get(dctx, at)
+	stopNoting()
 	if err != nil {
 		err = ns.Explain(err)
 		if ctx.Err() == nil {
@@ -423,7 +425,7 @@ func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.
 		return nil, err
 	}
 	if probe {
-		if healthy, s, err := r.probe(ctx, pool, sess, pod, healthEps); !healthy {
+		if healthy, s, err := r.probe(ctx, ns, pool, sess, pod, healthEps); !healthy {
 			return s, err
 		}
 	}
@@ -475,10 +477,53 @@ func (r *Runner) resolve(ns connect.Resolver, pool *tunnel.Lease) (pod, podNS st
 	return pod, podNS, healthEps, err
 }
 
+// silenceSteps are how long a session request waits before the forward's
+// reason says so: one change per step, not one per second.
+var silenceSteps = []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second}
+
+// noteSilence makes the forward's reason say, at each of silenceSteps,
+// that the API server has not answered the request for a session to pod,
+// until the returned stop is called. The state stays what it is: starting
+// for a first session, failed (retrying) for a reconnect.
+func (r *Runner) noteSilence(ns connect.Resolver, pod tunnel.Pod) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		start := time.Now()
+		for _, step := range silenceSteps {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Until(start.Add(step))):
+			}
+			cur := r.state.Load()
+			if cur == nil || cur.State == StateReady {
+				continue
+			}
+			r.setState(cur.State, ns.Explain(&sessionSilence{pod: pod, d: step}).Error(), pod)
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// sessionSilence is a session request to pod that has had no answer for
+// d: kube.Explain names the API server and what to check.
+type sessionSilence struct {
+	pod tunnel.Pod
+	d   time.Duration
+}
+
+func (e *sessionSilence) Error() string {
+	return fmt.Sprintf("no answer to the request for a port-forward session to pod %s for %s", e.pod, e.d)
+}
+
+func (e *sessionSilence) Silent() time.Duration { return e.d }
+
 // probe runs the health check through sess, the session to pod, then the
 // transport part of it through the other sessions in use (probeInUse).
 // healthy means the forward is ready; otherwise refresh returns (s, err).
-func (r *Runner) probe(ctx context.Context, pool *tunnel.Lease, sess *tunnel.Session, pod string, eps []kube.Endpoint) (healthy bool, s *tunnel.Session, err error) {
+func (r *Runner) probe(ctx context.Context, ns connect.Resolver, pool *tunnel.Lease, sess *tunnel.Session, pod string, eps []kube.Endpoint) (healthy bool, s *tunnel.Session, err error) {
 	var port uint16
 	var dest string
 	podNS := r.spec.Namespace
@@ -502,6 +547,9 @@ func (r *Runner) probe(ctx context.Context, pool *tunnel.Lease, sess *tunnel.Ses
 		// connection it carries.
 		r.log.Debug("probe could not open a stream in time on a busy session; keeping it", "pod", pod, "err", err)
 	case errors.Is(err, errTransport):
+		// The session's failure is the API server's or the network's:
+		// say which, as a failed dial would.
+		err = ns.Explain(err)
 		r.log.Warn("probe through the tunnel failed; reconnecting", "pod", pod, "err", err)
 		sess.Close()
 		r.setState(StateFailed, "probe: "+err.Error(), tunnel.Pod{Namespace: podNS, Name: pod})

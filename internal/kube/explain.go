@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -110,6 +111,10 @@ func Explain(err error, context string, cfg *rest.Config) error {
 	case isAny(err, unreachableErrnos):
 		e.Cause = CauseUnreachable
 		e.msg = fmt.Sprintf("no route to %s: is your network or VPN up?", at)
+	case isSilent(err):
+		e.Cause = CauseTimeout
+		quiet, _ := silent(err)
+		e.msg = fmt.Sprintf("%s stopped answering: %s: is your network or VPN up? (a laptop that slept, or a firewall that drops packets, looks like this too); kpf reconnects", at, quiet)
 	case isTimeout(err):
 		e.Cause = CauseTimeout
 		e.msg = fmt.Sprintf("%s did not answer in time: is your VPN up? (a firewall that drops packets looks like this too)", at)
@@ -136,6 +141,21 @@ func isAny(err error, targets []error) bool {
 
 func isDNS(err error) bool {
 	_, ok := errors.AsType[*net.DNSError](err)
+	return ok
+}
+
+// silence is an error that says the API server stopped answering and
+// for how long (a stalled port-forward session's: tunnel.StallError).
+type silence interface {
+	error
+	Silent() time.Duration
+}
+
+// silent returns the silence err wraps, if any.
+func silent(err error) (silence, bool) { return errors.AsType[silence](err) }
+
+func isSilent(err error) bool {
+	_, ok := silent(err)
 	return ok
 }
 

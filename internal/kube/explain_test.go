@@ -10,11 +10,14 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
 // realDialError is what dialing a loopback port nobody listens on gives.
@@ -63,6 +66,8 @@ func TestExplain(t *testing.T) {
 			"cannot resolve api.dev.example.com, the host of " + at + ": is your VPN up, and does the cluster still exist?"},
 		{"timeout", fmt.Errorf("list pods: %w", context.DeadlineExceeded), cfg, CauseTimeout,
 			at + " did not answer in time: is your VPN up? (a firewall that drops packets looks like this too)"},
+		{"stalled session", fmt.Errorf("probe: %w", &tunnel.StallError{Pod: tunnel.Pod{Namespace: "shop", Name: "web-0"}, Silence: 10 * time.Second}), cfg, CauseTimeout,
+			at + " stopped answering: port-forward session to pod shop/web-0 stalled: no stream opened and no data moved on it for 10s: is your network or VPN up? (a laptop that slept, or a firewall that drops packets, looks like this too); kpf reconnects"},
 		{"401 with a token", apierrors.NewUnauthorized("Unauthorized"), cfg, CauseCredentials,
 			at + " rejected the credentials (401): they are expired, revoked or wrong; get new ones (your cluster's login tool rewrites the kubeconfig) and kpf retries"},
 		{"401 with an exec plugin", apierrors.NewUnauthorized("Unauthorized"), withPlugin, CauseCredentials,

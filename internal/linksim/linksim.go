@@ -91,7 +91,6 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  *lockedBuffer
-
 }
 
 // Start runs the toxiproxy server bin with its API on a free loopback

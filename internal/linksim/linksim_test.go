@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // testServer builds and starts toxiproxy once for the package's tests;
@@ -220,4 +219,3 @@ func TestProfileNamed(t *testing.T) {
 		t.Errorf("Far.String() = %q", s)
 	}
 }
-

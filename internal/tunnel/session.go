@@ -178,7 +178,10 @@ type Session struct {
 	parked    atomic.Int64
 	done      chan struct{}
 	closeOnce sync.Once
-	lastUsed  atomic.Int64 // unix nanoseconds
+	// cause is why the session ended, when known (see end); read after
+	// done is closed.
+	cause    error
+	lastUsed atomic.Int64 // unix nanoseconds
 	// Traffic, for Busy: when a connection last read data or finished a
 	// write (unix nanoseconds), and how many writes are in progress.
 	lastMoved atomic.Int64
@@ -217,7 +220,7 @@ func newSession(pod Pod, conn httpstream.Connection, protocol string, transport 
 	go func() {
 		select {
 		case <-conn.CloseChan():
-			s.closeOnce.Do(func() { close(s.done) })
+			s.end(errConnectionEnded)
 			// The far end went away; closing our side as well releases the
 			// connection's goroutines and streams.
 			s.closeConn()
@@ -344,9 +347,55 @@ func (s *Session) progressed(t time.Time) bool {
 // Close ends the session and every connection open through it. It does
 // not wait for a peer that has stopped reading.
 func (s *Session) Close() error {
-	s.closeOnce.Do(func() { close(s.done) })
+	s.end(nil)
 	return s.closeConn()
 }
+
+// end marks the session ended, for cause (nil: closed on purpose) if it
+// had not ended already.
+func (s *Session) end(cause error) {
+	s.closeOnce.Do(func() {
+		s.cause = cause
+		close(s.done)
+	})
+}
+
+// errConnectionEnded is the cause of a session whose connection the far
+// end closed: the API server, or something on the way to it.
+var errConnectionEnded = errors.New("the connection to the API server ended")
+
+// closedErr is ErrSessionClosed with why the session ended, when known.
+func (s *Session) closedErr() error {
+	select {
+	case <-s.done:
+		if s.cause != nil {
+			return fmt.Errorf("%w: %w", ErrSessionClosed, s.cause)
+		}
+	default:
+	}
+	return ErrSessionClosed
+}
+
+// StallError is why a session was closed as stalled: for Silence,
+// nothing moved on it and a stream it asked for was not acknowledged.
+// It wraps ErrSessionStalled.
+type StallError struct {
+	Pod     Pod
+	Silence time.Duration
+}
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("port-forward session to pod %s stalled: no stream opened and no data moved on it for %s", e.Pod, e.Silence)
+}
+
+func (e *StallError) Unwrap() error { return ErrSessionStalled }
+
+// Timeout reports true: a stall is the far end not answering in time.
+func (e *StallError) Timeout() bool { return true }
+
+// Silent is how long the API server was heard from no more (kube.Explain
+// names it).
+func (e *StallError) Silent() time.Duration { return e.Silence }
 
 // closeConn closes the connection. A stream write blocked because the far
 // end stopped reading (a pod that accepts and never reads fills every
@@ -431,7 +480,7 @@ func (s *Session) dialReserved(ctx context.Context, port uint16, prefix []byte, 
 // it may be retried elsewhere.
 func (s *Session) dial(ctx context.Context, port uint16, prefix []byte, first *FirstBytes) (*Conn, error) {
 	if !s.Alive() {
-		return nil, ErrSessionClosed
+		return nil, s.closedErr()
 	}
 	id := s.requestID.Add(1)
 	h := http.Header{}
@@ -659,7 +708,7 @@ func (s *Session) awaitPair(ctx context.Context, port uint16, first *FirstBytes,
 			}
 			return failed(fmt.Errorf("dial %s:%d: %w", s.Pod, port, err))
 		case <-s.done:
-			return failed(ErrSessionClosed)
+			return failed(s.closedErr())
 		case <-stall.C:
 			if s.progressed(since) {
 				// Slow, not stuck: a queue of streams ahead of ours.
@@ -669,9 +718,9 @@ func (s *Session) awaitPair(ctx context.Context, port uint16, first *FirstBytes,
 			}
 			ahead.giveUp()
 			abandon()
-			s.Close()
-			return failed(fmt.Errorf("dial %s:%d: %w: %w: no stream opened and no data moved on it for %s; closed it",
-				s.Pod, port, ErrSessionClosed, ErrSessionStalled, StreamOpenStall))
+			s.end(&StallError{Pod: s.Pod, Silence: StreamOpenStall})
+			s.closeConn()
+			return failed(fmt.Errorf("dial %s:%d: %w", s.Pod, port, s.closedErr()))
 		}
 	}
 }
@@ -788,7 +837,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 				// did (API server or kubelet gone, or the session closed).
 				// Whatever the pod was sending was cut short, and the
 				// client must not take the end for a complete answer.
-				return 0, fmt.Errorf("%w before %s:%d finished", ErrSessionClosed, c.session.Pod, c.port)
+				return 0, fmt.Errorf("%w before %s:%d finished", c.session.closedErr(), c.session.Pod, c.port)
 			}
 			return 0, io.EOF
 		}
