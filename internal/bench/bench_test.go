@@ -106,7 +106,7 @@ func TestMetricRatios(t *testing.T) {
 		ToolKpf:  Summarize([]float64{40, 60}),
 		ToolSPDY: Summarize([]float64{20}),
 	}}
-	m.computeRatios()
+	m.computeRatios(ratioPairs())
 	if got := m.Ratios["kpf/kubectl-spdy"]; got != 2.5 {
 		t.Errorf("kpf/kubectl-spdy = %v, want 2.5", got)
 	}

@@ -10,6 +10,8 @@ import (
 type probe struct {
 	start, end time.Time
 	err        error
+	// who is the backend that answered.
+	who string
 }
 
 // recovery works out, from the probes of a pod deletion at t0, how many
@@ -48,6 +50,8 @@ type collector struct {
 	defs   []metricDef
 	values map[string]map[Tool][]float64
 	errs   map[string]map[Tool]string
+	// pairs are the ratio columns; nil means ratioPairs().
+	pairs []ratioPair
 }
 
 func newCollector() *collector {
@@ -96,7 +100,11 @@ func (c *collector) metrics() []Metric {
 				m.Errors[t] = e
 			}
 		}
-		m.computeRatios()
+		pairs := c.pairs
+		if pairs == nil {
+			pairs = ratioPairs()
+		}
+		m.computeRatios(pairs)
 		out = append(out, m)
 	}
 	return out

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kpf-dev/kpf/internal/demo"
+	"github.com/kpf-dev/kpf/internal/linksim"
 	"github.com/kpf-dev/kpf/internal/tunnel"
 )
 
@@ -31,6 +32,7 @@ Examples:
     $ go tool -modfile=tools/go.mod task bench -- --size 256MiB
     $ go tool -modfile=tools/go.mod task bench:smoke
     $ go run ./cmd/kpf-bench --phases scale --scale-forwards 200 --cluster perf
+    $ go tool -modfile=tools/go.mod task bench:far     # over a 150 ms link
 
 kpf-bench starts itself as "kpf-bench minimal-forwarder" for the minimal-ws
 and minimal-spdy columns (the cheapest forwarder process the path allows).
@@ -57,16 +59,32 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// smokeDefaults sets --smoke's tiny defaults on the flags not given.
-func smokeDefaults(fs *flag.FlagSet) {
+// setDefaults sets defaults on the flags not given.
+func setDefaults(fs *flag.FlagSet, defaults map[string]string) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for name, v := range map[string]string{"size": "4MiB", "rounds": "1", "conns": "200", "http-duration": "1s",
-		"scale-forwards": "20", "scale-idle": "3s", "reconverge-window": "3s", "conc-repeats": "1", "cold-idle": "1s"} {
+	for name, v := range defaults {
 		if !set[name] {
 			fs.Set(name, v)
 		}
 	}
+}
+
+// smokeDefaults sets --smoke's tiny defaults on the flags not given.
+func smokeDefaults(fs *flag.FlagSet) {
+	setDefaults(fs, map[string]string{"size": "4MiB", "rounds": "1", "conns": "200", "http-duration": "1s",
+		"scale-forwards": "20", "scale-idle": "3s", "reconverge-window": "3s", "conc-repeats": "1", "cold-idle": "1s", "far-forwards": "5"})
+}
+
+// linkDefaults sets a link run's defaults on the flags not given: fewer
+// connections (a far one costs a round trip or three of 150 ms), 8 at a
+// time, and a minute idle before the first connection.
+func linkDefaults(fs *flag.FlagSet, smoke bool) {
+	if smoke {
+		setDefaults(fs, map[string]string{"conns": "20", "concurrency": "8"})
+		return
+	}
+	setDefaults(fs, map[string]string{"conns": "100", "concurrency": "8", "cold-idle": "60s"})
 }
 
 // parsePhases parses --phases: a comma-separated list of at least one of
@@ -138,6 +156,8 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 	out := fs.String("out", "", "results `DIR` (default: bench/results, or a temporary directory with --smoke)")
 	verbose := fs.Bool("v", false, "debug logs")
 	phases := fs.String("phases", "tunnels,reconvergence,scale", "comma-separated `LIST` of the phases to run: tunnels (throughput, latency, HTTP), reconvergence, scale")
+	link := fs.String("link", "", "run over a simulated link `NAME` (lan: 2ms, wan: 50ms, far: 150ms ±10ms round trip) between every tool and the API server instead of the phases: connection setup, HTTP, start-up, reconvergence")
+	farForwards := fs.Int("far-forwards", 20, "link run: forwards started at once")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0
@@ -148,6 +168,19 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 		fmt.Fprintf(stderr, "kpf-bench: unexpected argument %q\n", fs.Arg(0))
 		return nil, 2
 	}
+	if *link != "" {
+		if _, err := linksim.ProfileNamed(*link); err != nil {
+			fmt.Fprintf(stderr, "kpf-bench: --link: %v\n", err)
+			return nil, 2
+		}
+		phasesSet := false
+		fs.Visit(func(f *flag.Flag) { phasesSet = phasesSet || f.Name == "phases" })
+		if phasesSet {
+			fmt.Fprintln(stderr, "kpf-bench: --link runs its own measurements; leave out --phases")
+			return nil, 2
+		}
+		linkDefaults(fs, *smoke) // before smokeDefaults, which would set conns
+	}
 	if *smoke {
 		smokeDefaults(fs)
 	}
@@ -157,7 +190,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 		return nil, 2
 	}
 	for name, v := range map[string]int{"rounds": *rounds, "streams": *streams, "conns": *conns, "concurrency": *conc, "conc-repeats": *concRepeats,
-		"http-workers": *httpWorkers, "scale-forwards": *scaleN, "scale-namespaces": *scaleNS} {
+		"http-workers": *httpWorkers, "scale-forwards": *scaleN, "scale-namespaces": *scaleNS, "far-forwards": *farForwards} {
 		if v < 1 {
 			fmt.Fprintf(stderr, "kpf-bench: --%s must be at least 1\n", name)
 			return nil, 2
@@ -183,6 +216,7 @@ func parseArgs(args []string, stderr io.Writer) (*Config, int) {
 		Size: n, Streams: *streams, Rounds: *rounds, Conns: *conns, Concurrency: *conc, ConcRepeats: *concRepeats, ColdIdle: *coldIdle,
 		HTTPDuration: *httpDur, HTTPWorkers: *httpWorkers, ProbeInterval: *probe, ReconvergeWindow: *window,
 		ScaleForwards: *scaleN, ScaleNamespaces: *scaleNS, ScaleIdle: *scaleIdle, Smoke: *smoke,
+		Link: *link, FarForwards: *farForwards,
 		Phases:  only,
 		OutDir:  *out,
 		Command: strings.TrimSpace("go run ./cmd/kpf-bench " + strings.Join(args, " ")),

@@ -10,11 +10,17 @@ import (
 	"sync"
 	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
-// prober opens a connection to addr every interval, each with one PING,
-// and records the outcome of each, until stopped.
+// prober opens a connection to addr every interval, each asking WHO,
+// and records the outcome of each (with the backend that answered),
+// until stopped.
 type prober struct {
 	mu     sync.Mutex
 	probes []probe
@@ -34,12 +40,12 @@ func startProber(ctx context.Context, addr string, interval time.Duration) *prob
 				pctx, cancel := context.WithTimeout(ctx, time.Second)
 				defer cancel()
 				start := time.Now()
-				_, err := ping(pctx, addr)
+				who, err := whoAnswers(pctx, addr)
 				if ctx.Err() != nil {
 					return // stopped mid-probe: no outcome
 				}
 				p.mu.Lock()
-				p.probes = append(p.probes, probe{start: start, end: time.Now(), err: err})
+				p.probes = append(p.probes, probe{start: start, end: time.Now(), err: err, who: who})
 				p.mu.Unlock()
 			})
 			select {
@@ -127,6 +133,20 @@ func (r *runner) reconvergeKpf(ctx context.Context, kpf *kpfProc, local string) 
 	if old == "" {
 		return errors.New("kpf status names no pod")
 	}
+	oldBackend, err := whoAnswers(ctx, local)
+	if err != nil {
+		return err
+	}
+	// In a link run, the EndpointSlice update as a client at kpf's end of
+	// the link sees it.
+	var updated <-chan time.Time
+	if r.cfg.Link != "" {
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		if updated, err = watchLeaves(wctx, r.kubeconfig, mainNamespace, rcService, old); err != nil {
+			return err
+		}
+	}
 	pr := startProber(ctx, local, r.cfg.ProbeInterval)
 	defer pr.stop()
 	time.Sleep(5 * r.cfg.ProbeInterval)
@@ -144,12 +164,28 @@ func (r *runner) reconvergeKpf(ctx context.Context, kpf *kpfProc, local string) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	failed, back, ok := recovery(pr.stop(), t0)
+	probes := pr.stop()
+	failed, back, ok := recovery(probes, t0)
+	if failed > 0 {
+		r.note("%s: %d connections failed after the pod's deletion; the first: %v", ToolKpf, failed, firstFailure(probes, t0))
+	}
 	if !ok {
 		return fmt.Errorf("%d connections failed and none succeeded after the last failure within %s", failed, r.cfg.ReconvergeWindow)
 	}
 	if switched == 0 {
 		return fmt.Errorf("kpf status still shows pod %s after %s", old, r.cfg.ReconvergeWindow)
+	}
+	if updated != nil {
+		select {
+		case at := <-updated:
+			other := firstAnswerFrom(probes, t0, func(who string) bool { return who != oldBackend })
+			if other.IsZero() {
+				return fmt.Errorf("no connection was served by another backend than %s", oldBackend)
+			}
+			r.col.add(mFarRecOther, ToolKpf, ms(other.Sub(at)))
+		default:
+			return fmt.Errorf("the EndpointSlice of %s did not drop pod %s within %s", rcService, old, r.cfg.ReconvergeWindow)
+		}
 	}
 	r.col.add(mRecBack, ToolKpf, ms(back))
 	r.col.add(mRecFailed, ToolKpf, float64(failed))
@@ -223,12 +259,72 @@ func (r *runner) reconvergeKubectl(ctx context.Context, tool Tool, websocket boo
 	return nil
 }
 
-// rcPodBehind asks the backend behind local who it is and returns the
-// pod that the backend serves.
-func (r *runner) rcPodBehind(ctx context.Context, local string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	c, done, err := dial(ctx, local)
+// firstFailure is the error of the first failed probe started at t0 or
+// later.
+func firstFailure(probes []probe, t0 time.Time) error {
+	for _, p := range probes {
+		if p.err != nil && !p.start.Before(t0) {
+			return p.err
+		}
+	}
+	return nil
+}
+
+// firstAnswerFrom is when the first probe started at t0 or later that a
+// backend accepted by match answered ended; zero if none did.
+func firstAnswerFrom(probes []probe, t0 time.Time, match func(who string) bool) time.Time {
+	var first time.Time
+	for _, p := range probes {
+		if p.err == nil && !p.start.Before(t0) && match(p.who) && (first.IsZero() || p.end.Before(first)) {
+			first = p.end
+		}
+	}
+	return first
+}
+
+// watchLeaves watches, with kubeconfig's credentials and path to the API
+// server, the EndpointSlices of service svc in ns, and sends the time of
+// the first update in which pod is no longer a ready endpoint; it watches
+// until ctx ends.
+func watchLeaves(ctx context.Context, kubeconfig, ns, svc, pod string) (<-chan time.Time, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	w, err := client.DiscoveryV1().EndpointSlices(ns).Watch(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
+	if err != nil {
+		return nil, fmt.Errorf("watch the EndpointSlices of %s/%s: %w", ns, svc, err)
+	}
+	out := make(chan time.Time, 1)
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			slice, ok := ev.Object.(*discoveryv1.EndpointSlice)
+			if !ok {
+				continue
+			}
+			ready := false
+			for _, ep := range slice.Endpoints {
+				if ep.TargetRef != nil && ep.TargetRef.Name == pod && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+					ready = true
+				}
+			}
+			if !ready {
+				out <- time.Now()
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// whoAnswers asks the backend behind addr who it is.
+func whoAnswers(ctx context.Context, addr string) (string, error) {
+	c, done, err := dial(ctx, addr)
 	if err != nil {
 		return "", err
 	}
@@ -238,9 +334,20 @@ func (r *runner) rcPodBehind(ctx context.Context, local string) (string, error) 
 	}
 	name, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
-		return "", fmt.Errorf("read WHO: %w", err)
+		return "", fmt.Errorf("read WHO: %w", ctxErr(ctx, err))
 	}
-	name = strings.TrimSpace(name)
+	return strings.TrimSpace(name), nil
+}
+
+// rcPodBehind asks the backend behind local who it is and returns the
+// pod that the backend serves.
+func (r *runner) rcPodBehind(ctx context.Context, local string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	name, err := whoAnswers(ctx, local)
+	if err != nil {
+		return "", err
+	}
 	for _, b := range r.be.rc {
 		if b.name == name {
 			return podServing(ctx, r.client, mainNamespace, "rc", b.port())

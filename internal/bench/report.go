@@ -97,10 +97,10 @@ type Metric struct {
 	Ratios map[string]float64 `json:"ratios,omitempty"`
 }
 
-// computeRatios fills m.Ratios from the medians.
-func (m *Metric) computeRatios() {
+// computeRatios fills m.Ratios from the medians, for pairs.
+func (m *Metric) computeRatios(pairs []ratioPair) {
 	m.Ratios = map[string]float64{}
-	for _, p := range ratioPairs() {
+	for _, p := range pairs {
 		a, okA := m.Results[p.num]
 		b, okB := m.Results[p.den]
 		if !okA || !okB {
@@ -149,6 +149,15 @@ type Params struct {
 	ScaleNamespaces int      `json:"scaleNamespaces"`
 	ScaleIdle       Duration `json:"scaleIdle"`
 	Smoke           bool     `json:"smoke"`
+	// FarForwards is how many forwards a link run starts at once.
+	FarForwards int `json:"farForwards,omitempty"`
+}
+
+// LinkInfo is the simulated link of a link run.
+type LinkInfo struct {
+	Name         string  `json:"name"`
+	RTTMillis    float64 `json:"rttMs"`
+	JitterMillis float64 `json:"jitterMs,omitempty"`
 }
 
 // Report is everything one run produced.
@@ -161,7 +170,10 @@ type Report struct {
 	Kubernetes     string    `json:"kubernetes"`
 	KpfRevision    string    `json:"kpfRevision"`
 	Params         Params    `json:"params"`
-	Metrics        []Metric  `json:"metrics"`
+	// Link is the simulated link of a link run (--link); nil for a
+	// loopback run.
+	Link    *LinkInfo `json:"link,omitempty"`
+	Metrics []Metric  `json:"metrics"`
 	// Notes are observations that do not fit a number, such as how
 	// kubectl ended when its pod went away.
 	Notes []string `json:"notes,omitempty"`
@@ -182,6 +194,9 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteMarkdown writes r as Markdown: a header table of the environment and
 // parameters, then one table per metric group.
 func (r *Report) WriteMarkdown(w io.Writer) error {
+	if r.Link != nil {
+		return r.writeLinkMarkdown(w)
+	}
 	var b strings.Builder
 	p := r.Params
 	fmt.Fprintf(&b, "Command: `%s`\n\n", r.Command)
@@ -220,30 +235,72 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	for _, g := range groups {
-		r.writeGroup(&b, g)
+		r.writeGroup(&b, g, allTools(), ratioPairs())
 	}
+	r.writeNotes(&b)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeNotes writes the notes and failures, if any.
+func (r *Report) writeNotes(b *strings.Builder) {
 	if len(r.Notes) > 0 {
 		b.WriteString("\n### Notes\n\n")
 		for _, n := range r.Notes {
-			fmt.Fprintf(&b, "- %s\n", n)
+			fmt.Fprintf(b, "- %s\n", n)
 		}
 	}
 	if len(r.Failures) > 0 {
 		b.WriteString("\n### Failures\n\n")
 		for _, f := range r.Failures {
-			fmt.Fprintf(&b, "- %s\n", f)
+			fmt.Fprintf(b, "- %s\n", f)
 		}
 	}
+}
+
+// writeLinkMarkdown writes a link run's report: its environment and
+// link, one table per group, and the round trips each time amounts to.
+func (r *Report) writeLinkMarkdown(w io.Writer) error {
+	var b strings.Builder
+	p, l := r.Params, r.Link
+	fmt.Fprintf(&b, "Command: `%s`\n\n", r.Command)
+	b.WriteString("| | |\n|---|---|\n")
+	fmt.Fprintf(&b, "| date | %s |\n", r.Date.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "| machine | %s, %d cores, %.1f GiB RAM, %s |\n", r.Machine.CPU, r.Machine.Cores, r.Machine.MemoryGiB, r.Machine.Kernel)
+	fmt.Fprintf(&b, "| Go, kubectl, Kubernetes | %s, %s, %s (local test cluster on loopback) |\n", r.GoVersion, r.KubectlVersion, r.Kubernetes)
+	fmt.Fprintf(&b, "| kpf | %s |\n", r.KpfRevision)
+	link := fmt.Sprintf("%s: %s ms round trip", l.Name, formatValue(l.RTTMillis))
+	if l.JitterMillis > 0 {
+		link += fmt.Sprintf(" ±%s ms", formatValue(l.JitterMillis))
+	}
+	fmt.Fprintf(&b, "| link | %s, between every tool and the kube-apiserver, and between direct and the backend |\n", link)
+	fmt.Fprintf(&b, "| parameters | %d rounds, %d connections sequential and %d concurrent, HTTP %s × %d workers, first connection after %s idle, %d forwards at once, reconvergence probe every %s |\n",
+		p.Rounds, p.Conns, p.Concurrency, time.Duration(p.HTTPDuration), p.HTTPWorkers, time.Duration(p.ColdIdle), p.FarForwards, time.Duration(p.ProbeInterval))
+	b.WriteString("\nValues are the median over the rounds, with (min–max) when they differ. " +
+		"Ratios are the first tool's median ÷ the second's: for req/s above 1 means the first is faster, for times and counts below 1 means it is better. " +
+		"direct is no tunnel: the client reaches the backend over a link of the same profile, the physical reference for one request and its answer. " +
+		"kpf runs on WebSocket, kubectl's default (kubectl-ws); kpf-spdy and kubectl-spdy on the SPDY upgrade.\n")
+	var groups []string
+	for _, m := range r.Metrics {
+		if !slices.Contains(groups, m.Group) {
+			groups = append(groups, m.Group)
+		}
+	}
+	for _, g := range groups {
+		r.writeGroup(&b, g, farTools(), farRatioPairs())
+	}
+	b.WriteString(linkRoundTrips(r))
+	r.writeNotes(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// writeGroup writes the table of one group of metrics.
-func (r *Report) writeGroup(b *strings.Builder, g string) {
-	// Optional tools' columns and ratios show only where they
-	// measured something.
+// writeGroup writes the table of one group of metrics: a column for each
+// of candidates (an optional one only where it measured something) and
+// for each of pairs whose tools both show.
+func (r *Report) writeGroup(b *strings.Builder, g string, candidates []Tool, ratios []ratioPair) {
 	var tools []Tool
-	for _, t := range allTools() {
+	for _, t := range candidates {
 		shown := !optionalTool(t)
 		for _, m := range r.Metrics {
 			if m.Group == g && m.measures(t) {
@@ -255,7 +312,7 @@ func (r *Report) writeGroup(b *strings.Builder, g string) {
 		}
 	}
 	var pairs []ratioPair
-	for _, p := range ratioPairs() {
+	for _, p := range ratios {
 		if slices.Contains(tools, p.num) && slices.Contains(tools, p.den) {
 			pairs = append(pairs, p)
 		}

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kpf-dev/kpf/internal/demo"
+	"github.com/kpf-dev/kpf/internal/linksim"
 )
 
 // Config is what one run measures and where it writes.
@@ -53,6 +54,13 @@ type Config struct {
 	ScaleNamespaces  int
 	ScaleIdle        time.Duration
 	Smoke            bool
+	// Link, if set, names the simulated link (linksim: lan, wan, far)
+	// of a link run, which measures connection setup, HTTP, start-up and
+	// reconvergence with every tool reaching the API server over it,
+	// instead of the phases.
+	Link string
+	// FarForwards is how many forwards a link run starts at once.
+	FarForwards int
 	// Phases are the phases to run (tunnels, reconvergence, scale); empty
 	// means all. The deploy phase runs when tunnels or reconvergence do.
 	Phases []string
@@ -218,9 +226,23 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 
 	report := &Report{Command: cfg.Command, Date: time.Now().UTC(), Params: cfg.params()}
 	r.describe(ctx, report)
-	r.defineMetrics()
-
-	r.runPhases(ctx)
+	if cfg.Link != "" {
+		p, err := linksim.ProfileNamed(cfg.Link)
+		if err != nil {
+			return nil, err
+		}
+		report.Link = &LinkInfo{Name: p.Name, RTTMillis: ms(p.RTT), JitterMillis: ms(p.Jitter)}
+		r.col.pairs = farRatioPairs()
+		r.defineFarMetrics()
+		if err := r.deploy(ctx); err != nil {
+			r.failures = append(r.failures, "deploy: "+oneLine(err.Error()))
+		} else if err := r.far(ctx); err != nil {
+			r.failures = append(r.failures, "link: "+oneLine(err.Error()))
+		}
+	} else {
+		r.defineMetrics()
+		r.runPhases(ctx)
+	}
 	report.Metrics = r.col.metrics()
 	for _, m := range report.Metrics {
 		for t, e := range m.Errors {
@@ -250,7 +272,7 @@ func (r *runner) note(format string, args ...any) {
 }
 
 func (cfg *Config) params() Params {
-	return Params{
+	return Params{FarForwards: cfg.FarForwards,
 		SizeBytes: cfg.Size, Streams: cfg.Streams, Rounds: cfg.Rounds, Conns: cfg.Conns, Concurrency: cfg.Concurrency,
 		ConcRepeats: cfg.ConcRepeats, ColdIdle: Duration(cfg.ColdIdle),
 		HTTPDuration: Duration(cfg.HTTPDuration), HTTPWorkers: cfg.HTTPWorkers, ProbeInterval: Duration(cfg.ProbeInterval),
@@ -360,14 +382,18 @@ func (r *runner) write(rep *Report, complete bool) error {
 	if err := os.MkdirAll(r.cfg.OutDir, 0o755); err != nil {
 		return fmt.Errorf("write results: %w", err)
 	}
-	mdPath := filepath.Join(r.cfg.OutDir, "latest.md")
-	for path, content := range map[string]string{mdPath: md.String(), filepath.Join(r.cfg.OutDir, "latest.json"): js.String()} {
+	base := "latest"
+	if rep.Link != nil {
+		base = "link-" + rep.Link.Name
+	}
+	mdPath, jsonPath := filepath.Join(r.cfg.OutDir, base+".md"), filepath.Join(r.cfg.OutDir, base+".json")
+	for path, content := range map[string]string{mdPath: md.String(), jsonPath: js.String()} {
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 			return fmt.Errorf("write results: %w", err)
 		}
 	}
 	fmt.Fprintf(r.cfg.Stdout, "\n%s\n", md.String())
-	r.log.Info("results written", "markdown", mdPath, "json", filepath.Join(r.cfg.OutDir, "latest.json"))
+	r.log.Info("results written", "markdown", mdPath, "json", jsonPath)
 	if r.cfg.BenchmarksMD == "" {
 		return nil
 	}
@@ -379,7 +405,11 @@ func (r *runner) write(rep *Report, complete bool) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("update BENCHMARKS.md: %w", err)
 	}
-	if err := os.WriteFile(r.cfg.BenchmarksMD, []byte(SpliceResults(string(old), md.String())), 0o644); err != nil {
+	updated := SpliceResults(string(old), md.String())
+	if rep.Link != nil {
+		updated = SpliceLinkResults(string(old), rep.Link.Name, md.String())
+	}
+	if err := os.WriteFile(r.cfg.BenchmarksMD, []byte(updated), 0o644); err != nil {
 		return fmt.Errorf("update BENCHMARKS.md: %w", err)
 	}
 	r.log.Info("updated", "file", r.cfg.BenchmarksMD)
@@ -403,6 +433,26 @@ func SpliceResults(doc, results string) string {
 		return benchmarksIntro + "\n## Latest results\n\n" + block + "\n"
 	}
 	return doc[:i] + block + doc[j+len(resultsEnd):]
+}
+
+// linkMarkers are the markers around a link run's generated part of
+// BENCHMARKS.md.
+func linkMarkers(link string) (begin, end string) {
+	return "<!-- link-" + link + ":begin (written by go tool -modfile=tools/go.mod task bench:" + link + ") -->", "<!-- link-" + link + ":end -->"
+}
+
+// SpliceLinkResults returns doc with the text between link's markers
+// replaced by results; without the markers, the results are appended in
+// a section of their own.
+func SpliceLinkResults(doc, link, results string) string {
+	begin, end := linkMarkers(link)
+	block := begin + "\n" + results + end
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
+	if i < 0 || j < i {
+		return strings.TrimRight(doc, "\n") + "\n\n### Link " + link + "\n\n" + block + "\n"
+	}
+	return doc[:i] + block + doc[j+len(end):]
 }
 
 // benchmarksIntro starts a new BENCHMARKS.md.

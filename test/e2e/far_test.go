@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kpf-dev/kpf/internal/control"
@@ -398,5 +401,96 @@ func TestE2EFarLaptopSleep(t *testing.T) {
 		served.Round(time.Millisecond), ready.Sub(woke).Round(time.Millisecond))
 	if served > 2*time.Second {
 		t.Errorf("served %s after the wake; the promise is 2s", served.Round(time.Millisecond))
+	}
+}
+
+// The pod a forward serves is deleted, 50 ms from the API server: no
+// connection fails, and connections are served by the other pod soon
+// after the EndpointSlice update reaches kpf's end of the link (seen by
+// a watch of the test's own through a link of the same profile).
+func TestE2EFarReconvergence(t *testing.T) {
+	t.Parallel()
+	s := needSuite(t)
+	c := s.primary
+	ns := newNamespace(t, c, "far-rc")
+	deployBareEcho(t, c, ns, startBackend(t, "a"), startBackend(t, "b"))
+	link, kubeconfig := farLink(t, s, c, linksim.WAN)
+	port := freePort(t)
+	cfg := writeConfig(t, echoConfig(ns, port))
+	startKpfWith(t, s, kubeconfig, cfg)
+	waitStatus(t, s, cfg, 60*time.Second, "the forward to be ready", isReady)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	first, err := greeting(addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving := strings.TrimPrefix(first, "hello from ")
+	other := map[string]string{"a": "b", "b": "a"}[serving]
+
+	// The update, as a client at kpf's distance sees it.
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher, err := kubernetes.NewForConfigOrDie(rc).DiscoveryV1().EndpointSlices(ns).Watch(context.Background(),
+		metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Stop()
+	victim := "echo-" + serving
+	updated := make(chan time.Time, 1)
+	go func() {
+		for ev := range watcher.ResultChan() {
+			slice, ok := ev.Object.(*discoveryv1.EndpointSlice)
+			if !ok {
+				continue
+			}
+			gone := true
+			for _, ep := range slice.Endpoints {
+				if ep.TargetRef != nil && ep.TargetRef.Name == victim && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+					gone = false
+				}
+			}
+			if gone {
+				updated <- time.Now()
+				return
+			}
+		}
+	}()
+
+	pr := startProber(addr, 20*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	deleted := time.Now()
+	if err := c.client.CoreV1().Pods(ns).Delete(context.Background(), victim, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var update time.Time
+	select {
+	case update = <-updated:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no EndpointSlice update within 30s of the deletion")
+	}
+	time.Sleep(3 * time.Second)
+	results := pr.finish()
+	failed := 0
+	var firstOther time.Time
+	for _, r := range results {
+		switch {
+		case r.err != nil || !strings.HasPrefix(r.greeting, "hello from "):
+			failed++
+			t.Logf("probe opened %s after the deletion: %q, %v", r.at.Sub(deleted).Round(time.Millisecond), r.greeting, r.err)
+		case r.greeting == "hello from "+other && (firstOther.IsZero() || r.end.Before(firstOther)):
+			firstOther = r.end
+		}
+	}
+	rtt := link.Profile().RTT
+	t.Logf("FIGURE far-reconvergence: %d probes, %d failed; the update reached the test's watch %s after the deletion; the other pod served %s after it (%.1f round trips)",
+		len(results), failed, update.Sub(deleted).Round(time.Millisecond), firstOther.Sub(update).Round(time.Millisecond), float64(firstOther.Sub(update))/float64(rtt))
+	if failed > 0 {
+		t.Errorf("%d of %d connections failed while the forward moved to another pod", failed, len(results))
+	}
+	if firstOther.IsZero() {
+		t.Error("no connection was served by the other pod")
 	}
 }

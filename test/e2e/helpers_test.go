@@ -431,9 +431,10 @@ type prober struct {
 }
 
 type probeResult struct {
-	at       time.Time
+	at       time.Time // when the connection was opened
 	greeting string
 	err      error
+	end      time.Time // when the greeting (or the error) came
 }
 
 func startProber(addr string, interval time.Duration) *prober {
@@ -454,7 +455,7 @@ func startProber(addr string, interval time.Duration) *prober {
 				at := time.Now()
 				g, err := greeting(p.addr, 40*time.Second)
 				p.mu.Lock()
-				p.results = append(p.results, probeResult{at, g, err})
+				p.results = append(p.results, probeResult{at, g, err, time.Now()})
 				p.mu.Unlock()
 			})
 		}
