@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -34,8 +35,20 @@ type Pool struct {
 	noSpread map[Pod]time.Time    // until when not to open extra sessions (one failed)
 	holds    map[Pod]int          // leases holding each pod
 	traffic  map[Pod]*podTraffic  // what the pod's connections were like
-	closed   bool
+	// opens are how long the last successful session dials took, most
+	// recent last (at most openSamples).
+	opens  []time.Duration
+	closed bool
 }
+
+// openSamples is how many session dials Far looks at.
+const openSamples = 8
+
+// farOpen is the session dial time from which the API server counts as
+// far: the fastest of the recent dials (a TLS handshake and the upgrade,
+// two round trips) took this long, so the round trip is about half.
+// Loopback and a LAN take a few milliseconds.
+const farOpen = 40 * time.Millisecond
 
 // maxSessionsPerPod bounds the sessions Lease.Dial spreads connections to
 // one pod over.
@@ -346,7 +359,29 @@ func (p *Pool) choose(pod Pod, main *Session, shareLive bool) (use *Session, wai
 	if best.live() {
 		return best.session, nil, nil
 	}
+	if p.far() {
+		// Waiting for the extra session would cost the connection two
+		// round trips more than sharing a live one: share, and let the
+		// extra session serve the connections after it.
+		return live, nil, nil
+	}
 	return nil, best, live
+}
+
+// Far reports whether opening a session costs round trips worth avoiding:
+// the fastest of the recent session dials took farOpen or more. A pool
+// that has opened none is not far.
+func (p *Pool) Far() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.far()
+}
+
+func (p *Pool) far() bool {
+	if len(p.opens) == 0 {
+		return false
+	}
+	return slices.Min(p.opens) >= farOpen
 }
 
 // open opens a session to pod for e and marks e ready with the outcome.
@@ -354,11 +389,19 @@ func (p *Pool) choose(pod Pod, main *Session, shareLive bool) (use *Session, wai
 func (p *Pool) open(pod Pod, e *poolEntry) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.dialTimeout)
 	defer cancel()
+	start := time.Now()
 	s, err := p.connect(ctx, pod)
+	took := time.Since(start)
 	if err == nil {
 		p.observe(pod, s)
 	}
 	p.mu.Lock()
+	if err == nil {
+		p.opens = append(p.opens, took)
+		if len(p.opens) > openSamples {
+			p.opens = p.opens[1:]
+		}
+	}
 	e.session, e.err = s, err
 	close(e.ready)
 	return err

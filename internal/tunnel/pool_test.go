@@ -839,3 +839,79 @@ func TestPoolTellsSessionsWhenTheirPodLeavesAndReturns(t *testing.T) {
 		t.Fatalf("after a lease took the pod back: calls %v, want %v", got, want)
 	}
 }
+
+// Where opening a session takes two round trips of a far API server
+// (farOpen or more), a connection that would wait for an extra session
+// shares the live one at once; the extra session still opens, for the
+// connections after it. Near, it waits (TestDialSpreadsConcurrentConnectionsOverSessions).
+func TestFarPoolSharesRatherThanWaitForAnExtraSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var opened atomic.Int32
+		p := newPool(func(ctx context.Context, pod Pod) (*Session, error) {
+			opened.Add(1)
+			time.Sleep(100 * time.Millisecond) // TLS and the upgrade, 50 ms away
+			return newSession(pod, newFakeConn(), "fake", nil), nil
+		}, 15*time.Second)
+		defer p.Close()
+		l := p.Lease()
+		defer l.Close()
+		ctx := context.Background()
+		first, err := l.Dial(ctx, podA, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer first.Close()
+		if !p.Far() {
+			t.Fatal("a pool whose session took 100ms to open is not far")
+		}
+		start := time.Now()
+		second, err := l.Dial(ctx, podA, 80)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer second.Close()
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("the second connection waited %s for a session", waited)
+		}
+		if second.session != first.session {
+			t.Error("the second connection did not share the live session")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := opened.Load(); n != 2 {
+			t.Errorf("%d sessions opened, want the main one and an extra one for later connections", n)
+		}
+	})
+}
+
+func TestPoolIsNotFarUntilASessionOpensSlowly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		delay := time.Duration(0)
+		p := newPool(func(ctx context.Context, pod Pod) (*Session, error) {
+			time.Sleep(delay)
+			return newSession(pod, newFakeConn(), "fake", nil), nil
+		}, 15*time.Second)
+		defer p.Close()
+		if p.Far() {
+			t.Fatal("a pool that has opened nothing is far")
+		}
+		l := p.Lease()
+		defer l.Close()
+		delay = 5 * time.Millisecond
+		if _, err := l.Get(context.Background(), podA); err != nil {
+			t.Fatal(err)
+		}
+		if p.Far() {
+			t.Error("far after a 5ms open")
+		}
+		// One fast open among slow ones means the API server is near:
+		// the slow ones waited on something else.
+		delay = time.Second
+		if _, err := l.Get(context.Background(), podB); err != nil {
+			t.Fatal(err)
+		}
+		if p.Far() {
+			t.Error("far although the fastest recent open took 5ms")
+		}
+	})
+}
