@@ -217,6 +217,46 @@ func TestEngineRetargetsWhenThePodLeaves(t *testing.T) {
 	waitUntil(t, "the session to a to close", func() bool { return cl.Kubelet.Open("ns", "a") == 0 })
 }
 
+// Where opening a session takes two round trips of a far API server, the
+// forward keeps a session open to the pod it would use next, so that when
+// the pod in use leaves, connections go to the next one without a session
+// to open. Near (TestEngineRetargetsWhenThePodLeaves), it keeps none.
+func TestEngineKeepsAStandbySessionWhenFar(t *testing.T) {
+	cl := newCluster(t, map[string]bool{"a": true, "b": true})
+	cl.Kubelet.SetConnectDelay(100 * time.Millisecond)
+	cl.SetReady("web", "a", "b")
+	e := startEngine(t, cl, Options{}, nil)
+	e.waitState(StateReady, "a")
+	waitUntil(t, "a standby session to b", func() bool { return cl.Kubelet.Open("ns", "b") == 1 })
+	if got, err := e.get(); got != "a" {
+		t.Fatalf("got %q, %v; want a", got, err)
+	}
+	opened := cl.Kubelet.Opened()
+	cl.SetReady("web", "b")
+	start := time.Now()
+	if got, err := e.get(); got != "b" {
+		t.Fatalf("after a left: got %q, %v; want b", got, err)
+	}
+	if took := time.Since(start); took >= 100*time.Millisecond {
+		t.Errorf("the first connection after a left took %s: it waited for a session", took)
+	}
+	if n := cl.Kubelet.Opened(); n != opened {
+		t.Errorf("%d sessions opened after a left, want none (the standby serves)", n-opened)
+	}
+}
+
+func TestEngineKeepsNoStandbySessionWhenNear(t *testing.T) {
+	cl := newCluster(t, map[string]bool{"a": true, "b": true})
+	cl.SetReady("web", "a", "b")
+	e := startEngine(t, cl, Options{ProbeInterval: 20 * time.Millisecond}, nil)
+	e.waitState(StateReady, "a")
+	// About ten refreshes, each of which could have opened one.
+	time.Sleep(200 * time.Millisecond)
+	if n := cl.Kubelet.Open("ns", "b"); n != 0 {
+		t.Errorf("%d sessions to b, the pod not in use, near the API server", n)
+	}
+}
+
 // A pod whose sessions cannot be opened is avoided while another is
 // ready: the client is served by the other.
 func TestEngineAvoidsAPodItCannotReach(t *testing.T) {

@@ -63,6 +63,8 @@ type Runner struct {
 	current     sync.Map // remote port string -> pod name in use
 	// avoid holds the pods whose dial or health check failed lately.
 	avoid connect.Avoid
+	// standby tracks the dials of standby sessions (keepStandby).
+	standby sync.WaitGroup
 	ports []*portState
 	// route resolves the target, through the relay where it must; set
 	// by Run.
@@ -163,6 +165,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
+		r.standby.Wait()
 	}()
 	errc := make(chan error, len(listeners)+len(packetConns))
 	for _, b := range listeners {
@@ -430,7 +433,35 @@ func (r *Runner) refresh(ctx context.Context, ns connect.Resolver, pool *tunnel.
 		}
 	}
 	r.setState(StateReady, "", at)
+	r.keepStandby(ctx, pool, at, healthEps)
 	return sess, nil
+}
+
+// keepStandby holds, where the API server is far (tunnel.Lease.Far), a
+// session open to the pod new connections would use next if pod left
+// (balance first: the first other usable endpoint), so that the pod
+// going away costs connections no session setup: two round trips to a
+// far API server. Round-robin already holds a session per pod it uses.
+// The session opens in the background; Retain lets go of it once its pod
+// is no longer ready.
+func (r *Runner) keepStandby(ctx context.Context, pool *tunnel.Lease, pod tunnel.Pod, eps []kube.Endpoint) {
+	if r.spec.Balance == config.BalanceRoundRobin || !pool.Far() {
+		return
+	}
+	for _, ep := range r.avoid.Usable(eps) {
+		if ep.Pod == pod.Name && ep.Namespace == pod.Namespace {
+			continue
+		}
+		next := tunnel.Pod{Namespace: ep.Namespace, Name: ep.Pod}
+		r.standby.Go(func() {
+			dctx, cancel := context.WithTimeout(ctx, r.opts.DialTimeout)
+			defer cancel()
+			if _, err := pool.Get(dctx, next); err != nil && ctx.Err() == nil {
+				r.log.Debug("no standby session", "pod", next.String(), "err", err)
+			}
+		})
+		return
+	}
 }
 
 // resolve resolves every port's ready endpoints, lets go of the sessions

@@ -620,6 +620,10 @@ func (l *Lease) InUse() map[Pod][]*Session {
 	return out
 }
 
+// Far reports whether the lease's pool counts its API server as far
+// (see Pool.Far).
+func (l *Lease) Far() bool { return l.pool.Far() }
+
 // Retain lets go of the pods for which keep returns false. Their sessions
 // close once no other lease holds them and their open connections have
 // finished; connections are never cut.

@@ -43,6 +43,8 @@ type Kubelet struct {
 	pods     map[tunnel.Pod]*pod
 	sessions map[tunnel.Pod][]*conn
 	opened   int
+	// connectDelay is how long opening a session takes (SetConnectDelay).
+	connectDelay time.Duration
 }
 
 type pod struct {
@@ -125,9 +127,27 @@ func (k *Kubelet) Open(namespace, name string) int {
 	return n
 }
 
+// SetConnectDelay makes opening a session take d from now on, as it does
+// through a far API server (a TLS handshake and an upgrade: two round
+// trips).
+func (k *Kubelet) SetConnectDelay(d time.Duration) {
+	k.mu.Lock()
+	k.connectDelay = d
+	k.mu.Unlock()
+}
+
 // Connect opens a session to p, as tunnel.Connector.Connect does through
 // the API server.
 func (k *Kubelet) Connect(ctx context.Context, p tunnel.Pod) (*tunnel.Session, error) {
+	k.mu.Lock()
+	delay := k.connectDelay
+	k.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
