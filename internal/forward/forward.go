@@ -65,7 +65,7 @@ type Runner struct {
 	avoid connect.Avoid
 	// standby tracks the dials of standby sessions (keepStandby).
 	standby sync.WaitGroup
-	ports []*portState
+	ports   []*portState
 	// route resolves the target, through the relay where it must; set
 	// by Run.
 	route *route
