@@ -1,7 +1,8 @@
 // Module tools pins the programs used to build, test and release kpf:
-// Task and GoReleaser. It is its own module so that their many
-// dependencies never raise the versions kpf is built with, nor reach a
-// program that imports kpf's packages. Run them from the repository's
+// Task, GoReleaser, and toxiproxy (the simulated far link of the
+// benchmark and the link fault tests, see internal/linksim). It is its
+// own module so that their many dependencies never raise the versions kpf
+// is built with, nor reach a program that imports kpf's packages. Run them from the repository's
 // root: go tool -modfile=tools/go.mod task NAME.
 module github.com/kpf-dev/kpf/tools
 
