@@ -161,7 +161,8 @@ type Link struct {
 }
 
 // Link creates a proxy listening on a free loopback port that forwards to
-// upstream (host:port) with profile p's latency.
+// upstream (host:port) with profile p's latency. name must be unique
+// among the server's links (Close frees it).
 func (s *Server) Link(ctx context.Context, name, upstream string, p Profile) (*Link, error) {
 	var created struct {
 		Listen string `json:"listen"`
@@ -175,6 +176,15 @@ func (s *Server) Link(ctx context.Context, name, upstream string, p Profile) (*L
 		return nil, err
 	}
 	return l, nil
+}
+
+// Close removes the link: its listener and every connection through it
+// are closed.
+func (l *Link) Close(ctx context.Context) error {
+	if err := l.s.call(ctx, http.MethodDelete, "/proxies/"+l.name, nil, nil); err != nil {
+		return fmt.Errorf("remove link %s: %w", l.name, err)
+	}
+	return nil
 }
 
 // Addr is the address clients connect to.

@@ -56,6 +56,18 @@ func testServer(t *testing.T) *Server {
 	return server
 }
 
+// newLink creates a link of the test's server, removed when the test
+// ends.
+func newLink(t *testing.T, s *Server, name, upstream string, p Profile) *Link {
+	t.Helper()
+	l, err := s.Link(context.Background(), name, upstream, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	return l
+}
+
 // echoLines answers each line with the same line.
 func echoLines(t *testing.T) string {
 	t.Helper()
@@ -100,10 +112,7 @@ func roundTrip(c net.Conn, wait time.Duration) (time.Duration, error) {
 func TestLinkAddsItsRoundTrip(t *testing.T) {
 	s := testServer(t)
 	ctx := context.Background()
-	l, err := s.Link(ctx, t.Name(), echoLines(t), WAN)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLink(t, s, t.Name(), echoLines(t), WAN)
 	c, err := net.Dial("tcp", l.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -137,10 +146,7 @@ func TestLinkAddsItsRoundTrip(t *testing.T) {
 func TestBlackholeDropsUntilHealedThenClosesOldConnections(t *testing.T) {
 	s := testServer(t)
 	ctx := context.Background()
-	l, err := s.Link(ctx, t.Name(), echoLines(t), LAN)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLink(t, s, t.Name(), echoLines(t), LAN)
 	old, err := net.Dial("tcp", l.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -171,13 +177,10 @@ func TestBlackholeDropsUntilHealedThenClosesOldConnections(t *testing.T) {
 	}
 }
 
-func TestDownRefusesAndUpServes(t *testing.T) {
+func TestDownRefusesUpServesAndCloseRemoves(t *testing.T) {
 	s := testServer(t)
 	ctx := context.Background()
-	l, err := s.Link(ctx, t.Name(), echoLines(t), LAN)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLink(t, s, t.Name(), echoLines(t), LAN)
 	old, err := net.Dial("tcp", l.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +207,18 @@ func TestDownRefusesAndUpServes(t *testing.T) {
 	if _, err := roundTrip(c, 5*time.Second); err != nil {
 		t.Errorf("after Up: %v", err)
 	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := roundTrip(c, 5*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("open connection after Close: %v, want closed", err)
+	}
+	if c, err := net.Dial("tcp", l.Addr()); err == nil {
+		c.Close()
+		t.Error("a new connection was accepted after Close")
+	}
+	// The name is free again.
+	newLink(t, s, t.Name(), echoLines(t), LAN)
 }
 
 func TestProfileNamed(t *testing.T) {

@@ -42,6 +42,9 @@ var linkServer struct {
 	err  error
 }
 
+// linkSeq numbers the links the tests create.
+var linkSeq atomic.Int64
+
 // farLink puts a link with profile p in front of c's kube-apiserver and
 // returns it with a kubeconfig whose context (c's name) reaches the API
 // server through it.
@@ -61,11 +64,17 @@ func farLink(t *testing.T, s *suite, c *cluster, p linksim.Profile) (*linksim.Li
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := strings.NewReplacer("/", "-").Replace(t.Name())
+	// Unique, for -count=N.
+	name := fmt.Sprintf("%s-%d", strings.NewReplacer("/", "-").Replace(t.Name()), linkSeq.Add(1))
 	l, err := linkServer.s.Link(context.Background(), name, u.Host, p)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := l.Close(context.Background()); err != nil {
+			t.Errorf("remove the link: %v", err)
+		}
+	})
 	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
