@@ -331,3 +331,97 @@ func TestWriteLeavesBenchmarksMDAloneWhenInterrupted(t *testing.T) {
 		})
 	}
 }
+
+func TestSpliceLinkResults(t *testing.T) {
+	begin, end := linkMarkers("far")
+	doc := "# B\n\n### Link far\n\n" + begin + "\nOLD\n" + end + "\n\n## Latest results\n\n" + resultsBegin + "\nLOOPBACK\n" + resultsEnd + "\n"
+	got := SpliceLinkResults(doc, "far", "NEW\n")
+	want := strings.Replace(doc, "\nOLD\n", "\nNEW\n", 1)
+	if got != want {
+		t.Errorf("SpliceLinkResults =\n%s\nwant\n%s", got, want)
+	}
+	// Another link's block, and the loopback results, are left alone;
+	// without its markers the link's results get a section at the end.
+	got = SpliceLinkResults(doc, "wan", "WAN\n")
+	wb, we := linkMarkers("wan")
+	if !strings.HasPrefix(got, doc[:len(doc)-1]) || !strings.HasSuffix(got, "### Link wan\n\n"+wb+"\nWAN\n"+we+"\n") {
+		t.Errorf("SpliceLinkResults without markers =\n%s", got)
+	}
+}
+
+// sampleLinkReport is a fixed link-run report.
+func sampleLinkReport() *Report {
+	c := newCollector()
+	c.pairs = farRatioPairs()
+	c.define(metricDef{mFarSeqP50, "Connection setup", "p50, sequential", "ms", false})
+	c.define(metricDef{mFarHTTPNew, "HTTP", "GET, new connection each", "req/s", true})
+	for t, v := range map[Tool]float64{ToolDirect: 151, ToolKpf: 156, ToolKpfSPDY: 156, ToolSPDY: 461, ToolWS: 462} {
+		c.add(mFarSeqP50, t, v)
+	}
+	for t, v := range map[Tool]float64{ToolDirect: 52, ToolKpf: 49.6, ToolWS: 16} {
+		c.add(mFarHTTPNew, t, v)
+	}
+	return &Report{
+		Command: "go run ./cmd/kpf-bench --link far", Date: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC),
+		Machine: Machine{CPU: "Test CPU", Cores: 2, MemoryGiB: 23.5, Kernel: "Linux 6.1"}, GoVersion: "go1.26.8",
+		KubectlVersion: "v1.32.4", Kubernetes: "v1.37.2", KpfRevision: "0123456789ab",
+		Params: Params{Rounds: 3, Conns: 100, Concurrency: 8, ColdIdle: Duration(time.Minute), HTTPDuration: Duration(5 * time.Second),
+			HTTPWorkers: 8, ProbeInterval: Duration(20 * time.Millisecond), FarForwards: 20},
+		Link:    &LinkInfo{Name: "far", RTTMillis: 150, JitterMillis: 10},
+		Metrics: c.metrics(),
+	}
+}
+
+func TestLinkMarkdown(t *testing.T) {
+	var b bytes.Buffer
+	if err := sampleLinkReport().WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"| link | far: 150 ms round trip ±10 ms,",
+		"| metric | direct | kpf | kpf-spdy | kubectl-spdy | kubectl-ws | kpf/kubectl-ws | kpf/kubectl-spdy | kpf-spdy/kubectl-spdy | kpf/direct |",
+		// 156/462, 156/461, 156/461, 156/151
+		"| p50, sequential (ms) | 151 | 156 | 156 | 461 | 462 | 0.34× | 0.34× | 0.34× | 1.03× |",
+		// kpf-spdy measured no HTTP here: its column and ratio are left
+		// out of that group; kubectl-spdy's stays, empty.
+		"| GET, new connection each (req/s) | 52 | 49.6 | – | 16 | 3.10× | – | 0.95× |",
+		"### Round trips (median ÷ 150 ms RTT)",
+		"| p50, sequential | 1.0 | 1.0 | 1.0 | 3.1 | 3.1 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the link report lacks %q:\n%s", want, md)
+		}
+	}
+	// Rates have no round trips.
+	if strings.Contains(md, "| GET, new connection each | ") {
+		t.Errorf("the round-trip table counts a rate:\n%s", md)
+	}
+}
+
+func TestParseArgsLink(t *testing.T) {
+	cfg, code := parseArgs([]string{"--link", "wan"}, io.Discard)
+	if cfg == nil {
+		t.Fatalf("--link wan: exit %d", code)
+	}
+	if cfg.Link != "wan" || cfg.Conns != 100 || cfg.Concurrency != 8 || cfg.ColdIdle != time.Minute || cfg.FarForwards != 20 {
+		t.Errorf("--link wan: link %q, conns %d, concurrency %d, cold idle %s, forwards %d; want wan, 100, 8, 1m, 20",
+			cfg.Link, cfg.Conns, cfg.Concurrency, cfg.ColdIdle, cfg.FarForwards)
+	}
+	cfg, _ = parseArgs([]string{"--link", "far", "--conns", "7"}, io.Discard)
+	if cfg == nil || cfg.Conns != 7 {
+		t.Errorf("--conns given with --link is not kept: %+v", cfg)
+	}
+	cfg, _ = parseArgs([]string{"--smoke", "--link", "wan"}, io.Discard)
+	if cfg == nil || cfg.Conns != 20 || cfg.Rounds != 1 || cfg.FarForwards != 5 || cfg.ColdIdle != time.Second {
+		t.Errorf("--smoke --link wan: %+v", cfg)
+	}
+	for _, args := range [][]string{{"--link", "moon"}, {"--link", "wan", "--phases", "scale"}} {
+		var stderr bytes.Buffer
+		if cfg, code := parseArgs(args, &stderr); cfg != nil || code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		} else if stderr.Len() == 0 {
+			t.Errorf("%q: no message", args)
+		}
+	}
+}
