@@ -21,12 +21,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kpf-dev/kpf/internal/testsupport"
 )
 
 // Profile is a link's steady state: its round-trip time and jitter.
@@ -90,7 +93,7 @@ type Server struct {
 	api  string // http://127.0.0.1:PORT
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *lockedBuffer
+	log  *testsupport.Buffer
 }
 
 // Start runs the toxiproxy server bin with its API on a free loopback
@@ -112,8 +115,11 @@ func Start(ctx context.Context, bin string) (*Server, error) {
 }
 
 func start(ctx context.Context, bin string, port int) (*Server, error) {
-	s := &Server{api: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{}), log: &lockedBuffer{}}
+	s := &Server{api: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{}), log: &testsupport.Buffer{}}
 	s.cmd = exec.Command(bin, "-host", "127.0.0.1", "-port", strconv.Itoa(port))
+	// Warnings and errors only: at info it logs every connection, which
+	// a benchmark makes by the thousand.
+	s.cmd.Env = append(os.Environ(), "LOG_LEVEL=warn")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = procAttr()
 	if err := s.cmd.Start(); err != nil {
@@ -334,25 +340,4 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// lockedBuffer collects the server's output for error messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.b.Len() > 64<<10 {
-		return len(p), nil
-	}
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

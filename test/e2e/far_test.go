@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -204,21 +203,6 @@ func TestE2EFarBlackholeDuringTransfer(t *testing.T) {
 	}
 }
 
-// farMetrics reads the metrics of a kpf started by farForward with
-// --metrics-addr addr.
-func farMetrics(t *testing.T, p *kpfProcess, addr string) *kpfMetrics {
-	t.Helper()
-	m := &kpfMetrics{addr: addr, pid: p.cmd.Process.Pid, client: &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: &http.Transport{DisableKeepAlives: true},
-	}}
-	waitUntil(t, 30*time.Second, "kpf's metrics endpoint", func(context.Context) (bool, error) {
-		_, err := m.scrape()
-		return err == nil, nil
-	})
-	return m
-}
-
 // watchReady polls kpf status until stop is closed and returns every
 // state other than ready it saw, with its reason.
 func watchReady(t *testing.T, s *suite, cfg string, stop <-chan struct{}) <-chan []string {
@@ -307,7 +291,7 @@ func TestE2EFarFlapping(t *testing.T) {
 	s := needSuite(t)
 	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	link, cfg, addr, kpf := farForward(t, "far-flap", linksim.WAN, startBackend(t, "a"), "--metrics-addr", maddr)
-	m := farMetrics(t, kpf, maddr)
+	m := newKpfMetrics(t, kpf, maddr)
 	before := m.mustSample(t)
 
 	ctx, cancel := context.WithCancel(context.Background())

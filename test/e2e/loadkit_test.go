@@ -44,6 +44,13 @@ func startKpfWithMetrics(t *testing.T, s *suite, config string, args ...string) 
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p := startKpf(t, s, config, append([]string{"--metrics-addr", addr, "--pprof"}, args...)...)
+	return p, newKpfMetrics(t, p, addr)
+}
+
+// newKpfMetrics reads the metrics of p, a kpf up started with
+// --metrics-addr addr, once its endpoint answers.
+func newKpfMetrics(t *testing.T, p *kpfProcess, addr string) *kpfMetrics {
+	t.Helper()
 	// No keep-alive: an idle scrape connection would count as an fd and
 	// a goroutine of kpf's.
 	m := &kpfMetrics{addr: addr, pid: p.cmd.Process.Pid, client: &http.Client{
@@ -54,7 +61,7 @@ func startKpfWithMetrics(t *testing.T, s *suite, config string, args ...string) 
 		_, err := m.scrape()
 		return err == nil, nil
 	})
-	return p, m
+	return m
 }
 
 // scrape returns every unlabelled sample of /metrics by name.
