@@ -77,6 +77,9 @@ func TestMain(m *testing.M) {
 	}
 	shared = s
 	code := m.Run()
+	if linkServer.s != nil {
+		linkServer.s.Close()
+	}
 	cleanup()
 	os.Exit(code)
 }
